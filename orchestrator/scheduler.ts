@@ -1,0 +1,200 @@
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import PQueue from "p-queue";
+import type { Piscina } from "piscina";
+import type { CollectResult, CollectTask, RunTask, WorkerEvent } from "../worker/events.ts";
+import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
+import type { ProcessLedger } from "./process-ledger.ts";
+import type { ReporterSet, RunResult } from "./results.ts";
+
+export interface SchedulerOptions {
+  pool: Piscina;
+  jobs: number;
+  reporters: ReporterSet;
+  ledger: ProcessLedger;
+  logDir: string;
+  /** Root of the per-run state directories (short: UNIX socket paths live there). */
+  stateRoot: string;
+  defaultBackend: string;
+  /** How long a run asked to stop (timeout, Ctrl-C) may take before its worker is killed. */
+  abortGraceMs: number;
+  /** Stop admitting runs at the first failure (--until-fail). */
+  untilFail: boolean;
+}
+
+/** A run in flight: what the scheduler needs to stop it. */
+interface ActiveRun {
+  run: PlannedRun;
+  port: MessagePort;
+  kill: AbortController;
+  reason?: string;
+  killTimer?: NodeJS.Timeout;
+}
+
+/** How long to wait for a run's final `done` message after its task returned. */
+const DONE_MESSAGE_WAIT_MS = 5000;
+
+/**
+ * Admission and dispatch: p-queue decides when a run may start (--jobs), piscina runs it
+ * in a worker thread. The scheduler turns whatever happens (a result, a crash, a timeout)
+ * into exactly one RunResult per started run, and formats nothing.
+ */
+export class Scheduler {
+  private readonly queue: PQueue;
+  private readonly active = new Set<ActiveRun>();
+  private stopping = false;
+  private admitting = true;
+  private seq = 0;
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.queue = new PQueue({ concurrency: o.jobs });
+  }
+
+  /** Load every file in a worker and learn what it declares. */
+  async collect(files: string[]): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
+    const results = await Promise.all(
+      files.map(async (file): Promise<CollectResult> => {
+        const task: CollectTask = { kind: "collect", file, defaultBackend: this.o.defaultBackend };
+        try {
+          return (await this.o.pool.run(task)) as CollectResult;
+        } catch (e) {
+          return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
+        }
+      }),
+    );
+    const tests: PlannedTest[] = [];
+    const loadErrors: LoadError[] = [];
+    results.forEach((r, i) => {
+      const file = files[i]!;
+      if (r.ok) tests.push({ file, name: r.name, nodes: r.nodes, globalTimeout: r.globalTimeout, enableDebugHook: r.enableDebugHook });
+      else loadErrors.push({ file, error: r.error });
+    });
+    return { tests, loadErrors };
+  }
+
+  /** Run every planned run; resolves with the results of the runs that started. */
+  async runAll(runs: PlannedRun[]): Promise<RunResult[]> {
+    const results: RunResult[] = [];
+    await Promise.all(
+      runs.map((run) =>
+        this.queue.add(async () => {
+          if (!this.admitting) return;
+          results.push(await this.runOne(run));
+        }),
+      ),
+    );
+    return results;
+  }
+
+  /** Start no further run; running ones go on to their end (--until-fail). */
+  stopAdmission(): void {
+    this.admitting = false;
+    this.queue.clear();
+  }
+
+  /** Ctrl-C: admit nothing more, ask every running test to stop and tear down. */
+  interrupt(reason = "interrupted"): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopAdmission();
+    for (const a of this.active) this.abort(a, reason);
+  }
+
+  /** Kill every running worker now (a second Ctrl-C). */
+  killNow(): void {
+    for (const a of this.active) {
+      a.reason ??= "interrupted";
+      a.kill.abort();
+    }
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  private abort(a: ActiveRun, reason: string): void {
+    if (a.reason) return;
+    a.reason = reason;
+    a.port.postMessage({ t: "abort", reason });
+    a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
+  }
+
+  private async runOne(run: PlannedRun): Promise<RunResult> {
+    const { reporters, ledger } = this.o;
+    const logDir = join(this.o.logDir, run.key);
+    const stateDir = join(this.o.stateRoot, String(++this.seq));
+    const { port1, port2 } = new MessageChannel();
+    const a: ActiveRun = { run, port: port1, kill: new AbortController() };
+    this.active.add(a);
+    const startedAt = Date.now();
+    const t0 = performance.now();
+    reporters.onRunStart(run, logDir);
+
+    let done: Extract<WorkerEvent, { t: "done" }> | undefined;
+    let onDone: () => void = () => {};
+    const doneSeen = new Promise<void>((r) => (onDone = r));
+    port1.on("message", (e: WorkerEvent) => {
+      if (e.t === "process") {
+        if (e.alive) ledger.add(run.key, e.pid, e.machine);
+        else ledger.remove(run.key, e.pid);
+      }
+      if (e.t === "start") armTimeout();
+      if (e.t === "done") {
+        done = e;
+        onDone();
+      }
+      reporters.onEvent(run, e);
+    });
+
+    // The test's clock starts when its worker picks it up, not while it waits for a thread.
+    let timeoutTimer: NodeJS.Timeout | undefined;
+    const armTimeout = (): void => {
+      timeoutTimer ??= setTimeout(() => this.abort(a, `global timeout of ${run.test.globalTimeout} s exceeded`), run.test.globalTimeout * 1000);
+    };
+    const task: RunTask = {
+      kind: "run",
+      file: run.test.file,
+      runIndex: run.index,
+      defaultBackend: this.o.defaultBackend,
+      logDir,
+      stateDir,
+      port: port2,
+    };
+    let crash: string | undefined;
+    try {
+      await this.o.pool.run(task, { transferList: [port2 as never], signal: a.kill.signal });
+      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, DONE_MESSAGE_WAIT_MS).unref())]);
+    } catch (e) {
+      crash = a.kill.signal.aborted ? `worker killed after ${this.o.abortGraceMs / 1000} s` : `worker crashed: ${(e as Error).message}`;
+    } finally {
+      clearTimeout(timeoutTimer);
+      clearTimeout(a.killTimer);
+      this.active.delete(a);
+      port1.close();
+    }
+    const leftovers = ledger.killRun(run.key);
+    await rm(stateDir, { recursive: true, force: true }).catch(() => {});
+
+    const result: RunResult = {
+      run,
+      outcome: done?.outcome === "passed" && !crash && !a.reason ? "passed" : "failed",
+      error: done?.error,
+      startedAt,
+      durationMs: done?.durationMs ?? performance.now() - t0,
+      logDir,
+    };
+    const reasons = [a.reason, crash, !done && !crash ? "the worker ended without a result" : undefined].filter(Boolean);
+    if (leftovers.length) reasons.push(`killed leftover processes of ${[...new Set(leftovers)].join(", ")}`);
+    if (reasons.length && result.outcome === "failed") {
+      const saw = result.error && a.reason && result.error.message !== a.reason ? ` (the script then saw: ${result.error.message})` : "";
+      result.reason = reasons.join("; ") + saw;
+    }
+    reporters.onRunEnd(result);
+    if (result.outcome === "failed" && this.o.untilFail && this.admitting) {
+      this.stopAdmission();
+      reporters.onNotice(`--until-fail: ${run.key} failed; starting no more runs`);
+    }
+    return result;
+  }
+}

@@ -1,0 +1,180 @@
+import type { Readable, Writable } from "node:stream";
+
+/**
+ * The backdoor shell protocol: how haltpoint runs a command in a machine's root shell
+ * (bash on a guest's /dev/hvc0, or a local sandbox's bash on pipes) and gets back its
+ * exact stdout bytes and exit status in one round trip.
+ *
+ * Once, after the shell is up, we define a function `__hp`. Each command is then one line,
+ *   __hp <id> $'<command, ANSI-C quoted>'
+ * which runs the command in a subshell (`set -euo pipefail`, stdin /dev/null, stdout to a
+ * file, stderr left on the shell's stderr: the console) and answers with
+ *   \x1eHP <id> <status> E                      (no output)
+ *   \x1eHP <id> <status> B \n <base64…> \x1eEND <id>   (output, base64: binary-safe)
+ * A command with no output costs one fork (the subshell), one with output two (+ base64);
+ * the NixOS driver's framing costs a `timeout`, a `bash -c`, a base64 subshell and a
+ * second round trip for the status. Output goes through a file, not a pipe, so a command
+ * that leaves a daemon running in the background cannot hold the answer hostage.
+ * Lines that are not frames (a tty echo, a prompt) are ignored, which is what lets the
+ * same framing drive a NixOS guest's backdoor bash.
+ */
+
+const FRAME = "\x1eHP ";
+const END = "\x1eEND ";
+
+export interface ShellReply {
+  status: number;
+  stdout: Buffer;
+}
+
+export class ShellClosedError extends Error {
+  override name = "ShellClosedError";
+}
+
+export class ShellTimeoutError extends Error {
+  override name = "ShellTimeoutError";
+}
+
+/** Quote any string (no NUL) as a bash ANSI-C string `$'…'`: survives a raw tty line. */
+export function ansiCQuote(s: string): string {
+  let out = "$'";
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === "\\") out += "\\\\";
+    else if (ch === "'") out += "\\'";
+    else if (c < 0x20 || c === 0x7f) out += "\\x" + c.toString(16).padStart(2, "0");
+    else out += ch;
+  }
+  return out + "'";
+}
+
+/** The one-time setup: defines `__hp`, silences prompts and line editing. */
+export function setupScript(outFile: string): string {
+  return (
+    "set +o emacs +o vi +H 2>/dev/null; PS1=; PS2=; PS4=; unset PROMPT_COMMAND; " +
+    `__hp_out=${ansiCQuote(outFile)}\n` +
+    "__hp() { ( set -euo pipefail; eval \"$2\" ) </dev/null >\"$__hp_out\"; __hp_s=$?; " +
+    "if [ -s \"$__hp_out\" ]; then printf '\\036HP %s %s B\\n' \"$1\" \"$__hp_s\"; base64 <\"$__hp_out\"; " +
+    "printf '\\036END %s\\n' \"$1\"; else printf '\\036HP %s %s E\\n' \"$1\" \"$__hp_s\"; fi; }\n"
+  );
+}
+
+interface Pending {
+  id: number;
+  resolve: (r: ShellReply) => void;
+  reject: (e: Error) => void;
+}
+
+export class BackdoorShell {
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private buf = "";
+  /** Set while reading a base64 body: the frame it belongs to. */
+  private body: { id: number; status: number; scanFrom: number } | undefined;
+  private closedWith: Error | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly input: Writable,
+    output: Readable,
+    private readonly onNoise: (line: string) => void = () => {},
+  ) {
+    output.on("data", (chunk: Buffer) => this.feed(chunk.toString("latin1")));
+    output.on("close", () => this.close(new ShellClosedError("shell closed its output")));
+    output.on("error", (e) => this.close(new ShellClosedError(`shell output failed: ${e.message}`)));
+    input.on("error", (e) => this.close(new ShellClosedError(`shell input failed: ${e.message}`)));
+  }
+
+  /** Define the framing function and wait until the shell answers a first command. */
+  async init(outFile: string, timeoutMs: number): Promise<void> {
+    this.input.write(setupScript(outFile));
+    const r = await this.run("true", timeoutMs);
+    if (r.status !== 0) throw new Error(`backdoor shell setup failed (status ${r.status})`);
+  }
+
+  /**
+   * Run one command. Commands run one after another; `timeoutMs` counts from when this
+   * command is sent. On timeout `onTimeout` is called (to kill what runs) and the call fails.
+   */
+  run(cmd: string, timeoutMs: number, onTimeout?: () => void): Promise<ShellReply> {
+    const p = this.queue.then(() => this.send(cmd, timeoutMs, onTimeout));
+    this.queue = p.catch(() => {});
+    return p;
+  }
+
+  close(err: Error): void {
+    if (this.closedWith) return;
+    this.closedWith = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  private send(cmd: string, timeoutMs: number, onTimeout?: () => void): Promise<ShellReply> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
+    if (cmd.includes("\0")) return Promise.reject(new Error("a command cannot contain a NUL byte"));
+    const id = this.nextId++;
+    return new Promise<ShellReply>((resolve, reject) => {
+      const timer =
+        timeoutMs > 0 && Number.isFinite(timeoutMs)
+          ? setTimeout(() => {
+              if (!this.pending.delete(id)) return;
+              // Keep the id known so its late answer is recognised and dropped.
+              this.pending.set(id, { id, resolve: () => {}, reject: () => {} });
+              onTimeout?.();
+              reject(new ShellTimeoutError(`timed out after ${timeoutMs / 1000} s`));
+            }, timeoutMs)
+          : undefined;
+      this.pending.set(id, {
+        id,
+        resolve: (r) => (clearTimeout(timer), resolve(r)),
+        reject: (e) => (clearTimeout(timer), reject(e)),
+      });
+      this.input.write(`__hp ${id} ${ansiCQuote(cmd)}\n`);
+    });
+  }
+
+  private feed(s: string): void {
+    this.buf += s;
+    for (;;) {
+      if (this.body) {
+        const marker = `${END}${this.body.id}\n`;
+        const at = this.buf.indexOf(marker, this.body.scanFrom);
+        if (at < 0) {
+          this.body.scanFrom = Math.max(0, this.buf.length - marker.length);
+          return;
+        }
+        const { id, status } = this.body;
+        this.body = undefined;
+        const stdout = Buffer.from(this.buf.slice(0, at), "base64");
+        this.buf = this.buf.slice(at + marker.length);
+        this.settle(id, status, stdout);
+        continue;
+      }
+      const nl = this.buf.indexOf("\n");
+      if (nl < 0) return;
+      const line = this.buf.slice(0, nl).replace(/\r$/, "");
+      this.buf = this.buf.slice(nl + 1);
+      const f = line.indexOf(FRAME);
+      if (f < 0) {
+        if (line) this.onNoise(Buffer.from(line, "latin1").toString("utf8"));
+        continue;
+      }
+      const [idS, statusS, kind] = line.slice(f + FRAME.length).split(" ");
+      const id = Number(idS);
+      const status = Number(statusS);
+      if (kind === "B") this.body = { id, status, scanFrom: 0 };
+      else this.settle(id, status, Buffer.alloc(0));
+    }
+  }
+
+  private settle(id: number, status: number, stdout: Buffer): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    p.resolve({ status, stdout });
+  }
+}

@@ -1,0 +1,101 @@
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { dirname } from "node:path";
+
+/** Keep at most this much console text in memory; the file keeps everything. */
+const MAX_MEMORY_CHARS = 8 * 1024 * 1024;
+
+/**
+ * A machine's console: everything it printed, appended to its own log file, kept in
+ * memory for `consoleLog()`/`waitForConsoleText`, and cut into lines for listeners.
+ */
+export class ConsoleLog {
+  private text = "";
+  private partial = "";
+  private file: WriteStream | undefined;
+  private lineListeners = new Set<(line: string) => void>();
+  private changeListeners = new Set<() => void>();
+
+  constructor(filePath?: string) {
+    if (filePath) {
+      mkdirSync(dirname(filePath), { recursive: true });
+      this.file = createWriteStream(filePath, { flags: "a" });
+      this.file.on("error", () => (this.file = undefined));
+    }
+  }
+
+  append(chunk: Buffer | string): void {
+    const s = typeof chunk === "string" ? chunk : chunk.toString("utf8");
+    if (!s) return;
+    this.file?.write(s);
+    this.text += s;
+    if (this.text.length > MAX_MEMORY_CHARS) this.text = this.text.slice(-MAX_MEMORY_CHARS / 2);
+    const lines = (this.partial + s).split("\n");
+    this.partial = lines.pop() ?? "";
+    for (const raw of lines) {
+      const line = raw.replace(/\r$/, "");
+      for (const l of this.lineListeners) l(line);
+    }
+    for (const l of this.changeListeners) l();
+  }
+
+  onLine(listener: (line: string) => void): () => void {
+    this.lineListeners.add(listener);
+    return () => this.lineListeners.delete(listener);
+  }
+
+  get contents(): string {
+    return this.text;
+  }
+
+  /** The last `n` lines, for boot-failure messages. */
+  tail(n: number): string {
+    return this.text.split("\n").slice(-n).join("\n");
+  }
+
+  /**
+   * Resolves with the first match of `regex` in text appended after `fromOffset`
+   * (default: the whole log), or rejects when `signal` aborts.
+   */
+  waitFor(regex: RegExp, signal: AbortSignal, fromOffset = 0): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const base = this.text.length;
+      let dropped = 0; // characters trimmed from the front since we started
+      const check = (): boolean => {
+        const start = Math.max(0, fromOffset - dropped);
+        const m = regex.exec(this.text.slice(start));
+        if (m) {
+          cleanup();
+          resolve(m[0]);
+          return true;
+        }
+        return false;
+      };
+      const onChange = (): void => {
+        if (this.text.length < base) dropped = base - this.text.length;
+        check();
+      };
+      const onAbort = (): void => {
+        cleanup();
+        reject(signal.reason);
+      };
+      const cleanup = (): void => {
+        this.changeListeners.delete(onChange);
+        signal.removeEventListener("abort", onAbort);
+      };
+      if (check()) return;
+      if (signal.aborted) return onAbort();
+      this.changeListeners.add(onChange);
+      signal.addEventListener("abort", onAbort);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.partial) {
+      for (const l of this.lineListeners) l(this.partial);
+      this.partial = "";
+    }
+    const f = this.file;
+    this.file = undefined;
+    if (f) await new Promise<void>((r) => f.end(r));
+  }
+}

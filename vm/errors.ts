@@ -1,0 +1,19 @@
+/** A Machine API call failed: the message always names the machine. */
+export class MachineError extends Error {
+  override name = "MachineError";
+  constructor(
+    readonly machine: string,
+    message: string,
+    readonly command?: string,
+  ) {
+    super(`machine ${machine}: ${message}`);
+  }
+}
+
+/** The backend cannot do this (e.g. `screenshot` on a local machine). */
+export class NotSupportedError extends MachineError {
+  override name = "NotSupportedError";
+  constructor(machine: string, method: string, backend: string) {
+    super(machine, `${method}() is not supported by the ${backend} backend`);
+  }
+}

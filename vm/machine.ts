@@ -1,0 +1,305 @@
+import { execa } from "execa";
+import { mkdir } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { ConsoleLog } from "./console-log.ts";
+import { ansiCQuote } from "./backdoor-shell.ts";
+import { MachineError, NotSupportedError } from "./errors.ts";
+import { DEFAULT_WAIT_SECONDS, pollUntil } from "./poll.ts";
+import type {
+  BackendName,
+  ExecuteOptions,
+  ExecuteResult,
+  Machine,
+  MachineState,
+  NodeOptions,
+  PortOptions,
+  WaitOptions,
+} from "./types.ts";
+
+/** What a machine needs from the run that owns it. */
+export interface MachineContext {
+  /** A line for the run's log and the terminal, prefixed with the machine's name. */
+  log(machine: string, msg: string): void;
+  /** A child process (QEMU, a sandbox shell) appeared or went away: the main thread's
+   *  ledger kills what is left if this worker dies. */
+  trackProcess(machine: string, pid: number, alive: boolean): void;
+  /** Where this machine's console log goes. */
+  consolePath(machine: string): string | undefined;
+  /** A private scratch directory for this machine (sockets, state). */
+  stateDir(machine: string): string;
+  /** Default target directory of `copyFromMachine`. */
+  outputDir: string;
+}
+
+/**
+ * The backend-independent half of a machine: every wait, assertion and copy is built on
+ * `rawExecute`, so a backend only supplies start/stop/execute/freeze.
+ */
+export abstract class BaseMachine implements Machine {
+  abstract readonly backend: BackendName;
+  state: MachineState = "created";
+  readonly console: ConsoleLog;
+
+  constructor(
+    readonly name: string,
+    readonly options: NodeOptions,
+    protected readonly ctx: MachineContext,
+  ) {
+    this.console = new ConsoleLog(ctx.consolePath(name));
+  }
+
+  protected abstract doStart(): Promise<void>;
+  protected abstract doShutdown(): Promise<void>;
+  protected abstract doCrash(): Promise<void>;
+  protected abstract doFreeze(): Promise<void>;
+  protected abstract doThaw(): Promise<void>;
+  /** Run one command in the machine's root shell. */
+  protected abstract rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }>;
+
+  protected log(msg: string): void {
+    this.ctx.log(this.name, msg);
+  }
+
+  protected error(msg: string, command?: string): MachineError {
+    return new MachineError(this.name, msg, command);
+  }
+
+  get isUp(): boolean {
+    return this.state === "running" || this.state === "frozen";
+  }
+
+  async start(): Promise<void> {
+    if (this.isUp || this.state === "starting") return;
+    this.state = "starting";
+    this.log("starting");
+    try {
+      await this.doStart();
+    } catch (e) {
+      this.state = "crashed";
+      throw e;
+    }
+    this.state = "running";
+  }
+
+  async shutdown(): Promise<void> {
+    if (!this.isUp) return;
+    if (this.state === "frozen") await this.thaw();
+    this.log("shutting down");
+    await this.doShutdown();
+    this.state = "stopped";
+  }
+
+  async crash(): Promise<void> {
+    if (this.state === "created" || this.state === "stopped" || this.state === "crashed") return;
+    this.log("crashing");
+    await this.doCrash();
+    this.state = "crashed";
+  }
+
+  async freeze(): Promise<void> {
+    if (this.state !== "running") return;
+    await this.doFreeze();
+    this.state = "frozen";
+    this.log("frozen");
+  }
+
+  async thaw(): Promise<void> {
+    if (this.state !== "frozen") return;
+    await this.doThaw();
+    this.state = "running";
+    this.log("thawed");
+  }
+
+  execute(cmd: string, opts?: ExecuteOptions & { encoding?: "utf8" }): Promise<ExecuteResult<string>>;
+  execute(cmd: string, opts: ExecuteOptions & { encoding: "buffer" }): Promise<ExecuteResult<Buffer>>;
+  async execute(cmd: string, opts: ExecuteOptions = {}): Promise<ExecuteResult<string | Buffer>> {
+    if (this.state === "created") await this.start();
+    if (this.state === "frozen") throw this.error(`cannot run \`${cmd}\`: the machine is frozen (thaw() it first)`, cmd);
+    if (!this.isUp) throw this.error(`cannot run \`${cmd}\`: the machine is ${this.state}`, cmd);
+    const timeout = opts.timeout ?? DEFAULT_WAIT_SECONDS;
+    const r = await this.rawExecute(cmd, timeout * 1000);
+    return { status: r.status, stdout: opts.encoding === "buffer" ? r.stdout : r.stdout.toString("utf8") };
+  }
+
+  async succeed(...cmds: string[]): Promise<string> {
+    let out = "";
+    for (const cmd of cmds) {
+      this.log(`must succeed: ${cmd}`);
+      const r = await this.execute(cmd);
+      if (r.status !== 0) {
+        throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd);
+      }
+      out += r.stdout;
+    }
+    return out;
+  }
+
+  async fail(...cmds: string[]): Promise<string> {
+    let out = "";
+    for (const cmd of cmds) {
+      this.log(`must fail: ${cmd}`);
+      const r = await this.execute(cmd);
+      if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd);
+      out += r.stdout;
+    }
+    return out;
+  }
+
+  waitUntilSucceeds(cmd: string, opts: WaitOptions = {}): Promise<string> {
+    this.log(`waiting for success: ${cmd}`);
+    return this.pollCommand(cmd, opts, true);
+  }
+
+  waitUntilFails(cmd: string, opts: WaitOptions = {}): Promise<string> {
+    this.log(`waiting for failure: ${cmd}`);
+    return this.pollCommand(cmd, opts, false);
+  }
+
+  private pollCommand(cmd: string, opts: WaitOptions, wantSuccess: boolean): Promise<string> {
+    const timeout = opts.timeout ?? DEFAULT_WAIT_SECONDS;
+    return this.wrapWait(cmd, () =>
+      pollUntil(`\`${cmd}\` to ${wantSuccess ? "succeed" : "fail"}`, timeout, async () => {
+        const r = await this.execute(cmd, { timeout });
+        return (r.status === 0) === wantSuccess ? { done: true, value: r.stdout } : { done: false, last: `last exit code ${r.status}` };
+      }),
+    );
+  }
+
+  async waitForFile(path: string, opts: WaitOptions = {}): Promise<void> {
+    this.log(`waiting for file ${path}`);
+    await this.wrapWait(undefined, () =>
+      pollUntil(`file ${path}`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () =>
+        (await this.execute(`test -e ${ansiCQuote(path)}`)).status === 0 ? { done: true, value: undefined } : { done: false, last: "" },
+      ),
+    );
+  }
+
+  waitForOpenPort(port: number, opts: PortOptions = {}): Promise<void> {
+    this.log(`waiting for TCP port ${port} to open`);
+    return this.pollPort(port, opts, true);
+  }
+
+  waitForClosedPort(port: number, opts: PortOptions = {}): Promise<void> {
+    this.log(`waiting for TCP port ${port} to close`);
+    return this.pollPort(port, opts, false);
+  }
+
+  private async pollPort(port: number, opts: PortOptions, wantOpen: boolean): Promise<void> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw this.error(`invalid TCP port ${port}`);
+    const addr = opts.addr ?? "127.0.0.1";
+    // bash's /dev/tcp needs no nc in the machine.
+    const probe = `bash -c ${ansiCQuote(`exec 3<>/dev/tcp/${addr}/${port}`)} 2>/dev/null`;
+    await this.wrapWait(undefined, () =>
+      pollUntil(`TCP port ${addr}:${port} to ${wantOpen ? "open" : "close"}`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
+        const open = (await this.execute(probe)).status === 0;
+        return open === wantOpen ? { done: true, value: undefined } : { done: false, last: "" };
+      }),
+    );
+  }
+
+  async waitForConsoleText(regex: RegExp | string, opts: WaitOptions = {}): Promise<string> {
+    const re = typeof regex === "string" ? new RegExp(regex) : regex;
+    const timeout = opts.timeout ?? DEFAULT_WAIT_SECONDS;
+    this.log(`waiting for ${re} to appear on the console`);
+    const signal = AbortSignal.timeout(timeout * 1000);
+    try {
+      return await this.console.waitFor(re, signal);
+    } catch (e) {
+      if (signal.aborted) throw this.error(`timed out after ${timeout} s waiting for ${re} on the console`);
+      throw e;
+    }
+  }
+
+  async waitForUnit(unit: string, opts: WaitOptions = {}): Promise<void> {
+    this.log(`waiting for unit ${unit}`);
+    if ((await this.execute("command -v systemctl")).status !== 0) {
+      throw this.error(`waitForUnit(${JSON.stringify(unit)}): this machine has no systemctl (not a systemd guest)`);
+    }
+    const q = `systemctl show --property=ActiveState --value ${ansiCQuote(unit)}`;
+    await this.wrapWait(undefined, () =>
+      pollUntil(`unit ${unit} to become active`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
+        const state = (await this.execute(q)).stdout.trim();
+        if (state === "active") return { done: true, value: undefined };
+        if (state === "failed") throw this.error(`unit ${unit} reached state failed`);
+        return { done: false, last: `state ${state || "unknown"}` };
+      }),
+    );
+  }
+
+  async copyFromMachine(src: string, targetDir?: string): Promise<string> {
+    const dir = resolve(targetDir ?? this.ctx.outputDir);
+    this.log(`copying ${src} from the machine to ${dir}`);
+    const r = await this.execute(`tar -cf - -C ${ansiCQuote(dirname(src))} ${ansiCQuote(basename(src))}`, { encoding: "buffer" });
+    if (r.status !== 0) throw this.error(`copyFromMachine: cannot read ${src} (tar exit code ${r.status})`);
+    await mkdir(dir, { recursive: true });
+    await execa("tar", ["-xf", "-", "-C", dir], { input: r.stdout });
+    return join(dir, basename(src));
+  }
+
+  async copyToMachine(src: string, dst: string): Promise<void> {
+    this.log(`copying ${src} to ${dst} in the machine`);
+    {
+      const { stdout } = await execa("tar", ["-cf", "-", "-C", dirname(resolve(src)), basename(src)], { encoding: "buffer" });
+      const b64 = Buffer.from(stdout).toString("base64");
+      const base = ansiCQuote(basename(src));
+      const target = ansiCQuote(dst);
+      const cmd =
+        `t=$(mktemp -d) && printf %s ${ansiCQuote(b64)} | base64 -d | tar -xf - -C "$t" && ` +
+        `rm -rf ${target} && mkdir -p "$(dirname ${target})" && mv "$t"/${base} ${target} && rmdir "$t"`;
+      const r = await this.execute(cmd);
+      if (r.status !== 0) throw this.error(`copyToMachine: cannot write ${dst} (exit code ${r.status})`);
+    }
+  }
+
+  screenshot(_name: string): Promise<string> {
+    return Promise.reject(new NotSupportedError(this.name, "screenshot", this.backend));
+  }
+  sendMonitorCommand(_cmd: string): Promise<string> {
+    return Promise.reject(new NotSupportedError(this.name, "sendMonitorCommand", this.backend));
+  }
+  forwardPort(_hostPort: number, _guestPort: number): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "forwardPort", this.backend));
+  }
+  block(): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "block", this.backend));
+  }
+  unblock(): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "unblock", this.backend));
+  }
+
+  consoleLog(): string {
+    return this.console.contents;
+  }
+
+  /** Tear down whatever state the machine is in; never throws. Used at the end of a run. */
+  async cleanup(): Promise<void> {
+    try {
+      if (this.state === "frozen") await this.thaw().catch(() => {});
+      if (this.isUp || this.state === "starting") {
+        await this.doCrash();
+        this.state = "stopped";
+      }
+    } catch {
+      /* best effort: the main thread's ledger kills what is left */
+    } finally {
+      await this.console.close();
+    }
+  }
+
+  /** Rename a wait's inner timeout so the error names this machine. */
+  private async wrapWait<T>(cmd: string | undefined, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof MachineError) throw e;
+      throw this.error((e as Error).message, cmd);
+    }
+  }
+}
+
+function tailOf(stdout: string): string {
+  const t = stdout.trimEnd();
+  if (!t) return "";
+  const lines = t.split("\n").slice(-5).join("\n");
+  return `; its output ended with:\n${lines}`;
+}

@@ -1,0 +1,57 @@
+import type { BackendName, NodeOptions } from "./types.ts";
+
+export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
+
+/** Names the test script's context already uses: a node cannot take them. */
+export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run"];
+
+const KNOWN_KEYS = new Set<keyof NodeOptions>([
+  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs",
+]);
+
+export interface ResolvedNode {
+  name: string;
+  backend: BackendName;
+  memory: number;
+  cores: number;
+  options: NodeOptions;
+}
+
+export function isBackend(s: string): s is BackendName {
+  return (BACKENDS as readonly string[]).includes(s);
+}
+
+/**
+ * Check a test's `nodes` and fill in defaults. Throws one line naming the node and the
+ * option that is wrong.
+ */
+export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNode[] {
+  if (nodes === undefined) return [];
+  if (typeof nodes !== "object" || nodes === null || Array.isArray(nodes)) {
+    throw new Error("`nodes` must be an object mapping node names to options");
+  }
+  const out: ResolvedNode[] = [];
+  for (const [name, raw] of Object.entries(nodes)) {
+    const where = `node '${name}'`;
+    if (!/^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(name)) {
+      throw new Error(`${where}: a node name must start with a letter and hold only letters, digits, '-' and '_'`);
+    }
+    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context (${RESERVED_NAMES.join(", ")})`);
+    const opts = (raw ?? {}) as NodeOptions;
+    if (typeof opts !== "object" || Array.isArray(opts)) throw new Error(`${where}: options must be an object`);
+    for (const key of Object.keys(opts)) {
+      if (!KNOWN_KEYS.has(key as keyof NodeOptions)) throw new Error(`${where}: unknown option '${key}' (known: ${[...KNOWN_KEYS].join(", ")})`);
+    }
+    const backend = opts.backend ?? defaultBackend;
+    if (!isBackend(backend)) throw new Error(`${where}: unknown backend '${backend}' (expected ${BACKENDS.join(" or ")})`);
+    const memory = opts.memory ?? (backend === "qemu" ? 512 : 64);
+    const cores = opts.cores ?? 1;
+    if (!Number.isInteger(memory) || memory < 16 || memory > 1 << 20) throw new Error(`${where}: memory must be an integer number of MiB (16 or more), got ${JSON.stringify(opts.memory)}`);
+    if (!Number.isInteger(cores) || cores < 1 || cores > 256) throw new Error(`${where}: cores must be an integer from 1 to 256, got ${JSON.stringify(opts.cores)}`);
+    if (opts.bootTimeout !== undefined && !(typeof opts.bootTimeout === "number" && opts.bootTimeout > 0)) {
+      throw new Error(`${where}: bootTimeout must be a positive number of seconds`);
+    }
+    out.push({ name, backend, memory, cores, options: { ...opts, backend } });
+  }
+  return out;
+}

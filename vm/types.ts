@@ -1,0 +1,82 @@
+// The Machine API shared by every backend: camelCase of the NixOS test driver's,
+// with the same semantics and defaults (see DESIGN.md, "The Machine API").
+
+export type BackendName = "local" | "qemu";
+
+/** Options of one node in `defineTest({ nodes })`. */
+export interface NodeOptions {
+  /** Backend of this machine; default: the CLI's `--backend` (itself default "local"). */
+  backend?: BackendName;
+  /** Guest memory in MiB (qemu; counted by admission for every backend). Default 512 for qemu, 64 for local. */
+  memory?: number;
+  /** Virtual CPUs (qemu; counted by admission). Default 1. */
+  cores?: number;
+  /** qemu: kernel image; default haltpoint's own guest image. */
+  kernel?: string;
+  /** qemu: initrd; default haltpoint's own guest image. */
+  initrd?: string;
+  /** qemu: extra kernel command line. */
+  append?: string;
+  /** qemu: boot a disk image instead of kernel + initrd. */
+  diskImage?: string;
+  /** qemu: a NixOS-style `run-<name>-vm` start script (honours QEMU_OPTS). */
+  startScript?: string;
+  /** Seconds until a guest that never opens its backdoor fails to boot. Default 300. */
+  bootTimeout?: number;
+  /** qemu: extra command-line arguments. */
+  qemuArgs?: string[];
+}
+
+export interface ExecuteOptions {
+  /** Seconds; the command is killed and the call fails after it. Default 900. */
+  timeout?: number;
+  /** "utf8" (default) returns stdout as a string, "buffer" the exact bytes. */
+  encoding?: "utf8" | "buffer";
+}
+
+export interface ExecuteResult<T extends string | Buffer = string> {
+  status: number;
+  stdout: T;
+}
+
+export interface WaitOptions {
+  /** Seconds. Default 900. */
+  timeout?: number;
+}
+
+export interface PortOptions extends WaitOptions {
+  /** Address to probe, default "127.0.0.1"/"localhost" inside the machine. */
+  addr?: string;
+}
+
+export type MachineState = "created" | "starting" | "running" | "frozen" | "stopped" | "crashed";
+
+export interface Machine {
+  readonly name: string;
+  readonly backend: BackendName;
+  readonly state: MachineState;
+  start(): Promise<void>;
+  shutdown(): Promise<void>;
+  crash(): Promise<void>;
+  execute(cmd: string, opts?: ExecuteOptions & { encoding?: "utf8" }): Promise<ExecuteResult<string>>;
+  execute(cmd: string, opts: ExecuteOptions & { encoding: "buffer" }): Promise<ExecuteResult<Buffer>>;
+  succeed(...cmds: string[]): Promise<string>;
+  fail(...cmds: string[]): Promise<string>;
+  waitUntilSucceeds(cmd: string, opts?: WaitOptions): Promise<string>;
+  waitUntilFails(cmd: string, opts?: WaitOptions): Promise<string>;
+  waitForFile(path: string, opts?: WaitOptions): Promise<void>;
+  waitForOpenPort(port: number, opts?: PortOptions): Promise<void>;
+  waitForClosedPort(port: number, opts?: PortOptions): Promise<void>;
+  waitForConsoleText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
+  waitForUnit(unit: string, opts?: WaitOptions): Promise<void>;
+  copyFromMachine(src: string, targetDir?: string): Promise<string>;
+  copyToMachine(src: string, dst: string): Promise<void>;
+  screenshot(name: string): Promise<string>;
+  sendMonitorCommand(cmd: string): Promise<string>;
+  forwardPort(hostPort: number, guestPort: number): Promise<void>;
+  block(): Promise<void>;
+  unblock(): Promise<void>;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  consoleLog(): string;
+}

@@ -1,0 +1,57 @@
+import { basename } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { TestDefinition } from "../index.ts";
+import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
+
+export const TEST_FILE_RE = /\.vmtest\.(ts|mts|js|mjs)$/;
+
+export interface LoadedTest {
+  name: string;
+  def: TestDefinition;
+  nodes: ResolvedNode[];
+  globalTimeout: number;
+  enableDebugHook: boolean;
+}
+
+/** An error that is the test file's fault: reported as one line naming the file. */
+export class TestFileError extends Error {
+  override name = "TestFileError";
+}
+
+export const DEFAULT_GLOBAL_TIMEOUT = 3600;
+
+export function defaultTestName(file: string): string {
+  return basename(file).replace(TEST_FILE_RE, "");
+}
+
+/** Import a test file (in this worker) and check what it declares. */
+export async function loadTestFile(file: string, defaultBackend: string): Promise<LoadedTest> {
+  let mod: { default?: unknown };
+  try {
+    mod = await import(pathToFileURL(file).href);
+  } catch (e) {
+    throw new TestFileError(`${file}: cannot load: ${firstLine(e)}`);
+  }
+  const def = mod.default as TestDefinition | undefined;
+  if (def === undefined) throw new TestFileError(`${file}: no default export (export default defineTest({ … }))`);
+  if (typeof def !== "object" || def === null || typeof def.testScript !== "function") {
+    throw new TestFileError(`${file}: the default export is not a test (use export default defineTest({ name, nodes, testScript }))`);
+  }
+  let nodes: ResolvedNode[];
+  try {
+    nodes = resolveNodes(def.nodes, defaultBackend);
+  } catch (e) {
+    throw new TestFileError(`${file}: ${firstLine(e)}`);
+  }
+  const globalTimeout = def.globalTimeout ?? DEFAULT_GLOBAL_TIMEOUT;
+  if (!(typeof globalTimeout === "number" && globalTimeout > 0)) throw new TestFileError(`${file}: globalTimeout must be a positive number of seconds`);
+  return { name: def.name ?? defaultTestName(file), def, nodes, globalTimeout, enableDebugHook: def.enableDebugHook === true };
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const lines = msg.split("\n").map((l) => l.trim()).filter(Boolean);
+  // esbuild's transform errors put the useful line (file:line:col: ERROR: …) second.
+  const err = lines.find((l) => /ERROR:/.test(l));
+  return (err ?? lines[0] ?? "unknown error").replace(/^.*?(\d+:\d+): ERROR:/, "line $1:");
+}
