@@ -23,7 +23,12 @@ export function createPool(o: PoolOptions): Piscina {
     idleTimeout: 60_000,
     // One test per thread at a time: a test's timers and machines are its own.
     concurrentTasksPerWorker: 1,
-    resourceLimits: o.workerMemoryMb ? { maxOldGenerationSizeMb: o.workerMemoryMb, maxYoungGenerationSizeMb: Math.min(64, o.workerMemoryMb) } : undefined,
+    // A test's worker mostly waits on machines: a small young generation keeps each
+    // thread's footprint down (the orchestrator's whole RSS is measured in bench/dispatch).
+    resourceLimits: {
+      maxYoungGenerationSizeMb: 8,
+      ...(o.workerMemoryMb ? { maxOldGenerationSizeMb: o.workerMemoryMb } : {}),
+    },
     // Worker stdio goes straight to ours (a test's console.log still shows).
   });
 }

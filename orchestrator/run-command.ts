@@ -32,6 +32,23 @@ export interface RunOptions {
   terminal?: boolean;
 }
 
+/**
+ * Where machines keep their state (sandbox directories, sockets): short, because UNIX
+ * socket paths must fit in 107 bytes, and outside /tmp, because each local sandbox gets a
+ * private /tmp mounted over the host's.
+ */
+function makeStateRoot(): string {
+  for (const base of [process.env.HALTPOINT_STATE_DIR, "/var/tmp", tmpdir()]) {
+    if (!base) continue;
+    try {
+      return mkdtempSync(join(base, "hp-"));
+    } catch {
+      /* not writable: next */
+    }
+  }
+  throw new Error("cannot create a state directory under /var/tmp or the temp directory");
+}
+
 export function defaultLogDir(now = new Date()): string {
   return join(".haltpoint", "runs", now.toISOString().replace(/[:.]/g, "-"));
 }
@@ -56,7 +73,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const ledger = new ProcessLedger();
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
-  const stateRoot = mkdtempSync(join(tmpdir(), "hp-"));
+  const stateRoot = makeStateRoot();
   const pool = createPool({ threads: o.jobs, workerMemoryMb: o.workerMemoryMb });
   const scheduler = new Scheduler({
     pool,
@@ -90,7 +107,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     loadErrors.push(...findDuplicateNames(tests));
     const runnable = tests.filter((t) => !loadErrors.some((e) => e.file === t.file));
     const runs = expandRuns(runnable, o.repeat, o.filter);
-    const plan: SuitePlan = { tests: runnable, runs, loadErrors, jobs: o.jobs, logDir };
+    const selected = runnable.filter((t) => runs.some((r) => r.test === t));
+    const plan: SuitePlan = { tests: selected, runs, loadErrors, jobs: o.jobs, logDir };
     out.onPlan(plan);
     const results = scheduler.isStopping ? [] : await scheduler.runAll(runs);
     const done = new Set(results.map((r) => r.run.key));

@@ -76,14 +76,14 @@ export class Scheduler {
   /** Run every planned run; resolves with the results of the runs that started. */
   async runAll(runs: PlannedRun[]): Promise<RunResult[]> {
     const results: RunResult[] = [];
-    await Promise.all(
-      runs.map((run) =>
-        this.queue.add(async () => {
-          if (!this.admitting) return;
-          results.push(await this.runOne(run));
-        }),
-      ),
-    );
+    for (const run of runs) {
+      // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
+      void this.queue.add(async () => {
+        if (!this.admitting) return;
+        results.push(await this.runOne(run));
+      });
+    }
+    await this.queue.onIdle();
     return results;
   }
 
@@ -174,7 +174,8 @@ export class Scheduler {
       port1.close();
     }
     const leftovers = ledger.killRun(run.key);
-    await rm(stateDir, { recursive: true, force: true }).catch(() => {});
+    // The worker removes its state directory; after a crash it is ours to remove.
+    if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
 
     const result: RunResult = {
       run,

@@ -212,8 +212,8 @@ export abstract class BaseMachine implements Machine {
 
   async waitForUnit(unit: string, opts: WaitOptions = {}): Promise<void> {
     this.log(`waiting for unit ${unit}`);
-    if ((await this.execute("command -v systemctl")).status !== 0) {
-      throw this.error(`waitForUnit(${JSON.stringify(unit)}): this machine has no systemctl (not a systemd guest)`);
+    if ((await this.execute("command -v systemctl >/dev/null && test -d /run/systemd/system")).status !== 0) {
+      throw this.error(`waitForUnit(${JSON.stringify(unit)}): this machine does not run systemd (no systemctl or /run/systemd/system)`);
     }
     const q = `systemctl show --property=ActiveState --value ${ansiCQuote(unit)}`;
     await this.wrapWait(undefined, () =>

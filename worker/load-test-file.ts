@@ -24,11 +24,20 @@ export function defaultTestName(file: string): string {
   return basename(file).replace(TEST_FILE_RE, "");
 }
 
+const modules = new Map<string, Promise<{ default?: unknown }>>();
+
+/** A worker imports each file once: every `import()` would cross tsx's loader thread. */
+function importOnce(file: string): Promise<{ default?: unknown }> {
+  let p = modules.get(file);
+  if (!p) modules.set(file, (p = import(pathToFileURL(file).href)));
+  return p;
+}
+
 /** Import a test file (in this worker) and check what it declares. */
 export async function loadTestFile(file: string, defaultBackend: string): Promise<LoadedTest> {
   let mod: { default?: unknown };
   try {
-    mod = await import(pathToFileURL(file).href);
+    mod = await importOnce(file);
   } catch (e) {
     throw new TestFileError(`${file}: cannot load: ${firstLine(e)}`);
   }

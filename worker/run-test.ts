@@ -1,6 +1,6 @@
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { buildTestContext } from "./test-context.ts";
@@ -37,7 +37,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       stateDir: (machine) => join(task.stateDir, machine),
       outputDir: join(task.logDir, "out"),
     };
-    mkdirSync(task.stateDir, { recursive: true });
+    if (test.nodes.length) mkdirSync(task.stateDir, { recursive: true });
     for (const node of test.nodes) machines.push(await createMachine(node, ctx, { accel: "auto" }));
     const debug = {
       breakpoint: async () => {
@@ -52,6 +52,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
   await Promise.all(machines.map((m) => m.cleanup()));
+  if (machines.length) rmSync(task.stateDir, { recursive: true, force: true });
   emit({
     t: "done",
     time: Date.now(),

@@ -2,6 +2,7 @@ import { execa, type ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
+import { NotSupportedError } from "../errors.ts";
 import type { NodeOptions } from "../types.ts";
 import { childrenOf, descendantsOf, signal } from "./process-tree.ts";
 import { sandboxPrefix } from "./sandbox.ts";
@@ -19,6 +20,7 @@ export class LocalMachine extends BaseMachine {
   private shell: BackdoorShell | undefined;
   private exited: Promise<void> | undefined;
   private stopping = false;
+  private exitHow: string | undefined;
   readonly dir: string;
 
   constructor(name: string, options: NodeOptions, ctx: MachineContext) {
@@ -57,6 +59,7 @@ export class LocalMachine extends BaseMachine {
       // Whatever the shell left behind in its group goes with it.
       signal(-pid, "SIGKILL");
       const how = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`;
+      this.exitHow = how;
       this.shell?.close(new ShellClosedError(`machine ${this.name}: shell exited (${how})`));
       if (!this.stopping && this.isUp) {
         this.state = "crashed";
@@ -64,9 +67,13 @@ export class LocalMachine extends BaseMachine {
       }
     });
     this.shell = new BackdoorShell(proc.stdin!, proc.stdout!, (line) => this.console.append(line + "\n"));
-    const hostname = prefix.length ? `hostname ${ansiCQuote(this.name)} 2>/dev/null; ` : "";
     await this.shell.init(`${this.dir}/.hp-out`, 10_000);
-    if (hostname) await this.shell.run(hostname + "true", 10_000);
+    if (prefix.length && !this.dir.startsWith("/tmp/")) {
+      // In its own namespaces: its own hostname, and a private /tmp (parallel tests that
+      // use the same /tmp path must not see each other's files).
+      const tmp = ansiCQuote(`${this.dir}/tmp`);
+      await this.shell.run(`hostname ${ansiCQuote(this.name)}; mkdir -p ${tmp} && chmod 1777 ${tmp} && mount --bind ${tmp} /tmp`, 10_000);
+    }
     this.console.append(`local machine ${this.name} started (pid ${pid}${prefix.length ? ", own namespaces" : ""})\n`);
   }
 
@@ -76,9 +83,19 @@ export class LocalMachine extends BaseMachine {
       return await this.shell.run(cmd, timeoutMs, () => this.killRunningCommand());
     } catch (e) {
       if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
-      if (e instanceof ShellClosedError) throw this.error(`command \`${cmd}\` lost its shell: ${e.message.replace(/^machine \S+: /, "")}`, cmd);
+      if (e instanceof ShellClosedError) {
+        // The pipe closes a moment before the exit status is known: wait for it to name the cause.
+        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
+        const why = this.exitHow ? `shell exited (${this.exitHow})` : e.message;
+        throw this.error(`command \`${cmd}\` lost its shell: ${why}`, cmd);
+      }
       throw e;
     }
+  }
+
+  /** A sandbox has no init of its own: the host's systemd is not this machine's. */
+  override waitForUnit(_unit: string): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "waitForUnit", this.backend));
   }
 
   /** Kill what the shell is running (its children), keeping the shell itself. */

@@ -1,0 +1,103 @@
+// bench/dispatch: what the orchestrator costs per run, against the same test scripts
+// awaited in a plain loop in this process (no pool, no scheduler, no reports).
+//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look)
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runCommand } from "../orchestrator/run-command.ts";
+import { loadTestFile } from "../worker/load-test-file.ts";
+import { buildTestContext } from "../worker/test-context.ts";
+import { LocalMachine } from "../vm/local/local-machine.ts";
+import type { MachineContext } from "../vm/machine.ts";
+import { fmt, percentile, printTable } from "./table.ts";
+
+const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
+const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
+const scratch = mkdtempSync(join("/var/tmp", "hp-bench-"));
+
+function machineContext(dir: string): MachineContext {
+  return {
+    log: () => {},
+    trackProcess: () => {},
+    consolePath: (m) => join(dir, `${m}.console.log`),
+    stateDir: (m) => join(dir, m),
+    outputDir: join(dir, "out"),
+  };
+}
+
+/** The baseline: load the test once, then await its script `runs` times in a loop. */
+async function baseline(file: string, runs: number): Promise<number> {
+  const test = await loadTestFile(file, "local");
+  const t0 = performance.now();
+  for (let i = 1; i <= runs; i++) {
+    const dir = join(scratch, `base-${i}`);
+    const machines = test.nodes.map((n) => new LocalMachine(n.name, n.options, machineContext(dir)));
+    const ctx = buildTestContext(machines, i, () => {}, { breakpoint: async () => {} });
+    await test.def.testScript(ctx as never);
+    await Promise.all(machines.map((m) => m.cleanup()));
+  }
+  return performance.now() - t0;
+}
+
+let peakRss = 0;
+const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
+
+async function pooled(file: string, runs: number, jobs: number): Promise<{ ms: number; passed: number; rss: number }> {
+  peakRss = 0;
+  let passed = 0;
+  const t0 = performance.now();
+  const status = await runCommand({
+    paths: [file],
+    jobs,
+    backend: "local",
+    repeat: runs,
+    untilFail: false,
+    quiet: true,
+    abortGrace: 10,
+    logDir: join(scratch, `logs-${jobs}-${Date.now()}`),
+    terminal: false,
+    reporters: [{ onRunEnd: (r) => void (r.outcome === "passed" && passed++) }],
+  });
+  const ms = performance.now() - t0;
+  if (status !== 0) throw new Error(`bench run failed with status ${status}`);
+  return { ms, passed, rss: peakRss };
+}
+
+async function succeedLatency(n: number): Promise<number[]> {
+  const m = new LocalMachine("m", {}, machineContext(join(scratch, "latency")));
+  await m.start();
+  for (let i = 0; i < 20; i++) await m.succeed("true"); // warm up
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await m.succeed("true");
+    times.push(performance.now() - t);
+  }
+  await m.cleanup();
+  return times.sort((a, b) => a - b);
+}
+
+const rows: (string | number)[][] = [];
+for (const [name, file, runs] of [
+  ["no machine", fixture("no-machine.vmtest.ts"), Math.round(2000 * scale)],
+  ["1 local machine, succeed(\"true\")", fixture("one-local.vmtest.ts"), Math.round(500 * scale)],
+] as const) {
+  const base = await baseline(file, runs);
+  const basePer = base / runs;
+  rows.push([name, "baseline (plain loop)", runs, fmt((runs / base) * 1000, 0), fmt(basePer, 3), "—", "—"]);
+  for (const jobs of [1, 2]) {
+    const r = await pooled(file, runs, jobs);
+    if (r.passed !== runs) throw new Error(`${r.passed}/${runs} runs reported passed`);
+    const per = r.ms / runs;
+    // At --jobs 2 two runs overlap, so the wall time per run understates each run's cost;
+    // overhead is therefore quoted as wall time per run × jobs − baseline.
+    rows.push([name, `pool --jobs ${jobs}`, runs, fmt((runs / r.ms) * 1000, 0), fmt(per, 3), fmt(per * jobs - basePer, 3), fmt(r.rss / 2 ** 20, 0)]);
+  }
+}
+clearInterval(rssTimer);
+printTable("bench/dispatch: runs through the worker pool vs a plain loop (same process)", ["test", "mode", "runs", "runs/s", "ms/run (wall)", "overhead ms/run", "peak RSS MiB"], rows);
+
+const lat = await succeedLatency(Math.round(500 * Math.max(scale, 0.2)));
+printTable("succeed(\"true\") on a local machine", ["commands", "median ms", "p95 ms"], [[lat.length, fmt(percentile(lat, 0.5), 3), fmt(percentile(lat, 0.95), 3)]]);
+rmSync(scratch, { recursive: true, force: true });

@@ -1,0 +1,165 @@
+// The Machine API on the local backend, against real sandbox shells.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { LocalMachine } from "../vm/local/local-machine.ts";
+import { MachineError, NotSupportedError } from "../vm/errors.ts";
+import { isAlive, processesMatching, sleep, testMachineContext } from "./helpers/machine-context.ts";
+
+describe("local machine", () => {
+  const env = testMachineContext();
+  const m = new LocalMachine("server", {}, env.ctx);
+
+  before(async () => {
+    await m.start();
+  });
+  after(async () => {
+    await m.cleanup();
+    env.cleanup();
+  });
+
+  test("runs in its own directory, with its own hostname where namespaces allow", async () => {
+    assert.equal((await m.succeed("pwd")).trim(), m.dir);
+    assert.equal((await m.succeed("echo $HOME")).trim(), m.dir);
+    const host = (await m.succeed("hostname")).trim();
+    const nsOk = (await m.execute("test $$ -lt 100")).status === 0; // small PIDs: its own PID namespace
+    if (nsOk) assert.equal(host, "server");
+  });
+
+  test("execute returns exact status and stdout; quotes, newlines and NUL bytes round-trip", async () => {
+    assert.deepEqual(await m.execute("exit 3"), { status: 3, stdout: "" });
+    const r = await m.execute(`printf '%s\\n' "it's" 'a "b"' ; printf 'x\\0y'`, { encoding: "buffer" });
+    assert.deepEqual(r.stdout, Buffer.from("it's\na \"b\"\nx\0y"));
+    const multi = await m.succeed("a=1\nb=2\necho $((a+b))");
+    assert.equal(multi, "3\n");
+  });
+
+  test("10 MB of output round-trips exactly", async () => {
+    const r = await m.execute("head -c 10000000 /dev/urandom | tee blob | sha256sum | cut -d' ' -f1 > blob.sum; cat blob", { encoding: "buffer" });
+    assert.equal(r.stdout.length, 10_000_000);
+    const want = readFileSync(join(m.dir, "blob.sum"), "utf8").trim();
+    assert.equal(createHash("sha256").update(r.stdout).digest("hex"), want);
+  });
+
+  test("succeed and fail assert the status, naming the machine and the command", async () => {
+    assert.equal(await m.succeed("echo a", "echo b"), "a\nb\n");
+    await assert.rejects(m.succeed("false"), (e: Error) => e instanceof MachineError && /machine server: command `false` failed \(exit code 1\)/.test(e.message));
+    assert.equal(await m.fail("echo nope; exit 2"), "nope\n");
+    await assert.rejects(m.fail("true"), /machine server: command `true` unexpectedly succeeded/);
+  });
+
+  test("a command that exceeds its timeout fails with the command named, and the machine goes on", async () => {
+    await assert.rejects(m.execute("sleep 30", { timeout: 0.5 }), /machine server: command `sleep 30` timed out after 0.5 s/);
+    assert.equal(await m.succeed("echo alive"), "alive\n");
+  });
+
+  test("waitUntilSucceeds / waitUntilFails / waitForFile poll until the state changes", async () => {
+    await m.succeed("rm -f flag; (sleep 1.2; touch flag) >/dev/null 2>&1 &");
+    await m.waitForFile("flag", { timeout: 10 });
+    assert.equal(await m.waitUntilSucceeds("cat flag && echo there", { timeout: 5 }), "there\n");
+    await m.succeed("(sleep 1.2; rm flag) >/dev/null 2>&1 &");
+    await m.waitUntilFails("test -e flag", { timeout: 10 });
+    await assert.rejects(m.waitUntilSucceeds("false", { timeout: 1.5 }), /machine server: timed out after 1.5 s waiting for `false` to succeed \(last exit code 1\)/);
+  });
+
+  test("waitForOpenPort / waitForClosedPort see a real listener", async () => {
+    const srv = createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as { port: number }).port;
+    await m.waitForOpenPort(port, { timeout: 5 });
+    await new Promise((r) => srv.close(r));
+    await m.waitForClosedPort(port, { timeout: 5 });
+    await assert.rejects(m.waitForOpenPort(port, { timeout: 1 }), /timed out after 1 s waiting for TCP port 127.0.0.1:\d+ to open/);
+  });
+
+  test("waitForConsoleText matches what the machine prints on its console (stderr)", async () => {
+    const wait = m.waitForConsoleText(/ready: (\d+)/, { timeout: 5 });
+    await m.succeed("(sleep 0.3; echo 'ready: 42' >&2) &");
+    assert.equal(await wait, "ready: 42");
+    assert.match(m.consoleLog(), /ready: 42/);
+    await assert.rejects(m.waitForConsoleText("never-printed", { timeout: 0.5 }), /timed out after 0.5 s waiting for \/never-printed\/ on the console/);
+    await sleep(100);
+    assert.match(readFileSync(env.ctx.consolePath("server")!, "utf8"), /ready: 42/, "the console is also in its own log file");
+  });
+
+  test("copyToMachine / copyFromMachine move files and directories", async () => {
+    const src = join(env.root, "src");
+    mkdirSync(join(src, "sub"), { recursive: true });
+    writeFileSync(join(src, "sub", "f.bin"), Buffer.from([0, 1, 2, 255]));
+    await m.copyToMachine(src, "inside/copied");
+    assert.deepEqual([...(await m.execute("cat inside/copied/sub/f.bin", { encoding: "buffer" })).stdout], [0, 1, 2, 255]);
+    await m.succeed("mkdir -p report && echo result > report/r.txt");
+    const got = await m.copyFromMachine("report", join(env.root, "back"));
+    assert.equal(readFileSync(join(got, "r.txt"), "utf8"), "result\n");
+  });
+
+  test("freeze stops everything in the machine until thaw", async () => {
+    await m.succeed("rm -f ticks; (while :; do echo t >> ticks; sleep 0.05; done) >/dev/null 2>&1 &");
+    await sleep(300);
+    await m.freeze();
+    assert.equal(m.state, "frozen");
+    const ticks = () => readFileSync(join(m.dir, "ticks"), "utf8").length;
+    const frozenAt = ticks();
+    await sleep(800);
+    assert.equal(ticks(), frozenAt, "nothing ran while frozen");
+    await assert.rejects(m.execute("true"), /frozen/);
+    await m.thaw();
+    await sleep(400);
+    assert.ok(ticks() > frozenAt, "it runs again after thaw");
+    await m.succeed("pkill -f 'echo t' || true");
+  });
+
+  test("methods a process sandbox cannot have fail clearly", async () => {
+    for (const call of [() => m.waitForUnit("sshd"), () => m.screenshot("x"), () => m.sendMonitorCommand("info"), () => m.block(), () => m.unblock(), () => m.forwardPort(1, 2)]) {
+      await assert.rejects(call(), (e: Error) => e instanceof NotSupportedError && /not supported by the local backend/.test(e.message));
+    }
+  });
+});
+
+test("crash kills the machine and everything it started; shutdown ends it cleanly", async () => {
+  const env = testMachineContext();
+  const m = new LocalMachine("victim", {}, env.ctx);
+  try {
+    await m.start();
+    const marker = `hp-marker-${process.pid}-${Date.now()}`;
+    await m.succeed(`(exec -a ${marker} sleep 600) >/dev/null 2>&1 &`);
+    await sleep(100);
+    assert.equal((await processesMatching(marker)).length, 1);
+    const pid = m.pid!;
+    await m.crash();
+    assert.equal(m.state, "crashed");
+    await sleep(100);
+    assert.deepEqual(await processesMatching(marker), [], "the background process died with the machine");
+    assert.equal(isAlive(pid), false);
+    await assert.rejects(m.succeed("true"), /machine victim: cannot run `true`: the machine is crashed/);
+
+    const m2 = new LocalMachine("clean", {}, env.ctx);
+    await m2.start();
+    await m2.shutdown();
+    assert.equal(m2.state, "stopped");
+    assert.equal(isAlive(m2.pid!), false);
+  } finally {
+    await m.cleanup();
+    env.cleanup();
+  }
+});
+
+test("a shell killed from outside fails the pending command at once", async () => {
+  const env = testMachineContext();
+  const m = new LocalMachine("shot", {}, env.ctx);
+  try {
+    await m.start();
+    const pending = m.execute("sleep 30");
+    await sleep(200);
+    process.kill(-m.pid!, "SIGKILL");
+    await assert.rejects(pending, /machine shot: command `sleep 30` lost its shell: shell exited \(signal SIGKILL\)/);
+    assert.equal(m.state, "crashed");
+    assert.ok(existsSync(env.ctx.consolePath("shot")!));
+  } finally {
+    await m.cleanup();
+    env.cleanup();
+  }
+});
