@@ -1,0 +1,134 @@
+#!/bin/busybox sh
+# haltpoint guest /init: the whole userland of the default guest image.
+#
+# Kernel command line (all optional; see vm/image/guest-params.ts):
+#   hp.hostname=NAME                 hostname (default "haltpoint")
+#   hp.ip=ADDR/PREFIX                static address for eth1 (second NIC, virtual network)
+#   hp.hosts=name1:ip1,name2:ip2     extra /etc/hosts entries
+#   hp.authorized_key=BASE64         base64 of one authorized_keys line for root
+# Network: eth0 is QEMU user networking, configured statically (10.0.2.15/24, gateway
+#   10.0.2.2, DNS 10.0.2.3); eth1 only gets hp.ip.
+# SSH: dropbear on port 22, root with a blank password (-B) or the authorized key.
+# Readiness: "Spawning backdoor root shell..." on /dev/hvc0 (and on the console); then
+#   bash reads commands from hvc0 (raw, no echo), writes stdout there and stderr to the
+#   serial console.
+# Power: poweroff/halt (-f or not), the ACPI power button (QMP system_powerdown) and the
+#   backdoor shell exiting all power the guest off; reboot reboots, which ends a QEMU
+#   run with -no-reboot.
+
+# busybox applets live in all four (installed below).
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /root /etc /sbin /usr/bin /usr/sbin /var/log
+/bin/busybox ln -s /run /var/run
+/bin/busybox mount -t proc proc /proc
+# Applets as symlinks (needs /proc for busybox to find itself); existing files win.
+/bin/busybox --install -s
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+# The initramfs may lack /dev/console (built without root): reopen stdio on the real one.
+exec 0</dev/console 1>/dev/console 2>&1
+
+# Modules in dependency order, as the image builder wrote them (absent ones were built in).
+for m in $(cat /lib/modules/load-order); do
+  insmod "/lib/modules/$m.ko" 2>/dev/null
+done
+
+# Kernel command line: no globbing while splitting it into words.
+set -f
+hp_hostname=haltpoint hp_ip= hp_hosts= hp_key=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    hp.hostname=*) hp_hostname="${arg#hp.hostname=}" ;;
+    hp.ip=*) hp_ip="${arg#hp.ip=}" ;;
+    hp.hosts=*) hp_hosts="${arg#hp.hosts=}" ;;
+    hp.authorized_key=*) hp_key="${arg#hp.authorized_key=}" ;;
+  esac
+done
+set +f
+
+hostname "$hp_hostname"
+echo "$hp_hostname" > /etc/hostname
+{
+  echo "127.0.0.1 localhost"
+  echo "127.0.1.1 $hp_hostname"
+  echo "$hp_hosts" | tr ',' '\n' | while IFS=: read -r name addr; do
+    [ -n "$name" ] && [ -n "$addr" ] && echo "$addr $name"
+  done
+} > /etc/hosts
+
+# root's blank password lives in /etc/shadow: busybox cannot resolve a passwd line with
+# an empty password field ("unknown uid 0"), while dropbear -B reads shadow.
+echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
+echo "root::19000:0:99999:7:::" > /etc/shadow
+chmod 0600 /etc/shadow
+echo "root:x:0:" > /etc/group
+printf '/bin/sh\n/bin/bash\n' > /etc/shells
+
+# Static addresses: QEMU user networking is fixed, so there is nothing to wait for.
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up
+  ip addr add 10.0.2.15/24 dev eth0
+  ip route add default via 10.0.2.2
+  echo "nameserver 10.0.2.3" > /etc/resolv.conf
+fi
+if [ -n "$hp_ip" ]; then
+  if [ -e /sys/class/net/eth1 ]; then
+    ip link set eth1 up
+    ip addr add "$hp_ip" dev eth1
+  else
+    echo "haltpoint init: hp.ip=$hp_ip given but there is no eth1 (no second NIC)"
+  fi
+fi
+
+mkdir -p /root/.ssh /etc/dropbear
+chmod 0700 /root /root/.ssh
+if [ -n "$hp_key" ]; then
+  echo "$hp_key" | base64 -d > /root/.ssh/authorized_keys
+  chmod 0600 /root/.ssh/authorized_keys
+fi
+# Login records dropbear writes (it complains on the console when they are missing).
+touch /var/log/lastlog /var/log/wtmp /run/utmp
+# -R: host keys generated on first use; -B: blank root password allowed; -E: log to console.
+dropbear -R -B -E -p 22
+
+# ACPI power button (QMP system_powerdown) -> poweroff, where button and evdev loaded.
+if [ -d /sys/module/button ] && [ -d /sys/module/evdev ]; then
+  mkdir -p /etc/acpi/PWRF
+  printf '#!/bin/sh\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+  chmod 0755 /etc/acpi/PWRF/00000080
+  acpid # daemonises; logs to /var/log/acpid.log (it exits at once if it cannot open that)
+fi
+
+# The virtconsole's port shows up a moment after virtio_console loads.
+i=0
+while [ ! -e /dev/hvc0 ] && [ "$i" -lt 500 ]; do usleep 10000; i=$((i + 1)); done
+if [ ! -e /dev/hvc0 ]; then
+  echo "haltpoint init: /dev/hvc0 never appeared (no virtconsole?); shell on the console"
+  exec sh
+fi
+
+cd /root
+# hvc resets its termios on last close, so keep it open here for as long as bash runs.
+exec 3<>/dev/hvc0
+stty raw -echo <&3
+echo "Spawning backdoor root shell..." >&3
+echo "Spawning backdoor root shell..."
+
+# bash runs as a child, not as PID 1: PID 1 ignores signals it has no handler for, so
+# busybox halt/poweroff (SIGUSR1/SIGUSR2) and reboot (SIGTERM) would do nothing.
+trap 'poweroff -f' USR1 USR2
+trap 'reboot -f' TERM
+# A script argument (not stdin) keeps bash non-interactive, as on NixOS guests.
+env -i PATH="$PATH" HOME=/root USER=root \
+  /bin/bash --norc --noprofile /dev/hvc0 0<&3 1>&3 2>/dev/console 3>&- &
+while :; do
+  wait $! && break
+  kill -0 $! 2>/dev/null || break
+done
+echo "haltpoint init: backdoor shell exited; powering off"
+poweroff -f

@@ -1,0 +1,185 @@
+// The qemu-system-x86_64 command line for one haltpoint machine. Pure: no I/O, so the
+// exact argv is testable and can be logged.
+
+export const QEMU_BINARY = "qemu-system-x86_64";
+
+/** Ids on the command line that QMP/HMP commands refer to. */
+export const QEMU_IDS = {
+  /** `-netdev user` id: `hostfwd_add net0 tcp:127.0.0.1:H-:G` adds a forward at run time. */
+  userNetdev: "net0",
+  /** The user-network NIC (guest eth0): `set_link nic0 off` blocks the machine's network. */
+  userNic: "nic0",
+  vnetNetdev: "vnet0",
+  /** The virtual-network NIC (guest eth1). */
+  vnetNic: "vnic0",
+  shellChardev: "shell",
+  serialChardev: "serial0",
+  qmpChardev: "qmp",
+} as const;
+
+export type SerialOutput =
+  /** QEMU connects to a UNIX socket the caller listens on (and may also tee to logFile). */
+  | { type: "socket"; path: string; logFile?: string }
+  /** QEMU writes the serial console to a file (created or truncated). */
+  | { type: "file"; path: string }
+  /** No serial port at all. */
+  | { type: "none" };
+
+export interface DiskImage {
+  path: string;
+  /** Default "qcow2" when the path ends in .qcow2, else "raw". */
+  format?: "raw" | "qcow2";
+  /** Writes go to a temporary overlay, the image file stays untouched. Default true. */
+  snapshot?: boolean;
+}
+
+export interface VirtualNetwork {
+  /** A UNIX stream socket the host listens on (the hub); QEMU connects as a client. */
+  socketPath: string;
+  /** The NIC's MAC address, e.g. "52:54:00:12:00:05". */
+  mac: string;
+}
+
+export interface QemuArgvOptions {
+  /** Shown in `ps` and window titles: `-name`. */
+  name?: string;
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** A disk as a virtio block device; boots from it when no kernel is given. */
+  diskImage?: string | DiskImage;
+  memoryMiB: number;
+  cores: number;
+  accel: "kvm" | "tcg";
+  /** CPU model; default "host" under KVM, QEMU's default (qemu64) under TCG. */
+  cpu?: string;
+  /** QEMU listens here for QMP (server=on,wait=off): connect after spawning. */
+  qmpSocket: string;
+  /**
+   * The backdoor shell: a UNIX socket the HOST listens on before QEMU starts; QEMU
+   * connects to it and attaches it to the guest's /dev/hvc0 (virtconsole).
+   */
+  shellSocket: string;
+  serial: SerialOutput;
+  /** Forwards from 127.0.0.1:hostPort to the guest's guestPort over user networking. */
+  userNetForwards?: Array<{ hostPort: number; guestPort: number }>;
+  /** A second NIC on a host-run hub (`-netdev stream`, see vnet frame format below). */
+  vnet?: VirtualNetwork;
+  /** Appended last, so they can override anything above. */
+  extraArgs?: string[];
+}
+
+/**
+ * QEMU option values are comma separated; a literal comma is written as ",,".
+ * Paths with commas are legal and would otherwise be split into bogus options.
+ */
+export function qemuOptValue(s: string): string {
+  return s.replaceAll(",", ",,");
+}
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i;
+
+/** sun_path holds 108 bytes including the NUL; QEMU fails with a vague error past it. */
+export const MAX_UNIX_SOCKET_PATH = 107;
+
+function checkSocketPath(path: string, what: string): string {
+  const n = Buffer.byteLength(path);
+  if (n > MAX_UNIX_SOCKET_PATH) throw new Error(`${what} socket path is ${n} bytes, over the ${MAX_UNIX_SOCKET_PATH}-byte limit: ${path}`);
+  return path;
+}
+
+function checkPort(p: number, what: string): number {
+  if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`invalid ${what} ${p}`);
+  return p;
+}
+
+function diskArgs(disk: string | DiskImage): string[] {
+  const d = typeof disk === "string" ? { path: disk } : disk;
+  const format = d.format ?? (d.path.endsWith(".qcow2") ? "qcow2" : "raw");
+  const snapshot = d.snapshot ?? true;
+  return ["-drive", `file=${qemuOptValue(d.path)},if=virtio,format=${format}${snapshot ? ",snapshot=on" : ""}`];
+}
+
+function serialArgs(serial: SerialOutput): string[] {
+  const id = QEMU_IDS.serialChardev;
+  switch (serial.type) {
+    case "none":
+      return [];
+    case "file":
+      return ["-chardev", `file,id=${id},path=${qemuOptValue(serial.path)}`, "-serial", `chardev:${id}`];
+    case "socket": {
+      const log = serial.logFile ? `,logfile=${qemuOptValue(serial.logFile)}` : "";
+      return ["-chardev", `socket,id=${id},path=${qemuOptValue(checkSocketPath(serial.path, "serial"))}${log}`, "-serial", `chardev:${id}`];
+    }
+  }
+}
+
+/**
+ * Build the argv (without the binary) for one machine.
+ *
+ * Devices come in a fixed order so PCI slots, and thus guest interface names, are
+ * stable: VGA (00:02), virtio-serial (00:03), user NIC → eth0 (00:04), vnet NIC → eth1
+ * (00:05), then the disk.
+ *
+ * Virtual network frame format (QEMU 7.2 `-netdev stream`, UNIX socket, QEMU as client):
+ * each Ethernet frame (no preamble, no FCS) is sent as a 4-byte big-endian length
+ * followed by that many bytes, in both directions; the hub must frame what it forwards
+ * the same way. (`-netdev socket,connect=` takes only host:port in 7.2, hence stream.)
+ * QEMU 7.2 has no `reconnect` for stream netdevs: the hub must be listening before
+ * QEMU starts, and if it closes the connection the NIC stays disconnected.
+ */
+export function buildQemuArgv(o: QemuArgvOptions): string[] {
+  if (!o.kernel && !o.diskImage) throw new Error("a machine needs a kernel or a disk image");
+  if ((o.initrd || o.append) && !o.kernel) throw new Error("initrd/append need a kernel");
+  if (!Number.isInteger(o.memoryMiB) || o.memoryMiB < 16) throw new Error(`invalid memory size ${o.memoryMiB} MiB`);
+  if (!Number.isInteger(o.cores) || o.cores < 1) throw new Error(`invalid core count ${o.cores}`);
+
+  const argv: string[] = [];
+  if (o.name) argv.push("-name", qemuOptValue(o.name));
+  argv.push(
+    // No default devices (monitor on stdio, parallel port, floppy, CD-ROM, NIC) and no
+    // host-wide config files: everything the machine has is on this line.
+    "-nodefaults",
+    "-no-user-config",
+    "-machine", "pc",
+    // Under TCG MTTCG runs each vCPU in its own host thread (measured: 2 cores boot
+    // ~0.15 s faster than thread=single; 1 core: no difference).
+    "-accel", o.accel === "kvm" ? "kvm" : "tcg,thread=multi",
+    "-m", String(o.memoryMiB),
+    "-smp", String(o.cores),
+  );
+  const cpu = o.cpu ?? (o.accel === "kvm" ? "host" : undefined);
+  if (cpu) argv.push("-cpu", cpu);
+  // No window, but a VGA adapter so `screendump` has a screen to capture.
+  argv.push("-display", "none", "-vga", "std");
+  // A reboot (panic=-1, `reboot -f`) ends QEMU: a test sees the machine stop.
+  argv.push("-no-reboot");
+
+  if (o.kernel) argv.push("-kernel", o.kernel);
+  if (o.initrd) argv.push("-initrd", o.initrd);
+  if (o.append) argv.push("-append", o.append);
+
+  argv.push("-chardev", `socket,id=${QEMU_IDS.qmpChardev},path=${qemuOptValue(checkSocketPath(o.qmpSocket, "QMP"))},server=on,wait=off`);
+  argv.push("-mon", `chardev=${QEMU_IDS.qmpChardev},mode=control`);
+  argv.push(...serialArgs(o.serial));
+
+  // Backdoor shell: client socket (no server=on) → QEMU fails at once if nobody listens.
+  argv.push("-chardev", `socket,id=${QEMU_IDS.shellChardev},path=${qemuOptValue(checkSocketPath(o.shellSocket, "shell"))}`);
+  argv.push("-device", "virtio-serial", "-device", `virtconsole,chardev=${QEMU_IDS.shellChardev}`);
+
+  const fwds = (o.userNetForwards ?? []).map(
+    (f) => `,hostfwd=tcp:127.0.0.1:${checkPort(f.hostPort, "host port")}-:${checkPort(f.guestPort, "guest port")}`,
+  );
+  argv.push("-netdev", `user,id=${QEMU_IDS.userNetdev}${fwds.join("")}`);
+  argv.push("-device", `virtio-net-pci,netdev=${QEMU_IDS.userNetdev},id=${QEMU_IDS.userNic}`);
+
+  if (o.vnet) {
+    if (!MAC.test(o.vnet.mac)) throw new Error(`invalid MAC address ${JSON.stringify(o.vnet.mac)}`);
+    argv.push("-netdev", `stream,id=${QEMU_IDS.vnetNetdev},server=off,addr.type=unix,addr.path=${qemuOptValue(checkSocketPath(o.vnet.socketPath, "vnet"))}`);
+    argv.push("-device", `virtio-net-pci,netdev=${QEMU_IDS.vnetNetdev},id=${QEMU_IDS.vnetNic},mac=${o.vnet.mac}`);
+  }
+  if (o.diskImage) argv.push(...diskArgs(o.diskImage));
+
+  argv.push(...(o.extraArgs ?? []));
+  return argv;
+}
