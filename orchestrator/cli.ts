@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { UsageError } from "./discovery.ts";
 import { runCommand } from "./run-command.ts";
+import parseMs from "ms";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -11,6 +12,23 @@ function positiveInt(flag: string) {
     const n = Number(v);
     if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} takes a positive integer, got '${v}'`);
     return n;
+  };
+}
+
+function port(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < 1 || n > 65535) throw new InvalidArgumentError(`${flag} takes a TCP port (1-65535), got '${v}'`);
+    return n;
+  };
+}
+
+/** "30m", "90s", "1h", "2d" or plain seconds → seconds. */
+function duration(flag: string) {
+  return (v: string): number => {
+    const ms = /^\d+(\.\d+)?$/.test(v) ? Number(v) * 1000 : parseMs(v as parseMs.StringValue);
+    if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) throw new InvalidArgumentError(`${flag} takes a duration such as 30m, 90s or 1h, got '${v}'`);
+    return ms / 1000;
   };
 }
 
@@ -46,6 +64,14 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json <file>", "write a JSON report")
     .option("-q, --quiet", "print results and failures only, not every event", false)
     .option("--worker-memory <mib>", "heap limit of each worker thread", positiveInt("--worker-memory"))
+    .addOption(new Option("--accel <accel>", "qemu accelerator: auto probes KVM with a real boot, falls back to TCG").choices(["auto", "kvm", "tcg"]).default("auto"))
+    .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
+    .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
+    .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
+    .option("--debug-port <port>", "first TCP port for breakpoint consoles", port("--debug-port"), 4444)
+    .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
+    .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
+    .option("--freeze-ttl <duration>", "release a forgotten breakpoint after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
     .action(async (paths: string[], opts) => {
       status = await runCommand({
@@ -60,8 +86,52 @@ export async function main(argv: string[]): Promise<number> {
         json: opts.json,
         quiet: opts.quiet,
         workerMemoryMb: opts.workerMemory,
+        memoryMiB: opts.memory,
+        accel: opts.accel,
+        debugHook: opts.debugHook,
+        debugPort: opts.debugPort,
+        debugBind: opts.debugBind,
+        maxFrozen: opts.maxFrozen,
+        freezeTtl: opts.freezeTtl,
+        cores: opts.cores,
         abortGrace: opts.abortGrace,
       });
+    });
+
+  program
+    .command("ls")
+    .description("list the tests halted at a breakpoint, across every haltpoint run on this host")
+    .action(async () => {
+      const { lsCommand } = await import("./control-commands.ts");
+      status = await lsCommand();
+    });
+  program
+    .command("attach")
+    .description("open a halted test's console (a JavaScript REPL inside its worker)")
+    .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
+    .action(async (id: string) => {
+      const { attachCommand } = await import("./control-commands.ts");
+      status = await attachCommand(id);
+    });
+  program
+    .command("release")
+    .description("release a halted test (it then fails and tears down), or all of them")
+    .argument("[id]", "breakpoint id, as `haltpoint ls` shows")
+    .option("--all", "release every halted test on this host", false)
+    .action(async (id: string | undefined, opts: { all: boolean }) => {
+      if (!id && !opts.all) throw new UsageError("release needs a breakpoint id or --all");
+      const { releaseCommand } = await import("./control-commands.ts");
+      status = await releaseCommand(opts.all ? { all: true } : id!);
+    });
+  const image = program.command("image").description("haltpoint's default guest image");
+  image
+    .command("build")
+    .description("build (or reuse) the guest kernel + initramfs from Debian packages")
+    .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
+    .option("--force", "rebuild even if the cache has it", false)
+    .action(async (opts: { cacheDir?: string; force: boolean }) => {
+      const { imageBuildCommand } = await import("../vm/image/cli.ts");
+      status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force });
     });
 
   try {

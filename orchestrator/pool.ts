@@ -4,6 +4,8 @@ import { Piscina } from "piscina";
 export interface PoolOptions {
   /** Threads that run tests at once (--jobs). */
   threads: number;
+  /** Threads beyond --jobs, started on demand: halted tests keep theirs. */
+  extraThreads?: number;
   /** Heap limit of each worker thread in MiB (--worker-memory): a test that exceeds it
    *  fails with ERR_WORKER_OUT_OF_MEMORY instead of taking the orchestrator down. */
   workerMemoryMb?: number;
@@ -16,7 +18,7 @@ export function createPool(o: PoolOptions): Piscina {
   return new Piscina({
     filename: WORKER_ENTRY,
     minThreads: o.threads,
-    maxThreads: o.threads,
+    maxThreads: o.threads + (o.extraThreads ?? 0),
     // Workers must keep their event loop turning between tasks ("sync" parks them, which
     // stalls unawaited async work and any console served by a halted test).
     atomics: "disabled",

@@ -1,5 +1,6 @@
 import type { SerializedError, WorkerEvent } from "../worker/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
+import type { BreakpointInfo } from "../hooks/control-protocol.ts";
 
 export type RunOutcome = "passed" | "failed";
 
@@ -43,6 +44,11 @@ export interface Reporter {
   onRunEnd?(result: RunResult): void;
   /** A message from the orchestrator itself (interrupts, cleanup). */
   onNotice?(msg: string): void;
+  /** A test halted at a breakpoint and can be attached to. */
+  onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
+  /** A failing test was not halted (e.g. --max-frozen reached). */
+  onBreakpointRefused?(run: PlannedRun, reason: string): void;
+  onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
   onEnd?(summary: SuiteSummary): void | Promise<void>;
 }
 
@@ -63,6 +69,15 @@ export class ReporterSet implements Required<Reporter> {
   }
   onNotice(msg: string): void {
     for (const r of this.reporters) r.onNotice?.(msg);
+  }
+  onBreakpoint(run: PlannedRun, info: BreakpointInfo): void {
+    for (const r of this.reporters) r.onBreakpoint?.(run, info);
+  }
+  onBreakpointRefused(run: PlannedRun, reason: string): void {
+    for (const r of this.reporters) r.onBreakpointRefused?.(run, reason);
+  }
+  onBreakpointEnd(run: PlannedRun, info: BreakpointInfo, by: string): void {
+    for (const r of this.reporters) r.onBreakpointEnd?.(run, info, by);
   }
   async onEnd(s: SuiteSummary): Promise<void> {
     for (const r of this.reporters) await r.onEnd?.(s);

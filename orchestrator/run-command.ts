@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
 import { expandRuns, findDuplicateNames } from "./plan.ts";
@@ -11,6 +11,12 @@ import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
 import { Scheduler } from "./scheduler.ts";
+import { prepareQemu } from "./prepare-qemu.ts";
+import { ResourceBudget } from "./resource-budget.ts";
+import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
+import { ControlServer } from "../hooks/control-server.ts";
+import { controlDir } from "../hooks/control-paths.ts";
+import type { ControlReply, ControlRequest } from "../hooks/control-protocol.ts";
 
 export interface RunOptions {
   paths: string[];
@@ -24,8 +30,20 @@ export interface RunOptions {
   json?: string;
   quiet: boolean;
   workerMemoryMb?: number;
+  /** Host budget for qemu machines (default: 80% of RAM, every core). */
+  memoryMiB?: number;
+  cores?: number;
   /** Seconds a stopped test gets to tear down before its worker is killed. */
   abortGrace: number;
+  /** Accelerator for qemu machines (--accel). */
+  accel?: "auto" | "kvm" | "tcg";
+  /** Halt failing tests at a breakpoint (--debug-hook). */
+  debugHook?: boolean;
+  debugPort?: number;
+  debugBind?: string;
+  maxFrozen?: number;
+  /** Seconds until a forgotten breakpoint is released (--freeze-ttl). */
+  freezeTtl?: number;
   /** Extra reporters (tests and benches observe a run through these). */
   reporters?: Reporter[];
   /** Print to the terminal (false in benches). */
@@ -74,7 +92,24 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
   const stateRoot = makeStateRoot();
-  const pool = createPool({ threads: o.jobs, workerMemoryMb: o.workerMemoryMb });
+  const maxFrozen = o.maxFrozen ?? 4;
+  // Halted tests keep their worker thread but give back their --jobs slot: room for both.
+  const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
+  const broker = new BreakpointBroker(
+    {
+      startPort: o.debugPort ?? 4444,
+      host: o.debugBind ?? "127.0.0.1",
+      maxFrozen,
+      ttlMs: (o.freezeTtl ?? 30 * 60) * 1000,
+      socketRoot: controlDir(),
+    },
+    out,
+  );
+  // `haltpoint ls / attach / release` reach this run through its control socket.
+  const control = await ControlServer.listen((req) => handleControl(broker, req)).catch((e: Error) => {
+    out.onNotice(`no control socket (haltpoint ls/release will not see this run): ${e.message}`);
+    return undefined;
+  });
   const scheduler = new Scheduler({
     pool,
     jobs: o.jobs,
@@ -85,6 +120,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
     defaultBackend: o.backend,
     abortGraceMs: o.abortGrace * 1000,
     untilFail: o.untilFail,
+    broker,
+    debugHook: o.debugHook ?? false,
+    budget: new ResourceBudget({
+      memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
+      cores: o.cores ?? availableParallelism(),
+    }),
   });
 
   let interrupts = 0;
@@ -110,13 +151,21 @@ export async function runCommand(o: RunOptions): Promise<number> {
     const selected = runnable.filter((t) => runs.some((r) => r.test === t));
     const plan: SuitePlan = { tests: selected, runs, loadErrors, jobs: o.jobs, logDir };
     out.onPlan(plan);
+    if (runs.some((r) => r.test.nodes.some((n) => n.backend === "qemu"))) {
+      try {
+        scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line));
+      } catch (e) {
+        scheduler.qemuUnavailable = `the qemu backend is not ready: ${(e as Error).message}`;
+        out.onNotice(scheduler.qemuUnavailable);
+      }
+    }
     const results = scheduler.isStopping ? [] : await scheduler.runAll(runs);
     const done = new Set(results.map((r) => r.run.key));
     const summary: SuiteSummary = {
       plan,
       results,
       notRun: runs.filter((r) => !done.has(r.key)),
-      interrupted: interrupts > 0,
+      interrupted: scheduler.interruptedWork,
       startedAt,
       durationMs: Date.now() - startedAt,
     };
@@ -125,9 +174,24 @@ export async function runCommand(o: RunOptions): Promise<number> {
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    await broker.close();
+    await control?.close().catch(() => {});
     await pool.destroy().catch(() => {});
     ledger.killAll();
     process.off("exit", onExit);
     rmSync(stateRoot, { recursive: true, force: true });
+  }
+}
+
+function handleControl(broker: BreakpointBroker, req: ControlRequest): ControlReply {
+  switch (req.cmd) {
+    case "ls":
+      return { ok: true, breakpoints: broker.list() };
+    case "release":
+      return broker.release(req.id, "haltpoint release")
+        ? { ok: true, released: [req.id] }
+        : { ok: false, error: `no breakpoint ${req.id} in this run` };
+    case "release-all":
+      return { ok: true, released: broker.releaseAll("haltpoint release --all") };
   }
 }

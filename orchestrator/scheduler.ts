@@ -7,6 +7,9 @@ import type { CollectResult, CollectTask, RunTask, WorkerEvent } from "../worker
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import type { ReporterSet, RunResult } from "./results.ts";
+import { demandOf, type ResourceBudget } from "./resource-budget.ts";
+import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
+import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 
 export interface SchedulerOptions {
   pool: Piscina;
@@ -21,6 +24,12 @@ export interface SchedulerOptions {
   abortGraceMs: number;
   /** Stop admitting runs at the first failure (--until-fail). */
   untilFail: boolean;
+  /** Memory and cores that qemu machines may take at once (--memory, --cores). */
+  budget: ResourceBudget;
+  /** Holds halted tests (--debug-hook); without it no test halts. */
+  broker?: BreakpointBroker;
+  /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
+  debugHook: boolean;
 }
 
 /** A run in flight: what the scheduler needs to stop it. */
@@ -30,6 +39,8 @@ interface ActiveRun {
   kill: AbortController;
   reason?: string;
   killTimer?: NodeJS.Timeout;
+  /** The breakpoint id while the run is halted. */
+  halted?: string;
 }
 
 /** How long to wait for a run's final `done` message after its task returned. */
@@ -45,6 +56,11 @@ export class Scheduler {
   private readonly active = new Set<ActiveRun>();
   private stopping = false;
   private admitting = true;
+  private stoppedWork = false;
+  /** Guest image + accelerator for qemu machines, once prepared. */
+  qemu: QemuRuntime | undefined;
+  /** Why qemu tests cannot run (image build or accel probe failed). */
+  qemuUnavailable: string | undefined;
   private seq = 0;
 
   constructor(private readonly o: SchedulerOptions) {
@@ -76,15 +92,45 @@ export class Scheduler {
   /** Run every planned run; resolves with the results of the runs that started. */
   async runAll(runs: PlannedRun[]): Promise<RunResult[]> {
     const results: RunResult[] = [];
+    const outstanding = new Set<Promise<void>>();
     for (const run of runs) {
       // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
       void this.queue.add(async () => {
         if (!this.admitting) return;
-        results.push(await this.runOne(run));
+        const need = demandOf(run.test);
+        const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
+        const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
+        if (refusal) return void results.push(this.refuse(run, refusal));
+        const release = await this.o.budget.acquire(need);
+        if (!this.admitting) return release();
+        // A halted test gives its --jobs slot back: the queue task ends when the run ends
+        // or halts, whichever comes first; the run itself is awaited below.
+        let freeSlot!: () => void;
+        const halted = new Promise<void>((r) => (freeSlot = r));
+        const p = this.runOne(run, freeSlot)
+          .then((r) => void results.push(r))
+          .finally(() => {
+            release();
+            outstanding.delete(p);
+          });
+        outstanding.add(p);
+        await Promise.race([p, halted]);
       });
     }
     await this.queue.onIdle();
+    if (outstanding.size && this.o.broker?.count) {
+      this.o.reporters.onNotice(
+        `every other test is done; holding ${this.o.broker.count} breakpoint${this.o.broker.count === 1 ? "" : "s"} ` +
+          "(haltpoint ls / attach ID / release ID); Ctrl-C releases them all",
+      );
+    }
+    while (outstanding.size) await Promise.all(outstanding);
     return results;
+  }
+
+  /** Was work other than halted tests stopped by an interrupt (Ctrl-C)? */
+  get interruptedWork(): boolean {
+    return this.stoppedWork;
   }
 
   /** Start no further run; running ones go on to their end (--until-fail). */
@@ -97,8 +143,13 @@ export class Scheduler {
   interrupt(reason = "interrupted"): void {
     if (this.stopping) return;
     this.stopping = true;
+    // Ctrl-C once only halted tests remain just releases them: that is not lost work.
+    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted);
     this.stopAdmission();
-    for (const a of this.active) this.abort(a, reason);
+    for (const a of this.active) {
+      if (a.halted) this.o.broker?.release(a.halted, reason);
+      else this.abort(a, reason);
+    }
   }
 
   /** Kill every running worker now (a second Ctrl-C). */
@@ -113,6 +164,15 @@ export class Scheduler {
     return this.stopping;
   }
 
+  /** A run that cannot start: reported as failed at once, without a worker. */
+  private refuse(run: PlannedRun, reason: string): RunResult {
+    const logDir = join(this.o.logDir, run.key);
+    this.o.reporters.onRunStart(run, logDir);
+    const result: RunResult = { run, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir };
+    this.o.reporters.onRunEnd(result);
+    return result;
+  }
+
   private abort(a: ActiveRun, reason: string): void {
     if (a.reason) return;
     a.reason = reason;
@@ -120,7 +180,7 @@ export class Scheduler {
     a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
   }
 
-  private async runOne(run: PlannedRun): Promise<RunResult> {
+  private async runOne(run: PlannedRun, freeSlot: () => void): Promise<RunResult> {
     const { reporters, ledger } = this.o;
     const logDir = join(this.o.logDir, run.key);
     const stateDir = join(this.o.stateRoot, String(++this.seq));
@@ -134,24 +194,52 @@ export class Scheduler {
     let done: Extract<WorkerEvent, { t: "done" }> | undefined;
     let onDone: () => void = () => {};
     const doneSeen = new Promise<void>((r) => (onDone = r));
+    // The test's clock starts when its worker picks it up, not while it waits for a
+    // thread, and stops while the test is halted at a breakpoint.
+    let timeoutTimer: NodeJS.Timeout | undefined;
+    let timeLeftMs = run.test.globalTimeout * 1000;
+    let clockStarted = 0;
+    const startClock = (): void => {
+      clockStarted = Date.now();
+      timeoutTimer = setTimeout(() => this.abort(a, `global timeout of ${run.test.globalTimeout} s exceeded`), timeLeftMs);
+    };
+    const stopClock = (): void => {
+      clearTimeout(timeoutTimer);
+      timeLeftMs = Math.max(0, timeLeftMs - (Date.now() - clockStarted));
+    };
+    const broker = this.o.broker;
     port1.on("message", (e: WorkerEvent) => {
       if (e.t === "process") {
         if (e.alive) ledger.add(run.key, e.pid, e.machine);
         else ledger.remove(run.key, e.pid);
       }
-      if (e.t === "start") armTimeout();
+      if (e.t === "start") startClock();
+      if (e.t === "halt") {
+        if (!broker || a.reason) {
+          e.console.close();
+          port1.postMessage({ t: "halt-refused", reason: a.reason ?? "no breakpoint broker" });
+        } else {
+          stopClock();
+          void broker.register(run, e, port1).then((info) => {
+            if (!info) return startClock();
+            a.halted = info.id;
+            if (this.stopping) broker.release(info.id, a.reason ?? "interrupted");
+            freeSlot();
+          });
+        }
+      }
+      if (e.t === "resumed" && a.halted) {
+        const id = a.halted;
+        a.halted = undefined;
+        void broker?.ended(id, e.by);
+        if (!a.reason) startClock();
+      }
       if (e.t === "done") {
         done = e;
         onDone();
       }
       reporters.onEvent(run, e);
     });
-
-    // The test's clock starts when its worker picks it up, not while it waits for a thread.
-    let timeoutTimer: NodeJS.Timeout | undefined;
-    const armTimeout = (): void => {
-      timeoutTimer ??= setTimeout(() => this.abort(a, `global timeout of ${run.test.globalTimeout} s exceeded`), run.test.globalTimeout * 1000);
-    };
     const task: RunTask = {
       kind: "run",
       file: run.test.file,
@@ -159,6 +247,8 @@ export class Scheduler {
       defaultBackend: this.o.defaultBackend,
       logDir,
       stateDir,
+      debugHook: this.o.debugHook,
+      qemu: this.qemu,
       port: port2,
     };
     let crash: string | undefined;
@@ -172,6 +262,7 @@ export class Scheduler {
       clearTimeout(a.killTimer);
       this.active.delete(a);
       port1.close();
+      if (a.halted) await broker?.ended(a.halted, crash ?? "the run ended");
     }
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.

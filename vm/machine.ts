@@ -282,9 +282,13 @@ export abstract class BaseMachine implements Machine {
     } catch {
       /* best effort: the main thread's ledger kills what is left */
     } finally {
+      await this.dispose().catch(() => {});
       await this.console.close();
     }
   }
+
+  /** Release what the backend holds besides its process (sockets, clients). */
+  protected async dispose(): Promise<void> {}
 
   /** Rename a wait's inner timeout so the error names this machine. */
   private async wrapWait<T>(cmd: string | undefined, fn: () => Promise<T>): Promise<T> {

@@ -1,8 +1,10 @@
 import type { MessagePort } from "node:worker_threads";
+import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 
 // The messages between a worker running a test and the main thread. Events flow one way,
-// worker → main, on the task's MessagePort; the only main → worker messages are control
-// requests (abort). Everything here must survive structured clone.
+// worker → main, on the task's MessagePort; main → worker messages are control requests
+// only (abort, and the broker's answers about a breakpoint). Everything here must survive
+// structured clone.
 
 export type Outcome = "passed" | "failed";
 
@@ -18,10 +20,22 @@ export type WorkerEvent =
   | { t: "console"; time: number; machine: string; line: string }
   | { t: "process"; machine: string; pid: number; alive: boolean }
   | { t: "subtest"; time: number; name: string; phase: "start" | "pass" | "fail"; durationMs?: number; error?: SerializedError }
+  /** The test stopped at a breakpoint, its machines frozen; the broker should serve its
+   *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
+  | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort }
+  /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
+  | { t: "resumed"; time: number; by: string }
   /** The last message of a run. The main thread waits for it before treating the run as finished. */
   | { t: "done"; time: number; outcome: Outcome; error?: SerializedError; durationMs: number };
 
-export type ControlMessage = { t: "abort"; reason: string };
+export type ControlMessage =
+  | { t: "abort"; reason: string }
+  /** The broker registered the breakpoint: where its console and sockets are. */
+  | { t: "halted"; id: string; host: string; port: number; socketDir: string }
+  /** The broker will not hold this test (e.g. --max-frozen reached): tear down as usual. */
+  | { t: "halt-refused"; reason: string }
+  /** `haltpoint release`, --freeze-ttl or the end of the run: leave the breakpoint. */
+  | { t: "release"; by: string };
 
 /** What the main thread sends to run one test. */
 export interface RunTask {
@@ -33,6 +47,10 @@ export interface RunTask {
   logDir: string;
   /** Directory for this run's machine state (sockets, sandboxes). */
   stateDir: string;
+  /** Halt at a breakpoint when the test fails (--debug-hook or enableDebugHook). */
+  debugHook: boolean;
+  /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
+  qemu?: QemuRuntime;
   port: MessagePort;
 }
 

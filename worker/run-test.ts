@@ -3,13 +3,16 @@ import { join } from "node:path";
 import { mkdirSync, rmSync } from "node:fs";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
+import { BreakpointHook } from "../hooks/breakpoint-hook.ts";
+import type { RunNetwork } from "../vm/qemu/run-network.ts";
 import { buildTestContext } from "./test-context.ts";
 import { loadTestFile } from "./load-test-file.ts";
 import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
 
 /**
- * Run one test file once, to its end: load it, build its machines, run its script, tear
- * everything down, and post a final `done` event. Never throws: every failure is a result.
+ * Run one test file once, to its end: load it, build its machines, run its script, halt at
+ * a breakpoint if it fails with the debug hook on, tear everything down, and post a final
+ * `done` event. Never throws: every failure is a result.
  */
 export async function runTest(task: RunTask): Promise<Outcome> {
   const { port } = task;
@@ -18,18 +21,27 @@ export async function runTest(task: RunTask): Promise<Outcome> {
   emit({ t: "start", time: Date.now(), threadId });
 
   // The main thread asks us to stop (global timeout, Ctrl-C): the script loses the race.
+  let abortedBy: string | undefined;
   let abort!: (e: Error) => void;
   const aborted = new Promise<never>((_, reject) => (abort = reject));
   aborted.catch(() => {});
+  let hook: BreakpointHook | undefined;
   port.on("message", (m: ControlMessage) => {
-    if (m.t === "abort") abort(new Error(m.reason));
+    if (m.t === "abort") {
+      abortedBy = m.reason;
+      abort(new Error(m.reason));
+    }
+    hook?.onControl(m);
   });
 
   const machines: BaseMachine[] = [];
+  let network: RunNetwork | undefined;
   let outcome: Outcome = "passed";
   let error: unknown;
+  let debugHook = task.debugHook;
   try {
     const test = await Promise.race([loadTestFile(task.file, task.defaultBackend), aborted]);
+    debugHook ||= test.enableDebugHook;
     const ctx: MachineContext = {
       log: (machine, msg) => emit({ t: "log", time: Date.now(), machine, msg }),
       trackProcess: (machine, pid, alive) => emit({ t: "process", machine, pid, alive }),
@@ -38,10 +50,20 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       outputDir: join(task.logDir, "out"),
     };
     if (test.nodes.length) mkdirSync(task.stateDir, { recursive: true });
-    for (const node of test.nodes) machines.push(await createMachine(node, ctx, { accel: "auto" }));
+    if (test.nodes.some((n) => n.backend === "qemu")) {
+      const { RunNetwork } = await import("../vm/qemu/run-network.ts");
+      network = new RunNetwork(task.stateDir, test.nodes);
+    }
+    for (const node of test.nodes) machines.push(await createMachine(node, ctx, { qemu: task.qemu, network }));
+    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`);
     const debug = {
       breakpoint: async () => {
-        emit({ t: "log", time: Date.now(), msg: "debug.breakpoint(): not halting (run with --debug-hook to halt here)" });
+        if (!debugHook) {
+          emit({ t: "log", time: Date.now(), msg: "debug.breakpoint(): not halting (run with --debug-hook to halt here)" });
+          return;
+        }
+        emit({ t: "log", time: Date.now(), msg: "debug.breakpoint(): halting" });
+        await Promise.race([hook!.halt("breakpoint"), aborted]);
       },
     };
     const scriptCtx = buildTestContext(machines, task.runIndex, emit, debug);
@@ -49,9 +71,12 @@ export async function runTest(task: RunTask): Promise<Outcome> {
   } catch (e) {
     outcome = "failed";
     error = e;
+    // A failure the test itself hit (not the orchestrator stopping it) halts with the hook on.
+    if (debugHook && hook && abortedBy === undefined) await hook.halt("failure", e);
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
   await Promise.all(machines.map((m) => m.cleanup()));
+  await network?.close().catch(() => {});
   if (machines.length) rmSync(task.stateDir, { recursive: true, force: true });
   emit({
     t: "done",

@@ -2,6 +2,7 @@ import logUpdate from "log-update";
 import pc from "picocolors";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
+import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
 import { runMessage, type Reporter, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
 import { formatEvent, formatResult, seconds } from "./format.ts";
 
@@ -53,6 +54,26 @@ export class TerminalReporter implements Reporter {
     if (r.outcome === "failed") this.failed++;
     const s = formatResult(r);
     this.line(r.outcome === "passed" ? pc.green(s) : pc.red(s) + pc.dim(`  logs: ${r.logDir}`));
+  }
+
+  onBreakpoint(run: PlannedRun, bp: BreakpointInfo): void {
+    const p = `!!! ${run.key}:`;
+    const lines = [
+      `${p} HALTED at breakpoint ${bp.id}: ${bp.reason.split("\n")[0]}`,
+      `${p} frozen: ${bp.machines.join(", ") || "(no machines)"}`,
+      `${p} console: telnet ${bp.host} ${bp.port}   (or: haltpoint attach ${bp.id})`,
+      `${p} sockets: ${bp.socketDir}`,
+      `${p} release: release() in the console, or haltpoint release ${bp.id}`,
+    ];
+    for (const l of lines) this.line(pc.magenta(l));
+  }
+
+  onBreakpointRefused(run: PlannedRun, reason: string): void {
+    this.line(pc.yellow(`!!! ${run.key}: ${reason}`));
+  }
+
+  onBreakpointEnd(run: PlannedRun, bp: BreakpointInfo, by: string): void {
+    this.line(pc.magenta(`!!! ${run.key}: breakpoint ${bp.id} released (${by})`));
   }
 
   onNotice(msg: string): void {

@@ -115,6 +115,22 @@ function serialArgs(serial: SerialOutput): string[] {
 }
 
 /**
+ * How haltpoint reaches a machine: QMP (QEMU listens), the serial console and the
+ * backdoor shell on a virtconsole (haltpoint listens). Also what a NixOS-style start
+ * script gets through QEMU_OPTS.
+ */
+export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket" | "serial">): string[] {
+  return [
+    "-chardev", `socket,id=${QEMU_IDS.qmpChardev},path=${qemuOptValue(checkSocketPath(o.qmpSocket, "QMP"))},server=on,wait=off`,
+    "-mon", `chardev=${QEMU_IDS.qmpChardev},mode=control`,
+    ...serialArgs(o.serial),
+    // Backdoor shell: client socket (no server=on) → QEMU fails at once if nobody listens.
+    "-chardev", `socket,id=${QEMU_IDS.shellChardev},path=${qemuOptValue(checkSocketPath(o.shellSocket, "shell"))}`,
+    "-device", "virtio-serial", "-device", `virtconsole,chardev=${QEMU_IDS.shellChardev}`,
+  ];
+}
+
+/**
  * Build the argv (without the binary) for one machine.
  *
  * Devices come in a fixed order so PCI slots, and thus guest interface names, are
@@ -159,13 +175,7 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
   if (o.initrd) argv.push("-initrd", o.initrd);
   if (o.append) argv.push("-append", o.append);
 
-  argv.push("-chardev", `socket,id=${QEMU_IDS.qmpChardev},path=${qemuOptValue(checkSocketPath(o.qmpSocket, "QMP"))},server=on,wait=off`);
-  argv.push("-mon", `chardev=${QEMU_IDS.qmpChardev},mode=control`);
-  argv.push(...serialArgs(o.serial));
-
-  // Backdoor shell: client socket (no server=on) → QEMU fails at once if nobody listens.
-  argv.push("-chardev", `socket,id=${QEMU_IDS.shellChardev},path=${qemuOptValue(checkSocketPath(o.shellSocket, "shell"))}`);
-  argv.push("-device", "virtio-serial", "-device", `virtconsole,chardev=${QEMU_IDS.shellChardev}`);
+  argv.push(...controlArgs(o));
 
   const fwds = (o.userNetForwards ?? []).map(
     (f) => `,hostfwd=tcp:127.0.0.1:${checkPort(f.hostPort, "host port")}-:${checkPort(f.guestPort, "guest port")}`,

@@ -1,0 +1,139 @@
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { MessagePort } from "node:worker_threads";
+import type { ControlMessage, WorkerEvent } from "../worker/events.ts";
+import type { PlannedRun } from "../orchestrator/plan.ts";
+import { ConsoleServer } from "./console-server.ts";
+import type { BreakpointInfo } from "./control-protocol.ts";
+
+type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
+
+export interface BrokerOptions {
+  /** First telnet port to try (--debug-port). */
+  startPort: number;
+  /** Address the consoles listen on (--debug-bind); loopback unless asked. */
+  host: string;
+  /** At most this many tests halted at once (--max-frozen). */
+  maxFrozen: number;
+  /** A breakpoint nobody releases is released after this long (--freeze-ttl). */
+  ttlMs: number;
+  /** Private directory under which each breakpoint gets its socket directory. */
+  socketRoot: string;
+}
+
+/** What the broker tells whoever reports (the terminal prints it in `!!!` lines). */
+export interface BreakpointListener {
+  onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
+  onBreakpointRefused?(run: PlannedRun, reason: string): void;
+  onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
+}
+
+interface Held {
+  info: BreakpointInfo;
+  run: PlannedRun;
+  taskPort: MessagePort;
+  server: ConsoleServer;
+  ttl: NodeJS.Timeout;
+}
+
+/**
+ * The main thread's half of breakpoints: gives each halted test an id, a telnet port (the
+ * first free one from --debug-port) and a private socket directory, relays its console to
+ * the worker, and releases it on request, on --freeze-ttl, or at the end of the run.
+ * The id is the console's port: unique on this host, so `haltpoint attach ID` is never
+ * ambiguous across several orchestrators.
+ */
+export class BreakpointBroker {
+  private held = new Map<string, Held>();
+  /** Registrations in progress count against --max-frozen too. */
+  private registering = 0;
+
+  constructor(
+    private readonly o: BrokerOptions,
+    private readonly listener: BreakpointListener,
+  ) {}
+
+  get count(): number {
+    return this.held.size;
+  }
+
+  list(): BreakpointInfo[] {
+    return [...this.held.values()].map((h) => h.info);
+  }
+
+  /** A worker halted: hold it (answer `halted`) or refuse (answer `halt-refused`). */
+  async register(run: PlannedRun, e: HaltEvent, taskPort: MessagePort): Promise<BreakpointInfo | undefined> {
+    const answer = (m: ControlMessage): void => taskPort.postMessage(m);
+    if (this.held.size + this.registering >= this.o.maxFrozen) {
+      const reason = `not halted: ${this.o.maxFrozen} test${this.o.maxFrozen === 1 ? " is" : "s are"} already halted (--max-frozen ${this.o.maxFrozen})`;
+      e.console.close();
+      answer({ t: "halt-refused", reason });
+      this.listener.onBreakpointRefused?.(run, reason);
+      return undefined;
+    }
+    this.registering++;
+    try {
+      const server = await ConsoleServer.listen(e.console, { startPort: this.o.startPort, host: this.o.host });
+      const id = String(server.tcpPort);
+      const socketDir = join(this.o.socketRoot, `bp-${id}`);
+      await rm(socketDir, { recursive: true, force: true });
+      await mkdir(socketDir, { recursive: true, mode: 0o700 });
+      const info: BreakpointInfo = {
+        id,
+        key: run.key,
+        test: run.test.name,
+        run: run.index,
+        since: Date.now(),
+        host: server.host,
+        port: server.tcpPort,
+        machines: e.machines,
+        socketDir,
+        orchestratorPid: process.pid,
+        reason: e.kind === "failure" ? (e.error?.message ?? "failed") : "debug.breakpoint()",
+      };
+      const ttl = setTimeout(() => this.release(id, `--freeze-ttl (${Math.round(this.o.ttlMs / 1000)} s) expired`), this.o.ttlMs);
+      ttl.unref();
+      this.held.set(id, { info, run, taskPort, server, ttl });
+      answer({ t: "halted", id, host: server.host, port: server.tcpPort, socketDir });
+      this.listener.onBreakpoint?.(run, info);
+      return info;
+    } catch (err) {
+      e.console.close();
+      const reason = `not halted: ${(err as Error).message}`;
+      answer({ t: "halt-refused", reason });
+      this.listener.onBreakpointRefused?.(run, reason);
+      return undefined;
+    } finally {
+      this.registering--;
+    }
+  }
+
+  /** Ask the worker to leave the breakpoint; it answers with `resumed`. */
+  release(id: string, by: string): boolean {
+    const h = this.held.get(id);
+    if (!h) return false;
+    h.taskPort.postMessage({ t: "release", by } satisfies ControlMessage);
+    return true;
+  }
+
+  releaseAll(by: string): string[] {
+    const ids = [...this.held.keys()];
+    for (const id of ids) this.release(id, by);
+    return ids;
+  }
+
+  /** The worker left the breakpoint (or its run ended): close the console, forget it. */
+  async ended(id: string, by: string): Promise<void> {
+    const h = this.held.get(id);
+    if (!h) return;
+    this.held.delete(id);
+    clearTimeout(h.ttl);
+    await h.server.close(`breakpoint ${id} released (${by})`).catch(() => {});
+    await rm(h.info.socketDir, { recursive: true, force: true }).catch(() => {});
+    this.listener.onBreakpointEnd?.(h.run, h.info, by);
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.held.keys()]) await this.ended(id, "orchestrator exiting");
+  }
+}

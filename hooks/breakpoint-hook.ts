@@ -1,0 +1,134 @@
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import type { BaseMachine } from "../vm/machine.ts";
+import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
+import { ConsoleReplHost } from "./console-repl.ts";
+
+type Answer = Extract<ControlMessage, { t: "halted" | "halt-refused" }>;
+
+/**
+ * The worker's half of a breakpoint. It freezes the test's machines, asks the broker (main
+ * thread) to hold the test, serves the debug console REPL inside this worker — where the
+ * machines live — and waits until someone releases it.
+ */
+export class BreakpointHook {
+  private answer: ((a: Answer) => void) | undefined;
+  private release: ((by: string) => void) | undefined;
+  private pendingRelease: string | undefined;
+
+  constructor(
+    private readonly taskPort: MessagePort,
+    private readonly machines: BaseMachine[],
+    private readonly emit: (e: WorkerEvent) => void,
+    private readonly testName: string,
+  ) {}
+
+  /** Control messages from the main thread that concern a breakpoint. */
+  onControl(m: ControlMessage): void {
+    if (m.t === "halted" || m.t === "halt-refused") this.answer?.(m);
+    else if (m.t === "release") this.leave(m.by);
+    else if (m.t === "abort") {
+      this.answer?.({ t: "halt-refused", reason: m.reason });
+      this.leave(m.reason);
+    }
+  }
+
+  /**
+   * Halt here. `failure`: the test failed with `error`; after release it tears down as
+   * failed. `breakpoint`: `debug.breakpoint()`; after release the machines thaw and the
+   * script goes on. Resolves false if the broker would not hold the test.
+   */
+  async halt(kind: "failure" | "breakpoint", error?: unknown): Promise<boolean> {
+    const frozen: string[] = [];
+    for (const m of this.machines) {
+      if (m.state !== "running") continue;
+      await m.freeze().catch(() => {});
+      if ((m.state as string) === "frozen") frozen.push(m.name);
+    }
+    const { port1, port2 } = new MessageChannel();
+    const answered = new Promise<Answer>((r) => (this.answer = r));
+    this.taskPort.postMessage(
+      {
+        t: "halt",
+        time: Date.now(),
+        kind,
+        error: error === undefined ? undefined : serializeError(error),
+        machines: this.machines.map((m) => m.name),
+        frozen,
+        console: port2,
+      } satisfies WorkerEvent,
+      [port2],
+    );
+    const a = this.pendingRelease ? ({ t: "halt-refused", reason: this.pendingRelease } as const) : await answered;
+    this.answer = undefined;
+    if (a.t === "halt-refused") {
+      port1.close();
+      if (kind === "breakpoint") await this.thawAll(frozen);
+      return false;
+    }
+
+    const released = new Promise<string>((r) => (this.release = r));
+    if (this.pendingRelease) this.leave(this.pendingRelease);
+    const host = new ConsoleReplHost(port1, {
+      context: this.context(error, () => this.leave("release() in the console")),
+      banner: this.banner(kind, a.id, error),
+      prompt: `${this.testName}> `,
+    });
+    const by = await released;
+    this.release = undefined;
+    host.close();
+    port1.close();
+    this.emit({ t: "resumed", time: Date.now(), by });
+    if (kind === "breakpoint") await this.thawAll(this.machines.map((m) => m.name));
+    return true;
+  }
+
+  private leave(by: string): void {
+    if (this.release) this.release(by);
+    else this.pendingRelease ??= by;
+  }
+
+  private async thawAll(names: string[]): Promise<void> {
+    for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch(() => {});
+  }
+
+  private context(error: unknown, release: () => void): Record<string, unknown> {
+    const byName = (name?: string): BaseMachine[] => {
+      if (name === undefined) return this.machines;
+      const m = this.machines.find((x) => x.name === name);
+      if (!m) throw new Error(`no machine '${name}' (machines: ${this.machines.map((x) => x.name).join(", ")})`);
+      return [m];
+    };
+    const ctx: Record<string, unknown> = {
+      machines: this.machines,
+      error,
+      /** thaw() every machine, or thaw("server") one. */
+      thaw: async (name?: string) => {
+        for (const m of byName(name)) await m.thaw();
+        return `thawed: ${byName(name).map((m) => m.name).join(", ")}`;
+      },
+      freeze: async (name?: string) => {
+        for (const m of byName(name)) await m.freeze();
+        return `frozen: ${byName(name).map((m) => m.name).join(", ")}`;
+      },
+      release: () => {
+        release();
+        return "released";
+      },
+    };
+    for (const m of this.machines) ctx[m.name] = m;
+    return ctx;
+  }
+
+  private banner(kind: "failure" | "breakpoint", id: string, error: unknown): string {
+    const state = this.machines.map((m) => `${m.name} (${m.state})`).join(", ") || "none";
+    const why = kind === "failure" ? `failed: ${error instanceof Error ? error.message : String(error)}` : "stopped at debug.breakpoint()";
+    return [
+      `haltpoint breakpoint ${id}: ${this.testName} ${why}`,
+      `machines: ${state}`,
+      `in scope: ${[...this.machines.map((m) => m.name), "machines", "error", "thaw()", "freeze()", "release()"].join(", ")}`,
+      `commands need a running machine: await thaw() first, then e.g. await ${this.machines[0]?.name ?? "machine"}.succeed("dmesg | tail")`,
+      `release() ends the breakpoint${kind === "failure" ? " (the test then fails and tears down)" : " (the test goes on)"}; closing this connection does not`,
+      "",
+    ].join("\r\n");
+  }
+}

@@ -1,0 +1,267 @@
+import { execa, type ResultPromise } from "execa";
+import { mkdirSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { constants } from "node:os";
+import { join } from "node:path";
+import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
+import { BaseMachine, type MachineContext } from "../machine.ts";
+import type { ResolvedNode } from "../node-options.ts";
+import type { NodeOptions } from "../types.ts";
+import { guestAppend } from "../image/guest-params.ts";
+import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QmpClient } from "./qmp.ts";
+import { ShellListener } from "./shell-listener.ts";
+import type { RunNetwork } from "./run-network.ts";
+import { startScriptArgs } from "./start-script.ts";
+
+/** What the main thread decided for every qemu machine of the run. */
+export interface QemuRuntime {
+  kernel: string;
+  initrd: string;
+  accel: "kvm" | "tcg";
+}
+
+const DEFAULT_BOOT_TIMEOUT_S = 300;
+const SHUTDOWN_TIMEOUT_MS = 60_000;
+const CONSOLE_TAIL_LINES = 50;
+
+/**
+ * A real virtual machine: QEMU started with execa, QMP for stop/cont/screendump/quit, the
+ * serial console captured into the machine's console log, and commands through the
+ * backdoor shell on the guest's /dev/hvc0 (a UNIX socket this worker listens on).
+ */
+export class QemuMachine extends BaseMachine {
+  readonly backend = "qemu" as const;
+  private proc: ResultPromise | undefined;
+  private qmp: QmpClient | undefined;
+  private shell: BackdoorShell | undefined;
+  private shellListener: ShellListener | undefined;
+  private serialServer: Server | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private exitHow: string | undefined;
+  private stopping = false;
+  private readonly qemuGone = new AbortController();
+  readonly dir: string;
+
+  constructor(
+    name: string,
+    options: NodeOptions,
+    ctx: MachineContext,
+    private readonly rt: QemuRuntime,
+    private readonly net: RunNetwork | undefined,
+  ) {
+    super(name, options, ctx);
+    this.dir = ctx.stateDir(name);
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  protected async doStart(): Promise<void> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const sock = (n: string) => join(this.dir, n);
+    this.shellListener = await ShellListener.listen(sock("shell.sock"));
+    await this.listenSerial(sock("serial.sock"));
+    const hub = this.net?.needed ? await this.net.hub() : undefined;
+
+    const o = this.options;
+    const base: QemuArgvOptions = {
+      name: this.name,
+      memoryMiB: o.memory ?? 512,
+      cores: o.cores ?? 1,
+      accel: this.rt.accel,
+      qmpSocket: sock("qmp.sock"),
+      shellSocket: sock("shell.sock"),
+      serial: { type: "socket", path: sock("serial.sock") },
+      vnet: hub ? { socketPath: hub.path, mac: this.net!.mac(this.name) } : undefined,
+      extraArgs: o.qemuArgs,
+    };
+    let file: string;
+    let args: string[];
+    let env: Record<string, string> = {};
+    if (o.startScript) {
+      // A NixOS-style run-<name>-vm script brings its own kernel, disk and memory; we add
+      // our sockets through QEMU_OPTS, as the NixOS driver does.
+      file = o.startScript;
+      args = [];
+      env = { QEMU_OPTS: startScriptArgs(base).join(" ") };
+    } else {
+      const useOwnKernel = !o.diskImage || o.kernel;
+      const kernel = o.kernel ?? (useOwnKernel ? this.rt.kernel : undefined);
+      const initrd = o.initrd ?? (o.kernel ? undefined : useOwnKernel ? this.rt.initrd : undefined);
+      const append = kernel
+        ? guestAppend(
+            {
+              hostname: this.name,
+              ip: hub ? `${this.net!.address(this.name)}/24` : undefined,
+              hosts: hub ? this.net!.hosts() : undefined,
+            },
+            o.append,
+          )
+        : undefined;
+      file = QEMU_BINARY;
+      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage });
+    }
+
+    this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
+    const proc = execa(file, args, {
+      cwd: this.dir,
+      env,
+      detached: true, // its own process group: the ledger can kill a start script and its QEMU together
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+      buffer: false,
+      reject: false,
+      cleanup: true,
+    });
+    this.proc = proc;
+    const pid = proc.pid;
+    if (pid === undefined) throw this.error(`could not spawn ${file}`);
+    this.ctx.trackProcess(this.name, pid, true);
+    for (const stream of [proc.stdout!, proc.stderr!]) stream.on("data", (c: Buffer) => this.console.append(c));
+    this.exited = proc.then((r) => {
+      this.ctx.trackProcess(this.name, pid, false);
+      const how = r.signal ? `signal ${constants.signals[r.signal] ?? r.signal}` : `exit code ${r.exitCode}`;
+      this.exitHow = how;
+      this.qemuGone.abort(new Error(`qemu exited (${how})`));
+      this.shell?.close(new ShellClosedError(`qemu exited (${how})`));
+      if (!this.stopping && this.isUp) {
+        this.state = "crashed";
+        this.log(`qemu exited unexpectedly (${how})`);
+      }
+    });
+
+    try {
+      this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
+      this.qmp.on("close", () => {});
+      const bootTimeout = o.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
+      const ready = await this.shellListener.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
+      this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
+      if (ready.rest.length) ready.socket.unshift(ready.rest);
+      ready.socket.resume();
+      await this.shell.init("/tmp/.hp-out", 30_000);
+    } catch (e) {
+      const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
+      await this.kill();
+      await new Promise((r) => setTimeout(r, 50)); // let the last console bytes arrive
+      throw this.error(`boot failed: ${why}\nlast ${CONSOLE_TAIL_LINES} console lines:\n${this.console.tail(CONSOLE_TAIL_LINES)}`);
+    }
+    this.log("backdoor shell ready");
+  }
+
+  private async listenSerial(path: string): Promise<void> {
+    await rm(path, { force: true });
+    const server = createServer((s) => {
+      s.on("data", (c: Buffer) => this.console.append(c));
+      s.on("error", () => {});
+    });
+    this.serialServer = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(path, () => resolve());
+    });
+  }
+
+  protected async rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }> {
+    if (!this.shell) throw this.error("not started");
+    try {
+      return await this.shell.run(cmd, timeoutMs);
+    } catch (e) {
+      if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
+      if (e instanceof ShellClosedError) {
+        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
+        throw this.error(`${this.exitHow ? `qemu exited (${this.exitHow})` : e.message} during \`${cmd}\``, cmd);
+      }
+      throw e;
+    }
+  }
+
+  private requireQmp(): QmpClient {
+    if (!this.qmp || this.qmp.closed || !this.isUp) throw this.error(`qemu is not running (state ${this.state})`);
+    return this.qmp;
+  }
+
+  protected async doFreeze(): Promise<void> {
+    await this.requireQmp().stop();
+  }
+
+  protected async doThaw(): Promise<void> {
+    await this.requireQmp().cont();
+  }
+
+  protected async doShutdown(): Promise<void> {
+    this.stopping = true;
+    // ACPI power button: the guest powers off cleanly (its acpid runs `poweroff`).
+    await this.requireQmp().systemPowerdown().catch(() => {});
+    const timer = setTimeout(() => {
+      this.log(`did not power off within ${SHUTDOWN_TIMEOUT_MS / 1000} s: killing qemu`);
+      void this.kill();
+    }, SHUTDOWN_TIMEOUT_MS);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  protected async doCrash(): Promise<void> {
+    this.stopping = true;
+    await this.kill();
+  }
+
+  private async kill(): Promise<void> {
+    const pid = this.proc?.pid;
+    if (pid !== undefined) {
+      for (const target of [-pid, pid]) {
+        try {
+          process.kill(target, "SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    await this.exited;
+  }
+
+  protected override async dispose(): Promise<void> {
+    this.qmp?.close();
+    await this.shellListener?.close().catch(() => {});
+    this.serialServer?.close();
+  }
+
+  override async screenshot(name: string): Promise<string> {
+    const file = join(this.ctx.outputDir, name.endsWith(".png") ? name : `${name}.png`);
+    await mkdir(this.ctx.outputDir, { recursive: true });
+    this.log(`taking a screenshot: ${file}`);
+    const format = await this.requireQmp().screendump(file, "png");
+    if (format !== "png") throw this.error(`screenshot: this QEMU wrote ${format}, not PNG`);
+    return file;
+  }
+
+  override async sendMonitorCommand(cmd: string): Promise<string> {
+    this.log(`monitor: ${cmd}`);
+    return this.requireQmp().humanMonitorCommand(cmd);
+  }
+
+  override async forwardPort(hostPort: number, guestPort: number): Promise<void> {
+    this.log(`forwarding 127.0.0.1:${hostPort} to guest port ${guestPort}`);
+    const out = await this.requireQmp().humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:${hostPort}-:${guestPort}`);
+    if (out.trim()) throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${out.trim()}`);
+  }
+
+  /** Like NixOS: cut the link to the other machines (the virtual network's NIC). */
+  override async block(): Promise<void> {
+    this.log("blocking the network link");
+    await this.requireQmp().setLink(this.net?.needed ? QEMU_IDS.vnetNic : QEMU_IDS.userNic, false);
+  }
+
+  override async unblock(): Promise<void> {
+    this.log("unblocking the network link");
+    await this.requireQmp().setLink(this.net?.needed ? QEMU_IDS.vnetNic : QEMU_IDS.userNic, true);
+  }
+}
+
+export function createQemuMachine(node: ResolvedNode, ctx: MachineContext, rt: { qemu?: QemuRuntime; network?: RunNetwork }): QemuMachine {
+  if (!rt.qemu) throw new Error(`machine ${node.name}: no guest image was prepared for the qemu backend`);
+  return new QemuMachine(node.name, node.options, ctx, rt.qemu, rt.network);
+}
