@@ -49,7 +49,7 @@ export class ConsoleLog {
 
   /** The last `n` lines, for boot-failure messages. */
   tail(n: number): string {
-    return this.text.split("\n").slice(-n).join("\n");
+    return this.text.replace(/\r/g, "").split("\n").slice(-n).join("\n");
   }
 
   /**

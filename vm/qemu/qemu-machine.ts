@@ -59,6 +59,11 @@ export class QemuMachine extends BaseMachine {
     return this.proc?.pid;
   }
 
+  /** How QEMU ended ("exit code 0", "signal 9"), once it has. */
+  get exitDescription(): string | undefined {
+    return this.exitHow;
+  }
+
   protected async doStart(): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const sock = (n: string) => join(this.dir, n);
