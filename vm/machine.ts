@@ -305,5 +305,6 @@ function tailOf(stdout: string): string {
   const t = stdout.trimEnd();
   if (!t) return "";
   const lines = t.split("\n").slice(-5).join("\n");
-  return `; its output ended with:\n${lines}`;
+  // On lines of its own: the first line of an error stays the one-line reason.
+  return `\noutput (last lines):\n${lines}`;
 }

@@ -1,0 +1,167 @@
+// Breakpoints through the real CLI, attached to with real telnet and nc clients.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, statSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { haltpoint } from "./helpers/cli.ts";
+import { processesMatching, sleep } from "./helpers/machine-context.ts";
+import { qemuProcesses } from "./helpers/qemu.ts";
+import { Peer } from "./fixtures/hooks/peer.ts";
+
+type Child = ReturnType<typeof haltpoint>;
+
+function watch(child: Child): { text: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray> } {
+  let out = "";
+  child.all!.on("data", (c) => (out += c));
+  return {
+    text: () => out,
+    async waitFor(re, ms = 60_000) {
+      const end = Date.now() + ms;
+      for (;;) {
+        const m = re.exec(out);
+        if (m) return m;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; output so far:\n${out}`);
+        await sleep(50);
+      }
+    },
+  };
+}
+
+/** One console session through netcat: send lines, get everything it printed. */
+async function ncSession(port: number, lines: string[], waitFor: RegExp): Promise<string> {
+  const nc = new Peer("nc", ["127.0.0.1", String(port)]);
+  try {
+      await nc.expect(/> $/m, 10_000);
+      for (const l of lines) nc.send(l + "\n");
+      await nc.expect(waitFor, 20_000);
+      return nc.output;
+  } finally {
+    nc.child.kill();
+  }
+}
+
+// Not under /tmp: a local machine has a private /tmp of its own.
+const ticksDir = () => mkdtempSync(join("/var/tmp", "hp-ticks-"));
+
+const lineCount = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").length : 0);
+
+test("10 failing runs halt at once: distinct ports and socket dirs, frozen machines, each console reaches its own machine", async () => {
+  const ticks = ticksDir();
+  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--repeat", "10", "--max-frozen", "10", "--jobs", "2", "--debug-port", "47100"], {
+    env: { HP_TICKS_DIR: ticks },
+    timeout: 180_000,
+  });
+  try {
+    const out = watch(child);
+    await out.waitFor(/holding 10 breakpoints/);
+
+    const halted = [...out.text().matchAll(/!!! token#(\d+): console: telnet 127\.0\.0\.1 (\d+)/g)].map((m) => ({ run: Number(m[1]), port: Number(m[2]) }));
+    assert.equal(halted.length, 10);
+    assert.equal(new Set(halted.map((h) => h.port)).size, 10, "every breakpoint has its own port");
+    const dirs = [...out.text().matchAll(/!!! token#\d+: sockets: (\S+)/g)].map((m) => m[1]!);
+    assert.equal(new Set(dirs).size, 10, "every breakpoint has its own socket directory");
+    for (const d of dirs) assert.equal(statSync(d).mode & 0o777, 0o700, `${d} is private`);
+
+    // `haltpoint ls` from another process sees all ten, on loopback.
+    const ls = await haltpoint(["ls"]);
+    assert.equal(ls.exitCode, 0);
+    for (const h of halted) assert.match(ls.all, new RegExp(`${h.port}\\s+token#${h.run}\\s+\\S+\\s+127\\.0\\.0\\.1:${h.port}\\s+m`));
+
+    // Frozen: nothing runs in the machines while halted.
+    const first = halted[0]!;
+    const tickFile = join(ticks, `run${first.run}`);
+    const before = lineCount(tickFile);
+    await sleep(1500);
+    assert.equal(lineCount(tickFile), before, "the machine's ticker did not tick while halted");
+
+    // Each console reaches its own machine (its token is its run number), and thaw() lets it run.
+    for (const h of halted.slice(0, 4)) {
+      const text = await ncSession(h.port, ["m.state", "await thaw()", `"token=" + (await m.succeed("cat token")).trim()`], /token=\d+/);
+      assert.match(text, /'frozen'/);
+      assert.match(text, new RegExp(`token=${h.run}\\b`), `console of run ${h.run} reached its own machine`);
+    }
+    await sleep(500);
+    assert.ok(lineCount(tickFile) > before, "after thaw() the machine runs again");
+
+    // attach (no telnet needed) from another process, with piped input.
+    const attach = await haltpoint(["attach", String(halted[5]!.port)], { timeout: 20_000, input: "error.message\n" });
+    assert.match(attach.all, /exit code 3/);
+
+    // release one from another process; then Ctrl-C releases the rest and nothing is left behind.
+    const rel = await haltpoint(["release", String(halted[1]!.port)]);
+    assert.equal(rel.exitCode, 0, rel.all);
+    await out.waitFor(new RegExp(`token#${halted[1]!.run}: breakpoint ${halted[1]!.port} released \\(haltpoint release\\)`));
+    child.kill("SIGINT");
+    const r = await child;
+    assert.equal(r.exitCode, 1, "Ctrl-C that only releases breakpoints is not an interrupted run: the failures decide");
+    assert.match(r.all, /10 failed/);
+    await sleep(300);
+    assert.deepEqual(await processesMatching(`${ticks}/run`), [], "no machine process left behind");
+    assert.match((await haltpoint(["ls"])).all, /no halted tests/);
+  } finally {
+    child.kill("SIGKILL");
+  }
+});
+
+test("debug.breakpoint() halts without a failure, the global timeout waits, and the script goes on after release() in telnet", async () => {
+  const child = haltpoint(["run", "test/fixtures/debug/resume.vmtest.ts", "--debug-hook", "--debug-port", "47200"], { timeout: 60_000 });
+  const out = watch(child);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+  const m = await out.waitFor(/!!! resume#1: console: telnet 127\.0\.0\.1 (\d+)/);
+  await sleep(4000); // longer than the test's globalTimeout of 3 s
+  const telnet = new Peer("telnet", ["127.0.0.1", m[1]!]);
+  try {
+      await telnet.expect(/resume#1> /, 10_000);
+      telnet.send("m.state\r\n");
+      await telnet.expect("'frozen'");
+      telnet.send("release()\r\n");
+      await telnet.expect(/released/);
+  } finally {
+    telnet.child.kill();
+  }
+  const r = await child;
+  clearTimeout(killer);
+  assert.equal(r.exitCode, 0, r.all);
+  assert.match(r.all, /resume#1: after the breakpoint: before/);
+  assert.match(r.all, /resume#1: PASS/);
+});
+
+test("a port held by another process is skipped; --max-frozen refuses beyond its budget; --freeze-ttl releases", async () => {
+  const holder = new Peer("nc", ["-l", "127.0.0.1", "47300"]);
+  try {
+      for (let i = 0; i < 50 && !readFileSync("/proc/net/tcp", "utf8").includes(":B8C4 "); i++) await sleep(50);
+      const ticks = ticksDir();
+      const r = await haltpoint(
+        ["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--repeat", "3", "--jobs", "3", "--max-frozen", "1", "--freeze-ttl", "3s", "--debug-port", "47300"],
+        { env: { HP_TICKS_DIR: ticks }, timeout: 60_000 },
+      );
+      assert.equal(r.exitCode, 1, r.all);
+      assert.match(r.all, /console: telnet 127\.0\.0\.1 47301/, "47300 is held by nc: the broker took the next port");
+      assert.equal([...r.all.matchAll(/HALTED at breakpoint/g)].length, 1);
+      assert.equal([...r.all.matchAll(/not halted: 1 test is already halted \(--max-frozen 1\)/g)].length, 2);
+      assert.match(r.all, /breakpoint 47301 released \(--freeze-ttl \(3 s\) expired\)/);
+      assert.match(r.all, /3 failed/);
+  } finally {
+    holder.child.kill();
+  }
+});
+
+test("a failing qemu test halts with its guest paused; after thaw() the console drives the guest", async () => {
+  const child = haltpoint(["run", "test/fixtures/debug/qemu-fails.vmtest.ts", "--debug-hook", "--debug-port", "47400"], { timeout: 180_000 });
+  const out = watch(child);
+  const killer = setTimeout(() => child.kill("SIGKILL"), 150_000);
+  const m = await out.waitFor(/!!! qemu-fails#1: console: telnet 127\.0\.0\.1 (\d+)/, 120_000);
+  const text = await ncSession(
+    Number(m[1]),
+    ['(await vm.sendMonitorCommand("info status")).trim()', "await thaw()", '"note=" + (await vm.succeed("cat /root/note")).trim()', "release()"],
+    /released/,
+  );
+  assert.match(text, /VM status: paused/);
+  assert.match(text, /note=hello/);
+  const r = await child;
+  clearTimeout(killer);
+  assert.equal(r.exitCode, 1, r.all);
+  assert.match(r.all, /qemu-fails#1: FAIL .*command `test -e \/no\/such\/file` failed/);
+  await sleep(300);
+  assert.deepEqual(await qemuProcesses(), []);
+});

@@ -1,0 +1,289 @@
+// The breakpoint console end to end: a ConsoleServer in this (main) thread relays TCP to a
+// ConsoleReplHost in a real worker thread (test/fixtures/hooks/repl-worker.mjs), and real
+// clients connect to it: the `telnet` and `nc` binaries, and `haltpoint attach`'s code.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PassThrough } from "node:stream";
+import { MessageChannel, Worker } from "node:worker_threads";
+import { ConsoleServer } from "../hooks/console-server.ts";
+import { ControlServer } from "../hooks/control-server.ts";
+import { attachCommand, type AttachIo } from "../orchestrator/control-commands.ts";
+import { Peer } from "./fixtures/hooks/peer.ts";
+
+const HOST = "127.0.0.1";
+// Well away from the 4444 of a real orchestrator someone may be running next to the tests.
+const START_PORT = 34444;
+const PROMPT = "fixture> ";
+
+type WorkerMsg = { t: string; n?: number; counter?: number };
+
+/** A worker serving the console fixture, its ConsoleServer, and the peers of one test. */
+async function startConsole(t: { after(fn: () => Promise<void>): void }) {
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(new URL("./fixtures/hooks/repl-worker.mjs", import.meta.url), { workerData: { port: port2 }, transferList: [port2] });
+  const inbox: WorkerMsg[] = [];
+  let wake = (): void => {};
+  worker.on("message", (m: WorkerMsg) => {
+    inbox.push(m);
+    wake();
+  });
+  /** The next message of kind `kind` from the worker (consumed). */
+  const next = async (kind: string, timeoutMs = 5000): Promise<WorkerMsg> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = inbox.findIndex((m) => m.t === kind);
+      if (i >= 0) return inbox.splice(i, 1)[0]!;
+      if (Date.now() > deadline) throw new Error(`no "${kind}" message from the worker`);
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 50);
+      });
+    }
+  };
+  await next("ready", 15000);
+  const server = await ConsoleServer.listen(port1, { startPort: START_PORT, host: HOST });
+  const peers: Peer[] = [];
+  const client = (cmd: "telnet" | "nc", ...extra: string[]): Peer => {
+    const args = cmd === "telnet" ? [HOST, String(server.tcpPort)] : [...extra, HOST, String(server.tcpPort)];
+    const p = new Peer(cmd, args);
+    peers.push(p);
+    return p;
+  };
+  /** How many sessions the worker's host has now. */
+  const sessions = async (): Promise<number> => {
+    worker.postMessage("sessions");
+    return (await next("sessions")).n!;
+  };
+  const until = async (what: string, cond: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await cond())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  t.after(async () => {
+    await Promise.all(peers.map((p) => p.kill()));
+    await server.close();
+    await worker.terminate();
+  });
+  return { server, worker, next, client, sessions, until };
+}
+
+test("telnet: banner, expressions, top-level await, errors keep the session", async (t) => {
+  const c = await startConsole(t);
+  const tel = c.client("telnet");
+  await tel.expect("haltpoint breakpoint 4444: fixture failed");
+  await tel.expect(PROMPT);
+  tel.send("1+1\n");
+  assert.match(await tel.expect(PROMPT), /^2\r?\n/);
+  tel.send('await server.succeed("dmesg | tail")\n');
+  assert.match(await tel.expect(PROMPT), /^'ran: dmesg \| tail'\r?\n/);
+  tel.send('await server.fail("false")\n');
+  assert.match(await tel.expect(PROMPT), /^Uncaught Error: command failed: false/);
+  tel.send("notDefined.x\n");
+  assert.match(await tel.expect(PROMPT), /^Uncaught ReferenceError: notDefined is not defined/);
+  tel.send("throw new TypeError('thrown')\n");
+  assert.match(await tel.expect(PROMPT), /^Uncaught TypeError: thrown/);
+  // A rejection nobody awaits must not take the worker (and the breakpoint) down either.
+  tel.send("void Promise.reject(new Error('unawaited'))\n");
+  await tel.expect("Uncaught Error: unawaited");
+  await tel.expect(PROMPT);
+  tel.send("error.message\n");
+  assert.match(await tel.expect(PROMPT), /'the test's failure'|"the test's failure"/);
+  // The session is alive after all of it, and multi-line input still works.
+  tel.send("function f() {\nreturn 6 * 7 }\nf()\n");
+  await tel.expect(/42\r?\n/);
+  assert.equal(await c.sessions(), 1);
+});
+
+test("nc: output lines end in CR LF, and CR LF / CR NUL input is understood", async (t) => {
+  const c = await startConsole(t);
+  const nc = c.client("nc");
+  await nc.expect(PROMPT);
+  nc.send("'a' + 'b'\r\n");
+  await nc.expect("'ab'");
+  nc.send("[1,2].length\r\0");
+  await nc.expect("2\r\n");
+  nc.send("'x'.repeat(3)\r");
+  await nc.expect("'xxx'");
+  // Every LF the console wrote is preceded by CR (a telnet client would staircase a bare LF).
+  assert.doesNotMatch(nc.output, /[^\r]\n/);
+});
+
+test("telnet IAC negotiation is stripped; `mode character` gets a terminal REPL", async (t) => {
+  const c = await startConsole(t);
+  const tel = c.client("telnet");
+  await tel.expect(PROMPT);
+  // ^] enters telnet's command mode; `mode character` sends IAC DO SGA, IAC DO ECHO.
+  tel.send("\x1d");
+  await new Promise((r) => setTimeout(r, 200));
+  tel.send("mode character\n");
+  await tel.expect(PROMPT); // the terminal REPL's prompt
+  tel.send("6*7\r");
+  // The console echoes what is typed now (telnet stopped echoing locally) and answers.
+  await tel.expect("6*7");
+  await tel.expect("42");
+  assert.doesNotMatch(tel.output, /\xff/, "no raw telnet commands reach the client's screen");
+  assert.equal(await c.sessions(), 1);
+});
+
+test("two sessions are independent REPLs sharing the same context; .exit closes one", async (t) => {
+  const c = await startConsole(t);
+  const a = c.client("telnet");
+  const b = c.client("nc");
+  await a.expect(PROMPT);
+  await b.expect(PROMPT);
+  a.send("shared.counter = 41; let onlyInA = 1\n");
+  await a.expect(PROMPT);
+  b.send("++shared.counter\n");
+  await b.expect("42");
+  b.send("typeof onlyInA\n");
+  await b.expect("'undefined'");
+  a.send("shared.counter\n");
+  await a.expect("42");
+  assert.equal(await c.sessions(), 2);
+
+  a.send(".exit\n");
+  await a.expect("Connection closed by foreign host.");
+  await a.waitExit();
+  await c.until("the server forgets the closed session", () => c.server.connections === 1);
+  b.send("shared.counter + 1\n");
+  await b.expect("43");
+  assert.equal(await c.sessions(), 1);
+});
+
+test("a client that disconnects closes only its session; the console keeps serving", async (t) => {
+  const c = await startConsole(t);
+  const first = c.client("nc");
+  await first.expect(PROMPT);
+  await first.kill();
+  await c.until("the session is closed in the worker", async () => (await c.sessions()) === 0);
+  assert.equal(c.server.connections, 0);
+  const again = c.client("telnet");
+  await again.expect(PROMPT);
+  again.send("'still here'\n");
+  await again.expect("'still here'");
+});
+
+test("a half-closed client (nc -N) gets every answer, in order, then the console closes", async (t) => {
+  const c = await startConsole(t);
+  const nc = c.client("nc", "-N");
+  nc.send('await server.succeed("one")\n2+2\nawait server.succeed("three")\nshared.counter = 7\n');
+  nc.endInput();
+  assert.equal(await nc.waitExit(), 0);
+  const out = nc.output;
+  const order = ["'ran: one'", "4", "'ran: three'", "7"].map((s) => out.indexOf(`${PROMPT}${s}\r\n`));
+  assert.ok(order.every((i, k) => i >= 0 && (k === 0 || i > order[k - 1]!)), `answers out of order:\n${out}`);
+  await c.until("the session is gone", async () => (await c.sessions()) === 0);
+});
+
+test("release() in the console reaches the worker and ends every session", async (t) => {
+  const c = await startConsole(t);
+  const a = c.client("telnet");
+  const b = c.client("nc");
+  await a.expect(PROMPT);
+  await b.expect(PROMPT);
+  a.send("release()\n");
+  await c.next("released");
+  await a.expect("breakpoint released");
+  await b.expect("breakpoint released");
+  await a.waitExit();
+  // netcat-openbsd leaves only once its stdin is done too, even after the server closed.
+  b.endInput();
+  await b.waitExit();
+  await c.until("the server has no clients", () => c.server.connections === 0);
+});
+
+test("ConsoleServer.close() says goodbye, ends clients and stops listening", async (t) => {
+  const c = await startConsole(t);
+  const a = c.client("telnet");
+  await a.expect(PROMPT);
+  await c.server.close("console closed by the test");
+  await a.expect("console closed by the test");
+  await a.waitExit();
+  const refused = await new Promise<string>((resolve) => {
+    const s = connect(c.server.tcpPort, HOST);
+    s.on("connect", () => {
+      s.destroy();
+      resolve("connected");
+    });
+    s.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "error"));
+  });
+  assert.equal(refused, "ECONNREFUSED");
+  // The channel is closed too: the worker's host has ended its sessions.
+  await c.until("the worker's sessions end", async () => (await c.sessions()) === 0);
+});
+
+/** A ControlServer in a private XDG_RUNTIME_DIR that lists one breakpoint: this console. */
+async function withBreakpoint(t: { after(fn: () => Promise<void>): void }, tcpPort: number) {
+  const dir = mkdtempSync(join(tmpdir(), "hp-attach-"));
+  const savedXdg = process.env.XDG_RUNTIME_DIR;
+  process.env.XDG_RUNTIME_DIR = dir;
+  const info = {
+    id: String(tcpPort),
+    key: "fixture#1",
+    test: "fixture",
+    run: 1,
+    since: Date.now(),
+    host: HOST,
+    port: tcpPort,
+    machines: ["server"],
+    socketDir: dir,
+    orchestratorPid: process.pid,
+    reason: "fixture failed",
+  };
+  const control = await ControlServer.listen((req) => (req.cmd === "ls" ? { ok: true, breakpoints: [info] } : { ok: false, error: "no" }));
+  t.after(async () => {
+    await control.close();
+    if (savedXdg === undefined) delete process.env.XDG_RUNTIME_DIR;
+    else process.env.XDG_RUNTIME_DIR = savedXdg;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { info, dir };
+}
+
+test("haltpoint attach (piped stdin) runs lines and returns when the console closes", async (t) => {
+  const c = await startConsole(t);
+  const { info } = await withBreakpoint(t, c.server.tcpPort);
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  let out = "";
+  stdout.on("data", (d: Buffer) => (out += d.toString()));
+  const errs: string[] = [];
+  const io = { stdin, stdout, stderr: { write: (s: string) => errs.push(s) } } as unknown as AttachIo;
+  const status = attachCommand(info.id, io);
+  stdin.end('await server.succeed("uptime")\n21*2\n');
+  assert.equal(await status, 0, errs.join(""));
+  assert.match(out, /fixture failed/);
+  assert.match(out, /'ran: uptime'\r\n[^]*42\r\n/);
+  assert.equal(await attachCommand("nope", io), 1);
+  assert.match(errs.join(""), /no breakpoint with id nope \(haltpoint ls lists them\)/);
+});
+
+test("haltpoint attach on a TTY: raw mode, line editing and history, Ctrl-D leaves", async (t) => {
+  const c = await startConsole(t);
+  const { info, dir } = await withBreakpoint(t, c.server.tcpPort);
+  const cli = fileURLToPath(new URL("./fixtures/hooks/attach-cli.ts", import.meta.url));
+  // script(1) gives the attach process a pseudo-terminal; our pipe is its keyboard.
+  const cmd = `${process.execPath} --import tsx ${cli} ${info.id}`;
+  const tty = new Peer("script", ["-qfec", cmd, "/dev/null"], { env: { ...process.env, XDG_RUNTIME_DIR: dir, TERM: "dumb" } });
+  t.after(() => tty.kill());
+  await tty.expect("fixture failed", 15000);
+  await tty.expect(PROMPT);
+  tty.send("6*");
+  await tty.expect("6*"); // echoed by the console: the terminal is raw, nothing echoes locally
+  tty.send("7\r");
+  await tty.expect("42");
+  await tty.expect(PROMPT);
+  tty.send("\x1b[A\r"); // arrow up: the console's history
+  await tty.expect("6*7");
+  await tty.expect("42");
+  tty.send("\x04"); // Ctrl-D on an empty line ends the session (only the session)
+  assert.equal(await tty.waitExit(), 0);
+  await c.until("the session is gone", async () => (await c.sessions()) === 0);
+});
