@@ -1,7 +1,7 @@
 // bench/dispatch: what the orchestrator costs per run, against the same test scripts
 // awaited in a plain loop in this process (no pool, no scheduler, no reports).
 //   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look)
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,12 +40,9 @@ async function baseline(file: string, runs: number): Promise<number> {
   return performance.now() - t0;
 }
 
-let peakRss = 0;
-const rssTimer = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 20);
-
-async function pooled(file: string, runs: number, jobs: number): Promise<{ ms: number; passed: number; rss: number }> {
-  peakRss = 0;
+async function pooled(file: string, runs: number, jobs: number, logRoot: string): Promise<{ ms: number; startupMs: number; passed: number }> {
   let passed = 0;
+  let firstStart = 0;
   const t0 = performance.now();
   const status = await runCommand({
     paths: [file],
@@ -55,13 +52,31 @@ async function pooled(file: string, runs: number, jobs: number): Promise<{ ms: n
     untilFail: false,
     quiet: true,
     abortGrace: 10,
-    logDir: join(scratch, `logs-${jobs}-${Date.now()}`),
+    logDir: join(logRoot, `logs-${jobs}-${Date.now()}`),
     terminal: false,
-    reporters: [{ onRunEnd: (r) => void (r.outcome === "passed" && passed++) }],
+    reporters: [{ onRunStart: () => void (firstStart ||= performance.now()), onRunEnd: (r) => void (r.outcome === "passed" && passed++) }],
   });
   const ms = performance.now() - t0;
   if (status !== 0) throw new Error(`bench run failed with status ${status}`);
-  return { ms, passed, rss: peakRss };
+  return { ms, startupMs: firstStart - t0, passed };
+}
+
+/** Peak resident memory of the real CLI (main thread + worker threads: one process). */
+async function cliPeakRss(file: string, runs: number, jobs: number): Promise<number> {
+  const { execa } = await import("execa");
+  const bin = fileURLToPath(new URL("../bin/haltpoint.mjs", import.meta.url));
+  const child = execa("node", [bin, "run", file, "--repeat", String(runs), "--jobs", String(jobs), "-q", "--log-dir", join(scratch, `rss-${jobs}`)], { reject: false, env: { CI: "true" } });
+  let peak = 0;
+  const timer = setInterval(() => {
+    try {
+      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"));
+      if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+    } catch {}
+  }, 10);
+  const r = await child;
+  clearInterval(timer);
+  if (r.exitCode !== 0) throw new Error(`CLI run failed: ${r.stderr}`);
+  return peak;
 }
 
 async function succeedLatency(n: number): Promise<number[]> {
@@ -79,24 +94,35 @@ async function succeedLatency(n: number): Promise<number[]> {
 }
 
 const rows: (string | number)[][] = [];
+const tmpfs = existsSync("/dev/shm") ? mkdtempSync(join("/dev/shm", "hp-bench-")) : undefined;
 for (const [name, file, runs] of [
   ["no machine", fixture("no-machine.vmtest.ts"), Math.round(2000 * scale)],
   ["1 local machine, succeed(\"true\")", fixture("one-local.vmtest.ts"), Math.round(500 * scale)],
 ] as const) {
   const base = await baseline(file, runs);
   const basePer = base / runs;
-  rows.push([name, "baseline (plain loop)", runs, fmt((runs / base) * 1000, 0), fmt(basePer, 3), "—", "—"]);
-  for (const jobs of [1, 2]) {
-    const r = await pooled(file, runs, jobs);
-    if (r.passed !== runs) throw new Error(`${r.passed}/${runs} runs reported passed`);
-    const per = r.ms / runs;
-    // At --jobs 2 two runs overlap, so the wall time per run understates each run's cost;
-    // overhead is therefore quoted as wall time per run × jobs − baseline.
-    rows.push([name, `pool --jobs ${jobs}`, runs, fmt((runs / r.ms) * 1000, 0), fmt(per, 3), fmt(per * jobs - basePer, 3), fmt(r.rss / 2 ** 20, 0)]);
+  rows.push([name, "baseline: plain loop", "—", runs, fmt((runs / base) * 1000, 0), fmt(basePer, 3), "—", "—"]);
+  for (const [where, root] of [["disk", scratch], ["tmpfs", tmpfs]] as const) {
+    if (!root) continue;
+    for (const jobs of [1, 2]) {
+      const r = await pooled(file, runs, jobs, root);
+      if (r.passed !== runs) throw new Error(`${r.passed}/${runs} runs reported passed`);
+      const steady = (r.ms - r.startupMs) / runs;
+      // At --jobs 2 two runs overlap, so each run's own cost is the steady wall time per
+      // run × jobs; the overhead is that minus the plain loop's time per run.
+      rows.push([name, `pool --jobs ${jobs}`, where, runs, fmt((runs / r.ms) * 1000, 0), fmt(steady, 3), fmt(steady * jobs - basePer, 3), fmt(r.startupMs, 0)]);
+    }
   }
 }
-clearInterval(rssTimer);
-printTable("bench/dispatch: runs through the worker pool vs a plain loop (same process)", ["test", "mode", "runs", "runs/s", "ms/run (wall)", "overhead ms/run", "peak RSS MiB"], rows);
+if (tmpfs) rmSync(tmpfs, { recursive: true, force: true });
+printTable(
+  "bench/dispatch: runs through the worker pool vs the same scripts in a plain loop (same process)",
+  ["test", "mode", "run logs on", "runs", "runs/s (incl. startup)", "steady ms/run (wall)", "overhead ms/run", "startup ms"],
+  rows,
+);
+
+const rss = await cliPeakRss(fixture("one-local.vmtest.ts"), Math.round(500 * scale), 2);
+printTable("the real CLI's peak resident memory (one process: main thread + workers)", ["test", "--jobs", "peak RSS MiB"], [["1 local machine", 2, fmt(rss / 2 ** 20, 0)]]);
 
 const lat = await succeedLatency(Math.round(500 * Math.max(scale, 0.2)));
 printTable("succeed(\"true\") on a local machine", ["commands", "median ms", "p95 ms"], [[lat.length, fmt(percentile(lat, 0.5), 3), fmt(percentile(lat, 0.95), 3)]]);

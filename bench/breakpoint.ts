@@ -1,0 +1,73 @@
+// bench/breakpoint: how fast a failure becomes an attachable breakpoint, and how fast the
+// broker registers many at once.   npm run bench:breakpoint
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { MessageChannel } from "node:worker_threads";
+import { runCommand } from "../orchestrator/run-command.ts";
+import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
+import type { PlannedRun } from "../orchestrator/plan.ts";
+import type { WorkerEvent } from "../worker/events.ts";
+import { fmt, percentile, printTable } from "./table.ts";
+
+const FAILURES = Number(process.env.HP_BENCH_FAILURES ?? 50);
+const AT_ONCE = 32;
+const scratch = mkdtempSync(join("/var/tmp", "hp-bbp-"));
+
+// 1. End to end: the failing command's log event (stamped in the worker) to the moment the
+//    terminal reporter would print the attach lines (the broker's onBreakpoint).
+const failedAt = new Map<string, number>();
+const latencies: number[] = [];
+const status = await runCommand({
+  paths: [fileURLToPath(new URL("./fixtures/breakpoint/three-fail.vmtest.ts", import.meta.url))],
+  jobs: 2,
+  backend: "local",
+  repeat: FAILURES,
+  untilFail: false,
+  quiet: true,
+  abortGrace: 10,
+  logDir: join(scratch, "logs"),
+  terminal: false,
+  debugHook: true,
+  debugPort: 46000,
+  maxFrozen: FAILURES,
+  freezeTtl: 0.05, // release each breakpoint right after it is registered
+  reporters: [
+    {
+      onEvent: (run: PlannedRun, e: WorkerEvent) => {
+        if (e.t === "log" && e.msg === "must succeed: false") failedAt.set(run.key, e.time);
+      },
+      onBreakpoint: (run) => latencies.push(Date.now() - failedAt.get(run.key)!),
+    },
+  ],
+});
+if (status !== 1 || latencies.length !== FAILURES) throw new Error(`expected ${FAILURES} halts, got ${latencies.length} (status ${status})`);
+latencies.sort((a, b) => a - b);
+
+// 2. The broker alone: 32 halts registered at the same moment.
+const broker = new BreakpointBroker({ startPort: 46100, host: "127.0.0.1", maxFrozen: AT_ONCE, ttlMs: 60_000, socketRoot: join(scratch, "sockets") }, {});
+const fakeRun = (i: number): PlannedRun => ({ key: `t#${i}`, index: i, test: { file: "f", name: "t", nodes: [], globalTimeout: 60, enableDebugHook: true } });
+const t0 = performance.now();
+const infos = await Promise.all(
+  Array.from({ length: AT_ONCE }, (_, i) => {
+    const consoleChannel = new MessageChannel();
+    const task = new MessageChannel();
+    task.port2.on("message", () => {});
+    const e = { t: "halt", time: Date.now(), kind: "failure", machines: ["m"], frozen: ["m"], console: consoleChannel.port2 } as Extract<WorkerEvent, { t: "halt" }>;
+    return broker.register(fakeRun(i), e, task.port1).finally(() => task.port2.close());
+  }),
+);
+const registerMs = performance.now() - t0;
+const ports = new Set(infos.map((i) => i?.port));
+await broker.close();
+if (ports.size !== AT_ONCE) throw new Error(`ports were not distinct: ${[...ports].join(",")}`);
+
+printTable(
+  "bench/breakpoint",
+  ["measure", "n", "median ms", "p95 ms", "max ms"],
+  [
+    ["failing command → attach lines printed (3 local machines frozen)", FAILURES, fmt(percentile(latencies, 0.5), 0), fmt(percentile(latencies, 0.95), 0), fmt(latencies.at(-1)!, 0)],
+    [`${AT_ONCE} breakpoints registered at once (all ports distinct)`, AT_ONCE, "—", "—", fmt(registerMs, 0) + " total"],
+  ],
+);
+rmSync(scratch, { recursive: true, force: true });
