@@ -87,6 +87,7 @@ export class BreakpointBroker {
         host: server.host,
         port: server.tcpPort,
         machines: e.machines,
+        frozen: e.frozen,
         socketDir,
         orchestratorPid: process.pid,
         reason: e.kind === "failure" ? (e.error?.message ?? "failed") : "debug.breakpoint()",

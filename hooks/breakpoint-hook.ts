@@ -120,7 +120,7 @@ export class BreakpointHook {
   }
 
   private banner(kind: "failure" | "breakpoint", id: string, error: unknown): string {
-    const state = this.machines.map((m) => `${m.name} (${m.state})`).join(", ") || "none";
+    const state = this.machines.map((m) => `${m.name} (${m.state === "created" ? "not started" : m.state})`).join(", ") || "none";
     const why = kind === "failure" ? `failed: ${error instanceof Error ? error.message : String(error)}` : "stopped at debug.breakpoint()";
     return [
       `haltpoint breakpoint ${id}: ${this.testName} ${why}`,

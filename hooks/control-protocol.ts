@@ -17,6 +17,8 @@ export interface BreakpointInfo {
   host: string;
   port: number;
   machines: string[];
+  /** The machines the breakpoint froze (the others were not running). */
+  frozen?: string[];
   /** Directory of the machines' SSH sockets. */
   socketDir: string;
   orchestratorPid: number;

@@ -68,6 +68,11 @@ export abstract class BaseMachine implements Machine {
     return this.state === "running" || this.state === "frozen";
   }
 
+  /** Like the NixOS driver, any command starts a machine that was not started yet. */
+  protected async autoStart(): Promise<void> {
+    if (this.state === "created") await this.start();
+  }
+
   async start(): Promise<void> {
     if (this.isUp || this.state === "starting") return;
     this.state = "starting";
@@ -113,7 +118,7 @@ export abstract class BaseMachine implements Machine {
   execute(cmd: string, opts?: ExecuteOptions & { encoding?: "utf8" }): Promise<ExecuteResult<string>>;
   execute(cmd: string, opts: ExecuteOptions & { encoding: "buffer" }): Promise<ExecuteResult<Buffer>>;
   async execute(cmd: string, opts: ExecuteOptions = {}): Promise<ExecuteResult<string | Buffer>> {
-    if (this.state === "created") await this.start();
+    await this.autoStart();
     if (this.state === "frozen") throw this.error(`cannot run \`${cmd}\`: the machine is frozen (thaw() it first)`, cmd);
     if (!this.isUp) throw this.error(`cannot run \`${cmd}\`: the machine is ${this.state}`, cmd);
     const timeout = opts.timeout ?? DEFAULT_WAIT_SECONDS;
@@ -122,6 +127,7 @@ export abstract class BaseMachine implements Machine {
   }
 
   async succeed(...cmds: string[]): Promise<string> {
+    await this.autoStart();
     let out = "";
     for (const cmd of cmds) {
       this.log(`must succeed: ${cmd}`);
@@ -135,6 +141,7 @@ export abstract class BaseMachine implements Machine {
   }
 
   async fail(...cmds: string[]): Promise<string> {
+    await this.autoStart();
     let out = "";
     for (const cmd of cmds) {
       this.log(`must fail: ${cmd}`);

@@ -60,7 +60,7 @@ export class TerminalReporter implements Reporter {
     const p = `!!! ${run.key}:`;
     const lines = [
       `${p} HALTED at breakpoint ${bp.id}: ${bp.reason.split("\n")[0]}`,
-      `${p} frozen: ${bp.machines.join(", ") || "(no machines)"}`,
+      `${p} machines: ${describeMachines(bp)}`,
       `${p} console: telnet ${bp.host} ${bp.port}   (or: haltpoint attach ${bp.id})`,
       `${p} sockets: ${bp.socketDir}`,
       `${p} release: release() in the console, or haltpoint release ${bp.id}`,
@@ -113,4 +113,10 @@ export class TerminalReporter implements Reporter {
     const failed = this.failed ? pc.red(` · ${this.failed} failed`) : "";
     logUpdate(pc.cyan(`▶ ${this.finished}/${this.total} done · ${this.running.size} running${failed} · ${el}`));
   }
+}
+
+function describeMachines(bp: BreakpointInfo): string {
+  if (!bp.machines.length) return "(none)";
+  const frozen = new Set(bp.frozen ?? bp.machines);
+  return bp.machines.map((m) => `${m} (${frozen.has(m) ? "frozen" : "not running"})`).join(", ");
 }
