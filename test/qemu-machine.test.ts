@@ -21,8 +21,13 @@ describe("a qemu guest", () => {
   const env = testMachineContext();
   let m: QemuMachine;
 
+  const disk = join(env.root, "data.img");
+
   before(async () => {
-    m = new QemuMachine("guest", { memory: 256 }, env.ctx, await qemuRuntime(), undefined);
+    const rt = await qemuRuntime();
+    // A data disk beside haltpoint's own kernel + initrd (snapshot: the file stays untouched).
+    writeFileSync(disk, Buffer.concat([Buffer.from("haltpoint disk\n"), Buffer.alloc(1024 * 1024 - 15)]));
+    m = new QemuMachine("guest", { memory: 256, kernel: rt.kernel, initrd: rt.initrd, diskImage: disk }, env.ctx, rt, undefined);
     await m.start();
   });
   after(async () => {
@@ -37,6 +42,13 @@ describe("a qemu guest", () => {
     const quoted = `it's "quoted" \\ $HOME \`x\` ✓`;
     assert.equal(await m.succeed(`printf '%s' '${quoted.replace(/'/g, "'\\''")}'`), quoted);
     await assert.rejects(m.succeed("false"), /machine guest: command `false` failed \(exit code 1\)/);
+  });
+
+  test("a disk image is attached as a virtio disk, in snapshot mode", async () => {
+    assert.equal(await m.succeed("head -c 15 /dev/vda"), "haltpoint disk\n");
+    await m.succeed("printf 'CHANGED' | dd of=/dev/vda conv=notrunc 2>/dev/null && sync");
+    assert.equal(await m.succeed("head -c 7 /dev/vda"), "CHANGED");
+    assert.equal(readFileSync(disk).subarray(0, 15).toString(), "haltpoint disk\n", "the image file itself is untouched");
   });
 
   test("binary output comes back byte for byte", async () => {
