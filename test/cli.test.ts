@@ -127,3 +127,16 @@ test("SIGINT stops the run: reports are written, exit status 130, no process lef
   await sleep(200);
   assert.deepEqual(await processesMatching(marker), [], "the machine's processes are gone");
 });
+
+test("an orchestrator killed with SIGKILL leaves no sandbox process behind (parent-death signal)", async () => {
+  const marker = `hp-kill-${process.pid}-${Date.now()}`;
+  const child = haltpoint(["run", "test/fixtures/interrupt/hang.vmtest.ts"], { env: { HP_TEST_MARKER: marker } });
+  let seen = "";
+  child.all!.on("data", (c) => (seen += c));
+  for (let i = 0; i < 200 && !/must succeed: echo hanging now/.test(seen); i++) await sleep(50);
+  assert.equal((await processesMatching(marker)).length, 1);
+  child.kill("SIGKILL");
+  await child;
+  for (let i = 0; i < 40 && (await processesMatching(marker)).length; i++) await sleep(50);
+  assert.deepEqual(await processesMatching(marker), []);
+});

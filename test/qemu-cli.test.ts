@@ -48,3 +48,15 @@ test("Ctrl-C during a qemu test leaves no QEMU behind", async () => {
   await sleep(300);
   assert.deepEqual(await qemuProcesses(), []);
 });
+
+test("an orchestrator killed with SIGKILL leaves no QEMU behind (parent-death signal)", async () => {
+  const child = haltpoint(["run", "test/fixtures/qemu-hang"], { timeout: 300_000 });
+  let seen = "";
+  child.all!.on("data", (c) => (seen += c));
+  for (let i = 0; i < 600 && !/must succeed: echo guest is up/.test(seen); i++) await sleep(100);
+  assert.equal((await qemuProcesses()).length, 1);
+  child.kill("SIGKILL");
+  await child;
+  for (let i = 0; i < 50 && (await qemuProcesses()).length; i++) await sleep(100);
+  assert.deepEqual(await qemuProcesses(), []);
+});

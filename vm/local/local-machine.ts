@@ -1,11 +1,13 @@
 import { execa, type ResultPromise } from "execa";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
 import { NotSupportedError } from "../errors.ts";
 import type { NodeOptions } from "../types.ts";
-import { childrenOf, descendantsOf, signal } from "./process-tree.ts";
+import { childrenOf, descendantsOf, processState, signal } from "./process-tree.ts";
 import { sandboxPrefix } from "./sandbox.ts";
+import { withParentDeathSignal } from "../parent-death.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
 
@@ -21,6 +23,10 @@ export class LocalMachine extends BaseMachine {
   private exited: Promise<void> | undefined;
   private stopping = false;
   private exitHow: string | undefined;
+  /** Processes started into the sandbox from outside (SSH sessions): frozen, thawed and killed with it. */
+  private readonly attached = new Set<ChildProcess>();
+  /** Processes that were already stopped (job control) when the machine froze: thaw leaves them stopped. */
+  private stoppedBefore = new Set<number>();
   readonly dir: string;
 
   constructor(name: string, options: NodeOptions, ctx: MachineContext) {
@@ -36,10 +42,10 @@ export class LocalMachine extends BaseMachine {
   protected async doStart(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const prefix = sandboxPrefix();
-    const argv = [...prefix, "bash", "--norc", "--noprofile", "-s"];
+    const argv = withParentDeathSignal([...prefix, "bash", "--norc", "--noprofile", "-s"]);
     const proc = execa(argv[0]!, argv.slice(1), {
       cwd: this.dir,
-      env: { HOME: this.dir, HALTPOINT_MACHINE: this.name, PS1: "", TERM: "dumb" },
+      env: this.ownEnv(),
       extendEnv: true,
       detached: true, // its own process group: freeze/crash signal the whole group
       stdin: "pipe",
@@ -56,8 +62,9 @@ export class LocalMachine extends BaseMachine {
     proc.stderr!.on("data", (c: Buffer) => this.console.append(c));
     this.exited = proc.then((r) => {
       this.ctx.trackProcess(this.name, pid, false);
-      // Whatever the shell left behind in its group goes with it.
+      // Whatever the shell left behind in its group goes with it, and so do its sessions.
       signal(-pid, "SIGKILL");
+      this.killAttached();
       const how = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`;
       this.exitHow = how;
       this.shell?.close(new ShellClosedError(`machine ${this.name}: shell exited (${how})`));
@@ -93,6 +100,72 @@ export class LocalMachine extends BaseMachine {
     }
   }
 
+  /** What the sandbox shell's environment adds to the worker's. */
+  private ownEnv(): Record<string, string> {
+    return { HOME: this.dir, HALTPOINT_MACHINE: this.name, PS1: "", TERM: "dumb" };
+  }
+
+  /** The environment of the machine's shell, for a process started into it. */
+  sandboxEnv(): NodeJS.ProcessEnv {
+    return { ...process.env, ...this.ownEnv() };
+  }
+
+  /**
+   * Start a process inside the running machine, as its own shell would: in its namespaces
+   * (PID, mount — its private /tmp —, UTS: its hostname), in its directory, with `env`
+   * (default: the shell's environment). The process and everything it starts are frozen and
+   * thawed with the machine and killed with it. It runs in a process group of its own (a
+   * group cannot be joined from outside the sandbox's session); freeze() finds it by ancestry.
+   */
+  spawnInside(argv: string[], opts: { env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+    if (this.state !== "running") throw this.error(`cannot start \`${argv.join(" ")}\`: the machine is ${this.state}`);
+    const prefix = sandboxPrefix();
+    let file = argv[0]!;
+    let args = argv.slice(1);
+    if (prefix.length) {
+      const target = this.shellPid();
+      if (target === undefined) throw this.error("cannot start a process: the sandbox shell is gone");
+      // Entering a user namespace (unprivileged sandboxes) makes us its root, as the shell is.
+      const ns = prefix.includes("--user") ? ["--user"] : [];
+      file = "nsenter";
+      args = ["--target", String(target), ...ns, "--pid", "--mount", "--uts", `--wd=${this.dir}`, "--", ...argv];
+    }
+    const child = spawn(file, args, { cwd: this.dir, env: opts.env ?? this.sandboxEnv(), detached: true, stdio: "pipe" });
+    const pid = child.pid;
+    if (pid !== undefined) {
+      this.attached.add(child);
+      this.ctx.trackProcess(this.name, pid, true);
+      child.once("exit", () => {
+        this.attached.delete(child);
+        this.ctx.trackProcess(this.name, pid, false);
+      });
+    }
+    return child;
+  }
+
+  /** The process that `spawnInside` started runs as this pid in the sandbox (nsenter's child), for signals. */
+  innerPid(child: ChildProcess): number | undefined {
+    if (child.pid === undefined) return undefined;
+    return sandboxPrefix().length ? childrenOf(child.pid)[0] : child.pid;
+  }
+
+  /** Every process of the machine and of its attached sessions, parents before children. */
+  private processTree(): { groups: number[]; pids: number[] } {
+    const groups = [this.proc?.pid, ...[...this.attached].map((c) => c.pid)].filter((p): p is number => p !== undefined);
+    const pids: number[] = [];
+    for (const g of groups) pids.push(g, ...descendantsOf(g));
+    return { groups, pids };
+  }
+
+  private killAttached(): void {
+    for (const c of this.attached) {
+      if (c.pid === undefined) continue;
+      const tree = [c.pid, ...descendantsOf(c.pid)];
+      signal(-c.pid, "SIGKILL");
+      for (const p of tree) signal(p, "SIGKILL");
+    }
+  }
+
   /** A sandbox has no init of its own: the host's systemd is not this machine's. */
   override waitForUnit(_unit: string): Promise<void> {
     return Promise.reject(new NotSupportedError(this.name, "waitForUnit", this.backend));
@@ -112,12 +185,38 @@ export class LocalMachine extends BaseMachine {
     return sandboxPrefix().length ? childrenOf(pid)[0] : pid;
   }
 
+  /**
+   * SIGSTOP the machine's process group and those of its SSH sessions, then every process
+   * descended from them that left those groups (a pty session's shell calls setsid, so may a
+   * daemon the test started), pass after pass until a pass finds nothing new: a process can
+   * fork between a listing and its stop, and its child shows up in the next listing.
+   */
   protected async doFreeze(): Promise<void> {
-    if (this.proc?.pid) signal(-this.proc.pid, "SIGSTOP");
+    const { groups, pids } = this.processTree();
+    this.stoppedBefore = new Set(pids.filter((p) => processState(p) === "T"));
+    for (const g of groups) signal(-g, "SIGSTOP");
+    const stopped = new Set<number>();
+    for (let pass = 0; pass < 50; pass++) {
+      let fresh = 0;
+      for (const p of this.processTree().pids) {
+        if (stopped.has(p)) continue;
+        stopped.add(p);
+        signal(p, "SIGSTOP");
+        fresh++;
+      }
+      if (!fresh) break;
+    }
   }
 
+  /**
+   * SIGCONT children before their parents: nsenter waits for its child with WUNTRACED and,
+   * seeing it stopped, would stop itself again.
+   */
   protected async doThaw(): Promise<void> {
-    if (this.proc?.pid) signal(-this.proc.pid, "SIGCONT");
+    const { groups, pids } = this.processTree();
+    for (const p of pids.reverse()) if (!this.stoppedBefore.has(p)) signal(p, "SIGCONT");
+    for (const g of groups.reverse()) signal(-g, "SIGCONT");
+    this.stoppedBefore.clear();
   }
 
   protected async doShutdown(): Promise<void> {
@@ -130,6 +229,7 @@ export class LocalMachine extends BaseMachine {
 
   protected async doCrash(): Promise<void> {
     this.stopping = true;
+    this.killAttached();
     if (this.proc?.pid) {
       signal(-this.proc.pid, "SIGCONT");
       signal(-this.proc.pid, "SIGKILL");

@@ -14,6 +14,7 @@ import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import type { RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
+import { withParentDeathSignal } from "../parent-death.ts";
 
 /** What the main thread decided for every qemu machine of the run. */
 export interface QemuRuntime {
@@ -111,7 +112,8 @@ export class QemuMachine extends BaseMachine {
     }
 
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
-    const proc = execa(file, args, {
+    const [cmd, ...argv] = withParentDeathSignal([file, ...args]);
+    const proc = execa(cmd!, argv, {
       cwd: this.dir,
       env,
       detached: true, // its own process group: the ledger can kill a start script and its QEMU together
