@@ -27,6 +27,8 @@ export type TestContext<N extends Record<string, NodeOptions> = Record<string, N
   log(msg: string): void;
   /** Which run of this test this is (1-based; `--repeat` makes several). */
   run: number;
+  /** Which attempt of this run this is: 1, then 2… for its retries (`retries`, --retries). */
+  attempt: number;
 };
 
 export interface TestDefinition<N extends Record<string, NodeOptions> = Record<string, NodeOptions>> {
@@ -36,6 +38,12 @@ export interface TestDefinition<N extends Record<string, NodeOptions> = Record<s
   /** Seconds, default 3600; paused while halted at a breakpoint. */
   globalTimeout?: number;
   enableDebugHook?: boolean;
+  /** Give every machine an SSH backdoor socket (as --ssh-backdoor does). Default: on with the
+   *  debug hook, off otherwise; `false` turns it off even with the debug hook. */
+  sshBackdoor?: boolean;
+  /** Run a failed run again up to this many times; failed then passed is FLAKY. Default 0
+   *  (--retries on the command line overrides it). A failure halted at a breakpoint is not retried. */
+  retries?: number;
   testScript(ctx: TestContext<N>): Promise<void>;
 }
 
@@ -50,6 +58,10 @@ export function defineTest<N extends Record<string, NodeOptions>>(def: TestDefin
   if (def.name !== undefined && (typeof def.name !== "string" || !def.name.trim())) throw new TypeError("defineTest(): `name` must be a non-empty string");
   if (def.globalTimeout !== undefined && !(typeof def.globalTimeout === "number" && def.globalTimeout > 0)) {
     throw new TypeError("defineTest(): `globalTimeout` must be a positive number of seconds");
+  }
+  if (def.sshBackdoor !== undefined && typeof def.sshBackdoor !== "boolean") throw new TypeError("defineTest(): `sshBackdoor` must be true or false");
+  if (def.retries !== undefined && !(Number.isSafeInteger(def.retries) && def.retries >= 0)) {
+    throw new TypeError("defineTest(): `retries` must be a whole number (0 or more)");
   }
   return Object.assign(Object.create(null), def, { [TEST_BRAND]: true });
 }

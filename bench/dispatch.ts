@@ -6,39 +6,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCommand } from "../orchestrator/run-command.ts";
-import { loadTestFile } from "../worker/load-test-file.ts";
-import { buildTestContext } from "../worker/test-context.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
-import type { MachineContext } from "../vm/machine.ts";
+import { baseline as loopBaseline, machineContext } from "./baseline.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
 const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
 const scratch = mkdtempSync(join("/var/tmp", "hp-bench-"));
 
-function machineContext(dir: string): MachineContext {
-  return {
-    log: () => {},
-    trackProcess: () => {},
-    consolePath: (m) => join(dir, `${m}.console.log`),
-    stateDir: (m) => join(dir, m),
-    outputDir: join(dir, "out"),
-  };
-}
-
 /** The baseline: load the test once, then await its script `runs` times in a loop. */
-async function baseline(file: string, runs: number): Promise<number> {
-  const test = await loadTestFile(file, "local");
-  const t0 = performance.now();
-  for (let i = 1; i <= runs; i++) {
-    const dir = join(scratch, `base-${i}`);
-    const machines = test.nodes.map((n) => new LocalMachine(n.name, n.options, machineContext(dir)));
-    const ctx = buildTestContext(machines, i, () => {}, { breakpoint: async () => {} });
-    await test.def.testScript(ctx as never);
-    await Promise.all(machines.map((m) => m.cleanup()));
-  }
-  return performance.now() - t0;
-}
+const baseline = (file: string, runs: number): Promise<number> => loopBaseline(file, runs, scratch);
 
 async function pooled(file: string, runs: number, jobs: number, logRoot: string): Promise<{ ms: number; startupMs: number; passed: number }> {
   let passed = 0;

@@ -34,6 +34,8 @@ interface Held {
   taskPort: MessagePort;
   server: ConsoleServer;
   ttl: NodeJS.Timeout;
+  /** The socket directory is the broker's own (made for this breakpoint), not the run's. */
+  ownsSocketDir: boolean;
 }
 
 /**
@@ -75,9 +77,14 @@ export class BreakpointBroker {
     try {
       const server = await ConsoleServer.listen(e.console, { startPort: this.o.startPort, host: this.o.host });
       const id = String(server.tcpPort);
-      const socketDir = join(this.o.socketRoot, `bp-${id}`);
-      await rm(socketDir, { recursive: true, force: true });
-      await mkdir(socketDir, { recursive: true, mode: 0o700 });
+      // A run with an SSH backdoor already has its sockets (made when its machines were
+      // built, in its private state directory): that directory is the breakpoint's.
+      const ownsSocketDir = !e.socketDir;
+      const socketDir = e.socketDir ?? join(this.o.socketRoot, `bp-${id}`);
+      if (ownsSocketDir) {
+        await rm(socketDir, { recursive: true, force: true });
+        await mkdir(socketDir, { recursive: true, mode: 0o700 });
+      }
       const info: BreakpointInfo = {
         id,
         key: run.key,
@@ -94,7 +101,7 @@ export class BreakpointBroker {
       };
       const ttl = setTimeout(() => this.release(id, `--freeze-ttl (${Math.round(this.o.ttlMs / 1000)} s) expired`), this.o.ttlMs);
       ttl.unref();
-      this.held.set(id, { info, run, taskPort, server, ttl });
+      this.held.set(id, { info, run, taskPort, server, ttl, ownsSocketDir });
       answer({ t: "halted", id, host: server.host, port: server.tcpPort, socketDir });
       this.listener.onBreakpoint?.(run, info);
       return info;
@@ -130,7 +137,7 @@ export class BreakpointBroker {
     this.held.delete(id);
     clearTimeout(h.ttl);
     await h.server.close(`breakpoint ${id} released (${by})`).catch(() => {});
-    await rm(h.info.socketDir, { recursive: true, force: true }).catch(() => {});
+    if (h.ownsSocketDir) await rm(h.info.socketDir, { recursive: true, force: true }).catch(() => {});
     this.listener.onBreakpointEnd?.(h.run, h.info, by);
   }
 

@@ -20,6 +20,8 @@ export class BreakpointHook {
     private readonly machines: BaseMachine[],
     private readonly emit: (e: WorkerEvent) => void,
     private readonly testName: string,
+    /** The run's SSH backdoor sockets, if it has them: the broker hands out this directory. */
+    private readonly socketDir?: string,
   ) {}
 
   /** Control messages from the main thread that concern a breakpoint. */
@@ -55,6 +57,7 @@ export class BreakpointHook {
         machines: this.machines.map((m) => m.name),
         frozen,
         console: port2,
+        socketDir: this.socketDir,
       } satisfies WorkerEvent,
       [port2],
     );
@@ -127,6 +130,7 @@ export class BreakpointHook {
       `machines: ${state}`,
       `in scope: ${[...this.machines.map((m) => m.name), "machines", "error", "thaw()", "freeze()", "release()"].join(", ")}`,
       `commands need a running machine: await thaw() first, then e.g. await ${this.machines[0]?.name ?? "machine"}.succeed("dmesg | tail")`,
+      ...(this.socketDir ? [`ssh: haltpoint ssh ${id} ${this.machines[0]?.name ?? "MACHINE"} (from another terminal; it thaws the machine unless the run has --ssh-thaws=false)`] : []),
       `release() ends the breakpoint${kind === "failure" ? " (the test then fails and tears down)" : " (the test goes on)"}; closing this connection does not`,
       "",
     ].join("\r\n");

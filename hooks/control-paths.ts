@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { lstatSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -35,4 +36,21 @@ export function controlDir(): string {
 /** The control socket of the orchestrator with process id `pid`. */
 export function controlSocketPath(pid = process.pid): string {
   return join(controlDir(), `${pid}.sock`);
+}
+
+/**
+ * Like mkdtempSync (a new 0700 directory `<prefix><random>`), but the random part is lower
+ * case: a socket under it must survive OpenSSH lowercasing `%h`, which is how
+ * `ssh vsock-mux/<path>` hands the path to systemd-ssh-proxy.
+ */
+export function mkdtempLower(prefix: string): string {
+  for (let i = 0; ; i++) {
+    const dir = `${prefix}${randomBytes(5).toString("hex")}`;
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || i > 20) throw e;
+    }
+  }
 }

@@ -4,6 +4,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { UsageError } from "./discovery.ts";
 import { runCommand } from "./run-command.ts";
 import parseMs from "ms";
+import { parseShard, type Shard } from "./shard.ts";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -12,6 +13,30 @@ function positiveInt(flag: string) {
     const n = Number(v);
     if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} takes a positive integer, got '${v}'`);
     return n;
+  };
+}
+
+function wholeNumber(flag: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} takes a whole number (0 or more), got '${v}'`);
+    return n;
+  };
+}
+
+function shard(v: string): Shard {
+  try {
+    return parseShard(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
+function bool(flag: string) {
+  return (v: string): boolean => {
+    if (/^(true|yes|on|1)$/i.test(v)) return true;
+    if (/^(false|no|off|0)$/i.test(v)) return false;
+    throw new InvalidArgumentError(`${flag} takes true or false, got '${v}'`);
   };
 }
 
@@ -58,6 +83,10 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"))
     .option("--repeat <n>", "run each test N times", positiveInt("--repeat"), 1)
     .option("--until-fail", "start no more runs after the first failure", false)
+    .addOption(new Option("--stress-duration <duration>", "repeat the runs until this much time is up (e.g. 10m, 90s)").argParser(duration("--stress-duration")).conflicts("repeat"))
+    .option("--retries <n>", "run a failed run again up to N times; failed then passed is FLAKY (default: each test's `retries`, else 0)", wholeNumber("--retries"))
+    .option("--flaky-fails", "a FLAKY run fails the suite", false)
+    .option("--shard <K/N>", "run only slice K of N of the suite (stable by test name), e.g. for a CI matrix", shard)
     .option("--filter <regex>", "run only tests whose name or file matches", regex)
     .option("--log-dir <dir>", "where run logs and consoles go (default .haltpoint/runs/<timestamp>)")
     .option("--junit <file>", "write a JUnit XML report")
@@ -68,6 +97,9 @@ export async function main(argv: string[]): Promise<number> {
     .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
     .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
+    .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
+    .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
+    .option("--ssh-thaws <bool>", "connecting to a frozen machine's SSH socket thaws it (false: refuses)", bool("--ssh-thaws"), true)
     .option("--debug-port <port>", "first TCP port for breakpoint consoles", port("--debug-port"), 4444)
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
     .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
@@ -80,6 +112,10 @@ export async function main(argv: string[]): Promise<number> {
         backend: opts.backend,
         repeat: opts.repeat,
         untilFail: opts.untilFail,
+        stressDuration: opts.stressDuration,
+        retries: opts.retries,
+        flakyFails: opts.flakyFails,
+        shard: opts.shard,
         filter: opts.filter,
         logDir: opts.logDir,
         junit: opts.junit,
@@ -89,6 +125,8 @@ export async function main(argv: string[]): Promise<number> {
         memoryMiB: opts.memory,
         accel: opts.accel,
         debugHook: opts.debugHook,
+        sshBackdoor: opts.sshBackdoor,
+        sshThaws: opts.sshThaws,
         debugPort: opts.debugPort,
         debugBind: opts.debugBind,
         maxFrozen: opts.maxFrozen,
@@ -98,6 +136,18 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
+  program
+    .command("merge")
+    .description("merge JSON reports (e.g. of --shard K/N runs) into one summary, JUnit and JSON report, and exit status")
+    .argument("<reports...>", "JSON reports written by haltpoint run --json")
+    .option("--junit <file>", "write the merged JUnit XML report")
+    .option("--json <file>", "write the merged JSON report")
+    .option("--flaky-fails", "a FLAKY run fails the suite (also on when any report was made with it)", false)
+    .option("--allow-missing-shards", "merge even if some shards of a --shard run have no report", false)
+    .action(async (reports: string[], opts: { junit?: string; json?: string; flakyFails: boolean; allowMissingShards: boolean }) => {
+      const { mergeCommand } = await import("./merge-command.ts");
+      status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards });
+    });
   program
     .command("ls")
     .description("list the tests halted at a breakpoint, across every haltpoint run on this host")
@@ -112,6 +162,27 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (id: string) => {
       const { attachCommand } = await import("./control-commands.ts");
       status = await attachCommand(id);
+    });
+  program
+    .command("ssh")
+    .description("ssh into a machine of a halted test (put -- before ssh options or a command: haltpoint ssh ID server -- -tt top)")
+    .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
+    .argument("<machine>", "machine name")
+    .argument("[args...]", "passed to ssh after the host: options, a command")
+    .allowUnknownOption()
+    .action(async (id: string, machine: string, args: string[]) => {
+      const { sshCommand } = await import("./ssh-commands.ts");
+      status = await sshCommand(id, machine, args);
+    });
+  program
+    .command("proxy")
+    .description("ssh ProxyCommand for a machine's SSH socket: ssh -o ProxyCommand='haltpoint proxy SOCKET' root@MACHINE")
+    .argument("<socket>", "a <machine>_host.socket")
+    .argument("[port]", "the machine's port (default 22)", port("port"))
+    .option("--raw", "skip the CONNECT handshake (the socket then assumes port 22)", false)
+    .action(async (socket: string, p: number | undefined, opts: { raw: boolean }) => {
+      const { proxyCommand } = await import("./ssh-commands.ts");
+      status = await proxyCommand(socket, p ?? 22, { raw: opts.raw });
     });
   program
     .command("release")

@@ -1,4 +1,5 @@
 import type { CollectedNode } from "../worker/events.ts";
+import { inShard, type Shard } from "./shard.ts";
 
 /** A test file that loaded: what it declares. */
 export interface PlannedTest {
@@ -7,6 +8,8 @@ export interface PlannedTest {
   nodes: CollectedNode[];
   globalTimeout: number;
   enableDebugHook: boolean;
+  /** Retries after a failure (`retries:` in the test; --retries overrides). Default 0. */
+  retries?: number;
 }
 
 /** One run of one test: `name#index`. */
@@ -21,15 +24,49 @@ export interface LoadError {
   error: string;
 }
 
+/** The tests to run: those whose name or file matches `filter`, then this machine's shard of them. */
+export function selectTests(tests: PlannedTest[], filter?: RegExp, shard?: Shard): PlannedTest[] {
+  const matching = filter ? tests.filter((t) => filter.test(t.name) || filter.test(t.file)) : tests;
+  return inShard(matching, shard);
+}
+
 /** Expand tests into runs (`--repeat`), keeping those whose name or file matches `filter`. */
-export function expandRuns(tests: PlannedTest[], repeat: number, filter?: RegExp): PlannedRun[] {
-  const runs: PlannedRun[] = [];
-  const selected = filter ? tests.filter((t) => filter.test(t.name) || filter.test(t.file)) : tests;
-  // Interleave repeats (a#1 b#1 a#2 b#2 …) so a long suite gives every test an early run.
-  for (let i = 1; i <= repeat; i++) {
-    for (const test of selected) runs.push({ key: `${test.name}#${i}`, test, index: i });
+export function expandRuns(tests: PlannedTest[], repeat: number, filter?: RegExp, shard?: Shard): PlannedRun[] {
+  return [...roundsOf(selectTests(tests, filter, shard), () => true, repeat)];
+}
+
+/**
+ * Runs in rounds — a#1 b#1 a#2 b#2 … — so a long suite gives every test an early run, for
+ * `rounds` rounds or as long as `more()` says (checked before each run is handed out).
+ */
+export function* roundsOf(tests: PlannedTest[], more: () => boolean, rounds = Infinity): Generator<PlannedRun> {
+  if (!tests.length) return;
+  for (let i = 1; i <= rounds; i++) {
+    for (const test of tests) {
+      if (!more()) return;
+      yield { key: `${test.name}#${i}`, test, index: i };
+    }
   }
-  return runs;
+}
+
+/**
+ * `--stress-duration`: runs numbered on (round after round) until `ms` have passed since the
+ * first run was asked for. The scheduler pulls runs one at a time as slots free, so none
+ * waits past the deadline. `made` lists every run handed out.
+ */
+export class StressRuns implements Iterable<PlannedRun> {
+  readonly made: PlannedRun[] = [];
+  constructor(
+    private readonly tests: PlannedTest[],
+    private readonly ms: number,
+  ) {}
+  *[Symbol.iterator](): Generator<PlannedRun> {
+    const start = Date.now();
+    for (const r of roundsOf(this.tests, () => Date.now() - start < this.ms)) {
+      this.made.push(r);
+      yield r;
+    }
+  }
 }
 
 /** Two files that declare the same test name would make ambiguous run keys. */

@@ -1,18 +1,64 @@
 import type { SerializedError, WorkerEvent } from "../worker/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { BreakpointInfo } from "../hooks/control-protocol.ts";
+import type { Shard } from "./shard.ts";
 
-export type RunOutcome = "passed" | "failed";
+/** A run's outcome: "flaky" when it failed, then passed on a retry (--retries). */
+export type RunOutcome = "passed" | "failed" | "flaky";
+
+/** One execution of a run: the first, or a retry (attempt 2, 3, …). */
+export interface RunAttempt {
+  /** 1-based. */
+  attempt: number;
+  outcome: "passed" | "failed";
+  error?: SerializedError;
+  /** Set when the orchestrator, not the script, ended the attempt (timeout, crash, Ctrl-C). */
+  reason?: string;
+  startedAt: number;
+  durationMs: number;
+  /** `<log dir>/<test>#<run>` for attempt 1, `…/try<N>` for attempt N. */
+  logDir: string;
+}
 
 export interface RunResult {
   run: PlannedRun;
   outcome: RunOutcome;
+  /** Of the last failed attempt (failed, flaky); none when passed. */
   error?: SerializedError;
   /** Set when the orchestrator, not the script, ended the run (timeout, crash, Ctrl-C). */
   reason?: string;
+  /** When the first attempt started. */
   startedAt: number;
+  /** All attempts together. */
   durationMs: number;
+  /** The last failed attempt's logs (failed, flaky), else the passing attempt's. */
   logDir: string;
+  /** Every attempt, in order; the last one decided the outcome. */
+  attempts: RunAttempt[];
+}
+
+/** Fold a run's attempts into its result (the scheduler and `haltpoint merge` both do). */
+export function resultFromAttempts(run: PlannedRun, attempts: RunAttempt[]): RunResult {
+  const last = attempts.at(-1);
+  if (!last) throw new Error(`${run.key}: a result needs at least one attempt`);
+  const failedAttempts = attempts.filter((a) => a.outcome === "failed");
+  const outcome: RunOutcome = last.outcome === "failed" ? "failed" : failedAttempts.length ? "flaky" : "passed";
+  const shown = outcome === "passed" ? last : failedAttempts.at(-1)!;
+  return {
+    run,
+    outcome,
+    error: outcome === "passed" ? undefined : shown.error,
+    reason: outcome === "passed" ? undefined : shown.reason,
+    startedAt: attempts[0]!.startedAt,
+    durationMs: attempts.reduce((s, a) => s + a.durationMs, 0),
+    logDir: shown.logDir,
+    attempts,
+  };
+}
+
+/** Does this result fail the suite? (A flaky one only with --flaky-fails.) */
+export function failsSuite(r: RunResult, flakyFails: boolean): boolean {
+  return r.outcome === "failed" || (r.outcome === "flaky" && flakyFails);
 }
 
 export interface SuitePlan {
@@ -21,6 +67,15 @@ export interface SuitePlan {
   loadErrors: LoadError[];
   jobs: number;
   logDir: string;
+  /** A flaky run fails the suite (--flaky-fails). */
+  flakyFails?: boolean;
+  /** --retries, when given (it overrides each test's `retries`). */
+  retries?: number;
+  /** This machine's slice of the suite (--shard K/N). */
+  shard?: Shard;
+  /** Runs are admitted until this long after the start (--stress-duration); `runs` is then
+   *  empty in the plan reporters see first, and the runs actually made in the summary. */
+  stressMs?: number;
 }
 
 export interface SuiteSummary {
@@ -41,6 +96,8 @@ export interface Reporter {
   onPlan?(plan: SuitePlan): void;
   onRunStart?(run: PlannedRun, logDir: string): void;
   onEvent?(run: PlannedRun, e: WorkerEvent): void;
+  /** An attempt failed and the run is retried (--retries): attempt `next` logs to `logDir`. */
+  onRetry?(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void;
   onRunEnd?(result: RunResult): void;
   /** A message from the orchestrator itself (interrupts, cleanup). */
   onNotice?(msg: string): void;
@@ -64,6 +121,9 @@ export class ReporterSet implements Required<Reporter> {
   onEvent(run: PlannedRun, e: WorkerEvent): void {
     for (const r of this.reporters) r.onEvent?.(run, e);
   }
+  onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
+    for (const r of this.reporters) r.onRetry?.(run, failed, next, logDir);
+  }
   onRunEnd(result: RunResult): void {
     for (const r of this.reporters) r.onRunEnd?.(result);
   }
@@ -84,11 +144,12 @@ export class ReporterSet implements Required<Reporter> {
   }
 }
 
-/** The exit status DESIGN.md fixes: 0 passed, 1 a test failed, 2 a file could not load, 130 interrupted. */
+/** The exit status DESIGN.md fixes: 0 passed, 1 a test failed (or was flaky, with
+ *  --flaky-fails), 2 a file could not load, 130 interrupted. */
 export function exitStatus(s: SuiteSummary): number {
   if (s.interrupted) return 130;
   if (s.plan.loadErrors.length) return 2;
-  return s.results.some((r) => r.outcome === "failed") ? 1 : 0;
+  return s.results.some((r) => failsSuite(r, s.plan.flakyFails ?? false)) ? 1 : 0;
 }
 
 export function runMessage(r: RunResult): string {

@@ -1,8 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
-import { expandRuns, findDuplicateNames } from "./plan.ts";
+import { StressRuns, expandRuns, findDuplicateNames, selectTests } from "./plan.ts";
+import type { Shard } from "./shard.ts";
+import { GitHubReporter } from "./reporters/github.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
 import { ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
@@ -15,7 +17,7 @@ import { prepareQemu } from "./prepare-qemu.ts";
 import { ResourceBudget } from "./resource-budget.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import { ControlServer } from "../hooks/control-server.ts";
-import { controlDir } from "../hooks/control-paths.ts";
+import { controlDir, mkdtempLower } from "../hooks/control-paths.ts";
 import type { ControlReply, ControlRequest } from "../hooks/control-protocol.ts";
 
 export interface RunOptions {
@@ -24,6 +26,14 @@ export interface RunOptions {
   backend: "local" | "qemu";
   repeat: number;
   untilFail: boolean;
+  /** Retries of a failed run for every test (--retries; default: each test's `retries`). */
+  retries?: number;
+  /** A flaky run fails the suite (--flaky-fails). */
+  flakyFails?: boolean;
+  /** Seconds: repeat the runs until this much time is up (--stress-duration). */
+  stressDuration?: number;
+  /** Run only this slice of the suite (--shard K/N). */
+  shard?: Shard;
   filter?: RegExp;
   logDir?: string;
   junit?: string;
@@ -39,6 +49,10 @@ export interface RunOptions {
   accel?: "auto" | "kvm" | "tcg";
   /** Halt failing tests at a breakpoint (--debug-hook). */
   debugHook?: boolean;
+  /** SSH backdoor sockets (--ssh-backdoor, --no-ssh-backdoor); default: each test's, else on with the debug hook. */
+  sshBackdoor?: boolean;
+  /** Connecting to a frozen machine's SSH socket thaws it (--ssh-thaws, default true). */
+  sshThaws?: boolean;
   debugPort?: number;
   debugBind?: string;
   maxFrozen?: number;
@@ -59,7 +73,7 @@ function makeStateRoot(): string {
   for (const base of [process.env.HALTPOINT_STATE_DIR, "/var/tmp", tmpdir()]) {
     if (!base) continue;
     try {
-      return mkdtempSync(join(base, "hp-"));
+      return mkdtempLower(join(base, "hp-")); // lower case: see mkdtempLower (SSH backdoor socket paths)
     } catch {
       /* not writable: next */
     }
@@ -85,6 +99,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   reporters.push(new RunLogReporter());
   if (o.junit) reporters.push(new JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
+  if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new GitHubReporter());
   reporters.push(...(o.reporters ?? []));
   const out = new ReporterSet(reporters);
 
@@ -120,8 +135,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
     defaultBackend: o.backend,
     abortGraceMs: o.abortGrace * 1000,
     untilFail: o.untilFail,
+    retries: o.retries,
+    flakyFails: o.flakyFails ?? false,
     broker,
     debugHook: o.debugHook ?? false,
+    sshBackdoor: o.sshBackdoor,
+    sshThaws: o.sshThaws ?? true,
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),
@@ -147,11 +166,23 @@ export async function runCommand(o: RunOptions): Promise<number> {
     const { tests, loadErrors } = await scheduler.collect(files);
     loadErrors.push(...findDuplicateNames(tests));
     const runnable = tests.filter((t) => !loadErrors.some((e) => e.file === t.file));
-    const runs = expandRuns(runnable, o.repeat, o.filter);
-    const selected = runnable.filter((t) => runs.some((r) => r.test === t));
-    const plan: SuitePlan = { tests: selected, runs, loadErrors, jobs: o.jobs, logDir };
+    const selected = selectTests(runnable, o.filter, o.shard);
+    // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
+    const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000) : undefined;
+    const runs = stress ? [] : expandRuns(selected, o.repeat);
+    const plan: SuitePlan = {
+      tests: selected,
+      runs,
+      loadErrors,
+      jobs: o.jobs,
+      logDir,
+      flakyFails: o.flakyFails ?? false,
+      ...(o.retries !== undefined ? { retries: o.retries } : {}),
+      ...(o.shard ? { shard: o.shard } : {}),
+      ...(stress ? { stressMs: o.stressDuration! * 1000 } : {}),
+    };
     out.onPlan(plan);
-    if (runs.some((r) => r.test.nodes.some((n) => n.backend === "qemu"))) {
+    if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line));
       } catch (e) {
@@ -159,12 +190,13 @@ export async function runCommand(o: RunOptions): Promise<number> {
         out.onNotice(scheduler.qemuUnavailable);
       }
     }
-    const results = scheduler.isStopping ? [] : await scheduler.runAll(runs);
+    const results = scheduler.isStopping ? [] : await scheduler.runAll(stress ?? runs);
     const done = new Set(results.map((r) => r.run.key));
+    const made = stress ? stress.made : runs;
     const summary: SuiteSummary = {
-      plan,
+      plan: stress ? { ...plan, runs: made } : plan,
       results,
-      notRun: runs.filter((r) => !done.has(r.key)),
+      notRun: made.filter((r) => !done.has(r.key)),
       interrupted: scheduler.interruptedWork,
       startedAt,
       durationMs: Date.now() - startedAt,

@@ -6,7 +6,7 @@ import type { Piscina } from "piscina";
 import type { CollectResult, CollectTask, RunTask, WorkerEvent } from "../worker/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
-import type { ReporterSet, RunResult } from "./results.ts";
+import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
@@ -30,6 +30,14 @@ export interface SchedulerOptions {
   broker?: BreakpointBroker;
   /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
   debugHook: boolean;
+  /** SSH backdoor sockets for every run (--ssh-backdoor / --no-ssh-backdoor); undefined: per test. */
+  sshBackdoor?: boolean;
+  /** A connection to a frozen machine's SSH socket thaws it (--ssh-thaws). */
+  sshThaws?: boolean;
+  /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
+  retries?: number;
+  /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
+  flakyFails?: boolean;
 }
 
 /** A run in flight: what the scheduler needs to stop it. */
@@ -83,41 +91,38 @@ export class Scheduler {
     const loadErrors: LoadError[] = [];
     results.forEach((r, i) => {
       const file = files[i]!;
-      if (r.ok) tests.push({ file, name: r.name, nodes: r.nodes, globalTimeout: r.globalTimeout, enableDebugHook: r.enableDebugHook });
+      if (r.ok) tests.push({ file, name: r.name, nodes: r.nodes, globalTimeout: r.globalTimeout, enableDebugHook: r.enableDebugHook, retries: r.retries ?? 0 });
       else loadErrors.push({ file, error: r.error });
     });
     return { tests, loadErrors };
   }
 
-  /** Run every planned run; resolves with the results of the runs that started. */
-  async runAll(runs: PlannedRun[]): Promise<RunResult[]> {
+  /**
+   * Run the planned runs; resolves with the results of the runs that started. Runs are
+   * pulled from `runs` as slots free rather than queued up front, so an endless source
+   * (--stress-duration) works, and a run never waits in the queue past its source's end.
+   */
+  async runAll(runs: Iterable<PlannedRun>): Promise<RunResult[]> {
     const results: RunResult[] = [];
     const outstanding = new Set<Promise<void>>();
-    for (const run of runs) {
-      // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
-      void this.queue.add(async () => {
-        if (!this.admitting) return;
-        const need = demandOf(run.test);
-        const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
-        const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
-        if (refusal) return void results.push(this.refuse(run, refusal));
-        const release = await this.o.budget.acquire(need);
-        if (!this.admitting) return release();
-        // A halted test gives its --jobs slot back: the queue task ends when the run ends
-        // or halts, whichever comes first; the run itself is awaited below.
-        let freeSlot!: () => void;
-        const halted = new Promise<void>((r) => (freeSlot = r));
-        const p = this.runOne(run, freeSlot)
-          .then((r) => void results.push(r))
-          .finally(() => {
-            release();
-            outstanding.delete(p);
-          });
-        outstanding.add(p);
-        await Promise.race([p, halted]);
-      });
+    const source = runs[Symbol.iterator]();
+    let exhausted = false;
+    const feed = (): void => {
+      while (!exhausted && this.admitting && this.queue.size + this.queue.pending < this.o.jobs) {
+        const next = source.next();
+        if (next.done) exhausted = true;
+        // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
+        else void this.queue.add(() => this.admit(next.value, results, outstanding));
+      }
+    };
+    // p-queue emits "next" each time a task ends (a run ended or halted): a slot is free.
+    this.queue.on("next", feed);
+    try {
+      feed();
+      while (this.queue.size || this.queue.pending) await this.queue.onIdle();
+    } finally {
+      this.queue.off("next", feed);
     }
-    await this.queue.onIdle();
     if (outstanding.size && this.o.broker?.count) {
       this.o.reporters.onNotice(
         `every other test is done; holding ${this.o.broker.count} breakpoint${this.o.broker.count === 1 ? "" : "s"} ` +
@@ -126,6 +131,29 @@ export class Scheduler {
     }
     while (outstanding.size) await Promise.all(outstanding);
     return results;
+  }
+
+  /** One queue task: wait for the budget, start the run, hold the slot until it ends or halts. */
+  private async admit(run: PlannedRun, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
+    if (!this.admitting) return;
+    const need = demandOf(run.test);
+    const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
+    const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
+    if (refusal) return void results.push(this.refuse(run, refusal));
+    const release = await this.o.budget.acquire(need);
+    if (!this.admitting) return release();
+    // A halted test gives its --jobs slot back: the queue task ends when the run ends
+    // or halts, whichever comes first; the run itself is awaited in runAll.
+    let freeSlot!: () => void;
+    const halted = new Promise<void>((r) => (freeSlot = r));
+    const p = this.runOne(run, freeSlot)
+      .then((r) => void results.push(r))
+      .finally(() => {
+        release();
+        outstanding.delete(p);
+      });
+    outstanding.add(p);
+    await Promise.race([p, halted]);
   }
 
   /** Was work other than halted tests stopped by an interrupt (Ctrl-C)? */
@@ -168,8 +196,39 @@ export class Scheduler {
   private refuse(run: PlannedRun, reason: string): RunResult {
     const logDir = join(this.o.logDir, run.key);
     this.o.reporters.onRunStart(run, logDir);
-    const result: RunResult = { run, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir };
+    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir }]);
     this.o.reporters.onRunEnd(result);
+    this.stopOnFailure(run);
+    return result;
+  }
+
+  /** --until-fail: the first failure stops admission (at the failure, even if it then halts). */
+  private stopOnFailure(run: PlannedRun, what = "failed"): void {
+    if (!this.o.untilFail || !this.admitting) return;
+    this.stopAdmission();
+    this.o.reporters.onNotice(`--until-fail: ${run.key} ${what}; starting no more runs`);
+  }
+
+  /**
+   * One run: its first attempt, then retries while it fails (--retries / `retries:`),
+   * unless it halted at a breakpoint or the suite is stopping. One RunResult, whatever happens.
+   */
+  private async runOne(run: PlannedRun, freeSlot: () => void): Promise<RunResult> {
+    const { reporters } = this.o;
+    const base = join(this.o.logDir, run.key);
+    const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
+    const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
+    reporters.onRunStart(run, base);
+    const attempts: RunAttempt[] = [];
+    for (let n = 1; ; n++) {
+      const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot);
+      attempts.push(attempt);
+      if (attempt.outcome === "passed" || halted || this.stopping || n >= maxAttempts) break;
+      reporters.onRetry(run, attempt, n + 1, attemptDir(n + 1));
+    }
+    const result = resultFromAttempts(run, attempts);
+    reporters.onRunEnd(result);
+    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky" ? "was flaky (--flaky-fails)" : "failed");
     return result;
   }
 
@@ -180,16 +239,16 @@ export class Scheduler {
     a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
   }
 
-  private async runOne(run: PlannedRun, freeSlot: () => void): Promise<RunResult> {
+  /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
+  private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void): Promise<{ attempt: RunAttempt; halted: boolean }> {
     const { reporters, ledger } = this.o;
-    const logDir = join(this.o.logDir, run.key);
+    let everHalted = false;
     const stateDir = join(this.o.stateRoot, String(++this.seq));
     const { port1, port2 } = new MessageChannel();
     const a: ActiveRun = { run, port: port1, kill: new AbortController() };
     this.active.add(a);
     const startedAt = Date.now();
     const t0 = performance.now();
-    reporters.onRunStart(run, logDir);
 
     let done: Extract<WorkerEvent, { t: "done" }> | undefined;
     let onDone: () => void = () => {};
@@ -223,6 +282,10 @@ export class Scheduler {
           void broker.register(run, e, port1).then((info) => {
             if (!info) return startClock();
             a.halted = info.id;
+            everHalted = true;
+            // A halted failure is final (never retried): --until-fail stops admission now,
+            // not when someone releases the breakpoint.
+            if (e.kind === "failure") this.stopOnFailure(run);
             if (this.stopping) broker.release(info.id, a.reason ?? "interrupted");
             freeSlot();
           });
@@ -244,10 +307,13 @@ export class Scheduler {
       kind: "run",
       file: run.test.file,
       runIndex: run.index,
+      attempt: attemptNo,
       defaultBackend: this.o.defaultBackend,
       logDir,
       stateDir,
       debugHook: this.o.debugHook,
+      sshBackdoor: this.o.sshBackdoor,
+      sshThaws: this.o.sshThaws,
       qemu: this.qemu,
       port: port2,
     };
@@ -268,25 +334,20 @@ export class Scheduler {
     // The worker removes its state directory; after a crash it is ours to remove.
     if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
 
-    const result: RunResult = {
-      run,
+    const attempt: RunAttempt = {
+      attempt: attemptNo,
       outcome: done?.outcome === "passed" && !crash && !a.reason ? "passed" : "failed",
-      error: done?.error,
       startedAt,
       durationMs: done?.durationMs ?? performance.now() - t0,
       logDir,
     };
+    if (done?.error) attempt.error = done.error;
     const reasons = [a.reason, crash, !done && !crash ? "the worker ended without a result" : undefined].filter(Boolean);
     if (leftovers.length) reasons.push(`killed leftover processes of ${[...new Set(leftovers)].join(", ")}`);
-    if (reasons.length && result.outcome === "failed") {
-      const saw = result.error && a.reason && result.error.message !== a.reason ? ` (the script then saw: ${result.error.message})` : "";
-      result.reason = reasons.join("; ") + saw;
+    if (reasons.length && attempt.outcome === "failed") {
+      const saw = attempt.error && a.reason && attempt.error.message !== a.reason ? ` (the script then saw: ${attempt.error.message})` : "";
+      attempt.reason = reasons.join("; ") + saw;
     }
-    reporters.onRunEnd(result);
-    if (result.outcome === "failed" && this.o.untilFail && this.admitting) {
-      this.stopAdmission();
-      reporters.onNotice(`--until-fail: ${run.key} failed; starting no more runs`);
-    }
-    return result;
+    return { attempt, halted: everHalted };
   }
 }

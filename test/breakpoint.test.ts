@@ -27,14 +27,18 @@ function watch(child: Child): { text: () => string; waitFor: (re: RegExp, ms?: n
   };
 }
 
-/** One console session through netcat: send lines, get everything it printed. */
+/** One console session through netcat, typed as a person would: a line, then its answer. */
 async function ncSession(port: number, lines: string[], waitFor: RegExp): Promise<string> {
   const nc = new Peer("nc", ["127.0.0.1", String(port)]);
   try {
-      await nc.expect(/> $/m, 10_000);
-      for (const l of lines) nc.send(l + "\n");
-      await nc.expect(waitFor, 20_000);
-      return nc.output;
+    await nc.expect(/> $/m, 10_000);
+    for (const l of lines) {
+      nc.send(l + "\n");
+      // The next prompt (or the goodbye of release()) ends this line's answer.
+      await nc.expect(/> $|released/m, 60_000);
+    }
+    assert.match(nc.output, waitFor);
+    return nc.output;
   } finally {
     nc.child.kill();
   }

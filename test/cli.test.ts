@@ -57,7 +57,7 @@ test("a suite with broken files, crashes and timeouts: every other test still ru
 
   const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
   assert.equal(report.exitStatus, 2);
-  assert.deepEqual(report.summary, { runs: 7, passed: 1, failed: 6, notRun: 0, loadErrors: 4 });
+  assert.deepEqual(report.summary, { runs: 7, passed: 1, flaky: 0, failed: 6, notRun: 0, loadErrors: 4 });
   const outcome = (name: string) => report.tests.find((t: { name: string }) => t.name === name).runs[0];
   assert.equal(outcome("pass").outcome, "passed");
   assert.match(outcome("fail").error, /command `false` failed/);

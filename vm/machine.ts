@@ -29,6 +29,8 @@ export interface MachineContext {
   stateDir(machine: string): string;
   /** Default target directory of `copyFromMachine`. */
   outputDir: string;
+  /** The machine has started (is running): e.g. print how to reach its SSH backdoor. */
+  started?(machine: string): void;
 }
 
 /**
@@ -84,6 +86,7 @@ export abstract class BaseMachine implements Machine {
       throw e;
     }
     this.state = "running";
+    this.ctx.started?.(this.name);
   }
 
   async shutdown(): Promise<void> {

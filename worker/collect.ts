@@ -11,6 +11,7 @@ export async function collectTest(task: CollectTask): Promise<CollectResult> {
       nodes: t.nodes.map((n) => ({ name: n.name, backend: n.backend, memory: n.memory, cores: n.cores })),
       globalTimeout: t.globalTimeout,
       enableDebugHook: t.enableDebugHook,
+      retries: t.retries,
     };
   } catch (e) {
     return { ok: false, error: e instanceof Error ? e.message : String(e) };

@@ -22,7 +22,7 @@ export type WorkerEvent =
   | { t: "subtest"; time: number; name: string; phase: "start" | "pass" | "fail"; durationMs?: number; error?: SerializedError }
   /** The test stopped at a breakpoint, its machines frozen; the broker should serve its
    *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
-  | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort }
+  | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string }
   /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }
   /** The last message of a run. The main thread waits for it before treating the run as finished. */
@@ -42,6 +42,8 @@ export interface RunTask {
   kind: "run";
   file: string;
   runIndex: number;
+  /** 1 for the first execution of the run, 2… for its retries (--retries). */
+  attempt?: number;
   /** Backend of nodes that name none. */
   defaultBackend: string;
   logDir: string;
@@ -49,6 +51,10 @@ export interface RunTask {
   stateDir: string;
   /** Halt at a breakpoint when the test fails (--debug-hook or enableDebugHook). */
   debugHook: boolean;
+  /** SSH backdoor sockets (--ssh-backdoor / --no-ssh-backdoor); undefined: the test's `sshBackdoor`, else on with the debug hook. */
+  sshBackdoor?: boolean;
+  /** A connection to a frozen machine's backdoor thaws it (--ssh-thaws, default true). */
+  sshThaws?: boolean;
   /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
   qemu?: QemuRuntime;
   port: MessagePort;
@@ -70,7 +76,7 @@ export interface CollectedNode {
 }
 
 export type CollectResult =
-  | { ok: true; name: string; nodes: CollectedNode[]; globalTimeout: number; enableDebugHook: boolean }
+  | { ok: true; name: string; nodes: CollectedNode[]; globalTimeout: number; enableDebugHook: boolean; retries?: number }
   | { ok: false; error: string };
 
 export function serializeError(e: unknown): SerializedError {

@@ -11,6 +11,10 @@ export interface LoadedTest {
   nodes: ResolvedNode[];
   globalTimeout: number;
   enableDebugHook: boolean;
+  /** `sshBackdoor:` in the test, if it says. */
+  sshBackdoor?: boolean;
+  /** Retries after a failure (`retries:`), default 0. */
+  retries: number;
 }
 
 /** An error that is the test file's fault: reported as one line naming the file. */
@@ -54,7 +58,9 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
   }
   const globalTimeout = def.globalTimeout ?? DEFAULT_GLOBAL_TIMEOUT;
   if (!(typeof globalTimeout === "number" && globalTimeout > 0)) throw new TestFileError(`${file}: globalTimeout must be a positive number of seconds`);
-  return { name: def.name ?? defaultTestName(file), def, nodes, globalTimeout, enableDebugHook: def.enableDebugHook === true };
+  const retries = def.retries ?? 0;
+  if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new TestFileError(`${file}: retries must be a whole number (0 or more)`);
+  return { name: def.name ?? defaultTestName(file), def, nodes, globalTimeout, enableDebugHook: def.enableDebugHook === true, retries, sshBackdoor: typeof def.sshBackdoor === "boolean" ? def.sshBackdoor : undefined };
 }
 
 function firstLine(e: unknown): string {

@@ -5,6 +5,7 @@ import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { BreakpointHook } from "../hooks/breakpoint-hook.ts";
 import type { RunNetwork } from "../vm/qemu/run-network.ts";
+import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
 import { loadTestFile } from "./load-test-file.ts";
 import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
@@ -36,6 +37,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
 
   const machines: BaseMachine[] = [];
   let network: RunNetwork | undefined;
+  let backdoor: SshBackdoor | undefined;
   let outcome: Outcome = "passed";
   let error: unknown;
   let debugHook = task.debugHook;
@@ -48,6 +50,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       consolePath: (machine) => join(task.logDir, `${machine}.console.log`),
       stateDir: (machine) => join(task.stateDir, machine),
       outputDir: join(task.logDir, "out"),
+      started: (machine) => backdoor?.announce(machine),
     };
     if (test.nodes.length) mkdirSync(task.stateDir, { recursive: true });
     if (test.nodes.some((n) => n.backend === "qemu")) {
@@ -55,7 +58,11 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       network = new RunNetwork(task.stateDir, test.nodes);
     }
     for (const node of test.nodes) machines.push(await createMachine(node, ctx, { qemu: task.qemu, network }));
-    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`);
+    if (machines.length && (task.sshBackdoor ?? test.sshBackdoor ?? debugHook)) {
+      const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
+      backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
+    }
+    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir);
     const debug = {
       breakpoint: async () => {
         if (!debugHook) {
@@ -66,7 +73,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
         await Promise.race([hook!.halt("breakpoint"), aborted]);
       },
     };
-    const scriptCtx = buildTestContext(machines, task.runIndex, emit, debug);
+    const scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1);
     await Promise.race([test.def.testScript(scriptCtx as never), aborted]);
   } catch (e) {
     outcome = "failed";
@@ -75,6 +82,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
     if (debugHook && hook && abortedBy === undefined) await hook.halt("failure", e);
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
+  await backdoor?.close().catch(() => {});
   await Promise.all(machines.map((m) => m.cleanup()));
   await network?.close().catch(() => {});
   if (machines.length) rmSync(task.stateDir, { recursive: true, force: true });

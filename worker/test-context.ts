@@ -9,11 +9,13 @@ export function buildTestContext(
   run: number,
   emit: (e: WorkerEvent) => void,
   debug: DebugApi,
+  attempt = 1,
 ): TestContext {
   const log = (msg: string): void => emit({ t: "log", time: Date.now(), msg });
   const ctx: Record<string, unknown> = {
     machines,
     run,
+    attempt,
     debug,
     log,
     async startAll() {

@@ -1,6 +1,6 @@
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import { runMessage, type RunResult } from "../results.ts";
+import { runMessage, type RunAttempt, type RunResult } from "../results.ts";
 
 /** `login#3 server:` — the prefix every line of a run carries. */
 export function prefix(run: PlannedRun, machine?: string): string {
@@ -23,9 +23,32 @@ export function formatEvent(run: PlannedRun, e: WorkerEvent): string | undefined
   }
 }
 
+/**
+ * A run's result as one line: `login#3: PASS (1.20 s)`, `!!! login#3: FAIL (1.20 s): …`,
+ * `login#3: FLAKY (2 attempts, 2.41 s): attempt 1 failed: …` (failed, then passed on a retry).
+ */
 export function formatResult(r: RunResult): string {
-  const d = seconds(r.durationMs);
-  return r.outcome === "passed" ? `${prefix(r.run)} PASS (${d})` : `!!! ${prefix(r.run)} FAIL (${d}): ${oneLine(runMessage(r))}`;
+  const n = r.attempts.length;
+  const d = n > 1 ? `${n} attempts, ${seconds(r.durationMs)}` : seconds(r.durationMs);
+  if (r.outcome === "passed") return `${prefix(r.run)} PASS (${d})`;
+  if (r.outcome === "flaky") {
+    const failed = r.attempts.filter((a) => a.outcome === "failed");
+    const which = failed.length === 1 ? `attempt ${failed[0]!.attempt}` : `attempts ${failed.map((a) => a.attempt).join(", ")}`;
+    return `${prefix(r.run)} FLAKY (${d}): ${which} failed: ${oneLine(runMessage(r))}`;
+  }
+  return `!!! ${prefix(r.run)} FAIL (${d}): ${oneLine(runMessage(r))}`;
+}
+
+/** `login#3: attempt 1 failed, retrying (attempt 2): …` */
+export function formatRetry(run: PlannedRun, failed: RunAttempt, next: number): string {
+  return `${prefix(run)} attempt ${failed.attempt} failed, retrying (attempt ${next}): ${oneLine(failed.reason ?? failed.error?.message ?? "failed")}`;
+}
+
+/** 0.0123 → "1.2%", 0.00377 → "0.38%". */
+export function percent(x: number): string {
+  const p = x * 100;
+  if (p === 0 || p === 100) return `${p}%`;
+  return `${p < 1 ? p.toFixed(2) : p.toFixed(1)}%`;
 }
 
 export function seconds(ms: number): string {

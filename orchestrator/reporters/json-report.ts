@@ -1,41 +1,183 @@
-import type { Reporter, SuiteSummary } from "../results.ts";
+import type { SerializedError, WorkerEvent } from "../../worker/events.ts";
+import type { PlannedRun } from "../plan.ts";
+import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../results.ts";
 import { exitStatus } from "../results.ts";
+import { flakeStats } from "../flake-stats.ts";
+import type { Shard } from "../shard.ts";
 import { writeReport } from "./atomic-write.ts";
+import { AttemptLines } from "./attempt-lines.ts";
 
-export const JSON_REPORT_VERSION = 1;
+/**
+ * The JSON report (`--json FILE`). Version 2 carries everything `haltpoint merge` needs to
+ * rebuild a suite's summary from shard reports: every run with its attempts (outcome,
+ * error, reason, timing, logs, the tail of a failed attempt's output), the runs not run,
+ * the load errors, and the options that decide the exit status.
+ */
+export const JSON_REPORT_FORMAT = "haltpoint-report";
+export const JSON_REPORT_VERSION = 2;
 
-/** The machine-readable report (`--json FILE`); `haltpoint merge` will read these back. */
-export function buildJsonReport(s: SuiteSummary): object {
-  const byTest = new Map<string, { name: string; file: string; runs: object[] }>();
-  for (const t of s.plan.tests) byTest.set(t.name, { name: t.name, file: t.file, runs: [] });
+/** Lines of a failed attempt's output kept in the report (for a merged JUnit's logs). */
+const FAILED_LOG_LINES = 100;
+
+export interface JsonAttempt {
+  attempt: number;
+  outcome: "passed" | "failed";
+  startedAt: string;
+  durationMs: number;
+  error?: SerializedError;
+  reason?: string;
+  logDir: string;
+  /** The last lines of a failed attempt's output. */
+  log?: string[];
+}
+
+export interface JsonRun {
+  run: number;
+  key: string;
+  outcome: "passed" | "failed" | "flaky";
+  startedAt: string;
+  durationMs: number;
+  /** The (last) failure's message, as version 1 had it. */
+  error?: string;
+  reason?: string;
+  logDir: string;
+  attempts: JsonAttempt[];
+}
+
+export interface JsonFailureGroup {
+  signature: string;
+  example: string;
+  count: number;
+  occurrences: { run: number; attempt: number; logDir: string }[];
+}
+
+export interface JsonTest {
+  name: string;
+  file: string;
+  /** Retries the test file declares (`retries:`); --retries, if given, is the report's `retries`. */
+  retries: number;
+  runs: JsonRun[];
+  /** Run numbers planned but never started (--until-fail, Ctrl-C). */
+  notRun: number[];
+  /** Derived from `runs` (merge recomputes it). */
+  stats: {
+    runs: number;
+    attempts: number;
+    failures: number;
+    flakyRuns: number;
+    failedRuns: number;
+    failureRate: number;
+    wilson95: { low: number; high: number };
+    groups: JsonFailureGroup[];
+  };
+}
+
+export interface JsonReport {
+  format: typeof JSON_REPORT_FORMAT;
+  version: number;
+  startedAt: string;
+  durationMs: number;
+  interrupted: boolean;
+  exitStatus: number;
+  flakyFails: boolean;
+  /** --retries, if given (it overrode every test's own). */
+  retries: number | null;
+  shard: Shard | null;
+  /** --stress-duration in ms, if given. */
+  stressMs?: number;
+  jobs: number;
+  logDir: string;
+  summary: { runs: number; passed: number; flaky: number; failed: number; notRun: number; loadErrors: number };
+  tests: JsonTest[];
+  loadErrors: { file: string; error: string }[];
+}
+
+export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonReport {
+  const byTest = new Map<string, JsonTest>();
+  const stats = new Map(flakeStats(s.results).map((t) => [t.name, t]));
+  for (const t of s.plan.tests) {
+    const st = stats.get(t.name);
+    byTest.set(t.name, {
+      name: t.name,
+      file: t.file,
+      retries: t.retries ?? 0,
+      runs: [],
+      notRun: [],
+      stats: {
+        runs: st?.runs ?? 0,
+        attempts: st?.attempts ?? 0,
+        failures: st?.failures ?? 0,
+        flakyRuns: st?.flakyRuns ?? 0,
+        failedRuns: st?.failedRuns ?? 0,
+        failureRate: st?.rate ?? 0,
+        wilson95: { low: st?.low ?? 0, high: st?.high ?? 1 },
+        groups: (st?.groups ?? []).map((g) => ({ signature: g.signature, example: g.example, count: g.occurrences.length, occurrences: g.occurrences })),
+      },
+    });
+  }
   for (const r of [...s.results].sort((a, b) => a.run.index - b.run.index)) {
     byTest.get(r.run.test.name)?.runs.push({
       run: r.run.index,
       key: r.run.key,
       outcome: r.outcome,
-      durationMs: Math.round(r.durationMs),
       startedAt: new Date(r.startedAt).toISOString(),
+      durationMs: Math.round(r.durationMs),
       error: r.error?.message,
       reason: r.reason,
       logDir: r.logDir,
+      attempts: r.attempts.map((a) => jsonAttempt(r.run, a, lines)),
     });
   }
-  const passed = s.results.filter((r) => r.outcome === "passed").length;
+  for (const n of [...s.notRun].sort((a, b) => a.index - b.index)) byTest.get(n.test.name)?.notRun.push(n.index);
+  const count = (o: string) => s.results.filter((r) => r.outcome === o).length;
   return {
+    format: JSON_REPORT_FORMAT,
     version: JSON_REPORT_VERSION,
     startedAt: new Date(s.startedAt).toISOString(),
     durationMs: Math.round(s.durationMs),
     interrupted: s.interrupted,
     exitStatus: exitStatus(s),
-    summary: { runs: s.results.length, passed, failed: s.results.length - passed, notRun: s.notRun.length, loadErrors: s.plan.loadErrors.length },
+    flakyFails: s.plan.flakyFails ?? false,
+    retries: s.plan.retries ?? null,
+    shard: s.plan.shard ?? null,
+    ...(s.plan.stressMs ? { stressMs: s.plan.stressMs } : {}),
+    jobs: s.plan.jobs,
+    logDir: s.plan.logDir,
+    summary: { runs: s.results.length, passed: count("passed"), flaky: count("flaky"), failed: count("failed"), notRun: s.notRun.length, loadErrors: s.plan.loadErrors.length },
     tests: [...byTest.values()],
     loadErrors: s.plan.loadErrors,
   };
 }
 
+function jsonAttempt(run: PlannedRun, a: RunAttempt, lines: AttemptLines | undefined): JsonAttempt {
+  const j: JsonAttempt = { attempt: a.attempt, outcome: a.outcome, startedAt: new Date(a.startedAt).toISOString(), durationMs: Math.round(a.durationMs), logDir: a.logDir };
+  if (a.error) j.error = a.error;
+  if (a.reason) j.reason = a.reason;
+  const log = a.outcome === "failed" ? lines?.get(run.key, a.attempt).slice(-FAILED_LOG_LINES) : undefined;
+  if (log?.length) j.log = log;
+  return j;
+}
+
 export class JsonReporter implements Reporter {
+  /** Each attempt's output; a failed attempt's tail goes into the report. */
+  readonly lines = new AttemptLines(FAILED_LOG_LINES);
+
   constructor(private readonly file: string) {}
+
+  onEvent(run: PlannedRun, e: WorkerEvent): void {
+    this.lines.onEvent(run, e);
+  }
+
+  onRetry(run: PlannedRun, _failed: RunAttempt, next: number): void {
+    this.lines.onRetry(run, next);
+  }
+
+  onRunEnd(r: RunResult): void {
+    // Only failed attempts' output is reported: keep no more in memory over 1,000s of runs.
+    for (const a of r.attempts) if (a.outcome === "passed") this.lines.drop(r.run.key, a.attempt);
+  }
+
   async onEnd(s: SuiteSummary): Promise<void> {
-    await writeReport(this.file, JSON.stringify(buildJsonReport(s), null, 2) + "\n");
+    await writeReport(this.file, JSON.stringify(buildJsonReport(s, this.lines), null, 2) + "\n");
   }
 }

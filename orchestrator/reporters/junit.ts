@@ -1,30 +1,36 @@
 import { create } from "xmlbuilder2";
+import type { XMLBuilder } from "xmlbuilder2/lib/interfaces.js";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import { runMessage, type Reporter, type RunResult, type SuiteSummary } from "../results.ts";
+import { type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
 import { writeReport } from "./atomic-write.ts";
-import { formatEvent } from "./format.ts";
+import { AttemptLines } from "./attempt-lines.ts";
 
 /** Keep at most this many log lines of a run for its <system-out>. */
 const MAX_LINES = 400;
 
 /**
- * JUnit XML (`--junit FILE`) in the shape CI systems read (Jenkins/GitLab/GitHub
- * test reporters): one <testsuite> per test, one <testcase> per run, <failure> with the
- * message and the run's log.
+ * JUnit XML (`--junit FILE`) in the shape CI systems read (the Jenkins/Ant "JUnit.xsd" that
+ * Jenkins, GitLab and GitHub test reporters accept): one <testsuite> per test, one
+ * <testcase> per run, <failure> with the message and the run's log. Retries are written
+ * as Maven Surefire (and cargo-nextest) write them:
+ * - a flaky run (failed, then passed) has no <failure>, one <flakyFailure> per failed attempt;
+ * - a run that failed on every attempt has <failure> (the first attempt) and one
+ *   <rerunFailure> per retry.
+ * Each <flakyFailure>/<rerunFailure> carries <stackTrace> and that attempt's <system-out>.
  */
 export class JUnitReporter implements Reporter {
-  private lines = new Map<string, string[]>();
+  /** The log lines of each attempt; `haltpoint merge` fills them from JSON reports. */
+  readonly lines = new AttemptLines(MAX_LINES);
 
   constructor(private readonly file: string) {}
 
   onEvent(run: PlannedRun, e: WorkerEvent): void {
-    const s = formatEvent(run, e);
-    if (!s) return;
-    let l = this.lines.get(run.key);
-    if (!l) this.lines.set(run.key, (l = []));
-    l.push(s);
-    if (l.length > MAX_LINES) l.splice(0, l.length - MAX_LINES);
+    this.lines.onEvent(run, e);
+  }
+
+  onRetry(run: PlannedRun, _failed: RunAttempt, next: number): void {
+    this.lines.onRetry(run, next);
   }
 
   async onEnd(s: SuiteSummary): Promise<void> {
@@ -39,7 +45,6 @@ export class JUnitReporter implements Reporter {
       failures,
       errors: s.plan.loadErrors.length,
       time: secs(s.durationMs),
-      timestamp: iso(s.startedAt),
     });
     const byTest = new Map<string, RunResult[]>();
     for (const t of s.plan.tests) byTest.set(t.name, []);
@@ -59,24 +64,56 @@ export class JUnitReporter implements Reporter {
       });
       for (const r of runs) {
         const tc = suite.ele("testcase", { name: r.run.key, classname: t.name, time: secs(r.durationMs), file: t.file });
-        const log = (this.lines.get(r.run.key) ?? []).join("\n");
+        const failed = r.attempts.filter((a) => a.outcome === "failed");
         if (r.outcome === "failed") {
-          const msg = runMessage(r);
-          tc.ele("failure", { message: msg.split("\n")[0], type: r.error?.name ?? "Error" }).txt(
-            `${msg}\n\n${r.error?.stack ?? ""}\n\nlogs: ${r.logDir}\n\n${log}`,
-          );
+          const [first, ...reruns] = failed;
+          const log = this.log(r, first!);
+          tc.ele("failure", { message: firstLine(message(first!)), type: type(first!) }).txt(`${details(first!)}${log ? `\n\n${log}` : ""}`);
+          for (const a of reruns) this.attemptElement(tc, "rerunFailure", r, a);
+        } else if (r.outcome === "flaky") {
+          for (const a of failed) this.attemptElement(tc, "flakyFailure", r, a);
         }
+        const log = this.log(r, r.attempts.at(-1)!);
         if (log) tc.ele("system-out").txt(log);
       }
     }
     if (s.plan.loadErrors.length) {
-      const suite = root.ele("testsuite", { name: "load errors", tests: s.plan.loadErrors.length, failures: 0, errors: s.plan.loadErrors.length, skipped: 0, time: "0", timestamp: iso(s.startedAt) });
+      const suite = root.ele("testsuite", { name: "load errors", tests: s.plan.loadErrors.length, failures: 0, errors: s.plan.loadErrors.length, skipped: 0, time: "0.000", timestamp: iso(s.startedAt) });
       for (const e of s.plan.loadErrors) {
-        suite.ele("testcase", { name: e.file, classname: "load", time: "0", file: e.file }).ele("error", { message: e.error, type: "LoadError" }).txt(e.error);
+        suite.ele("testcase", { name: e.file, classname: "load", time: "0.000", file: e.file }).ele("error", { message: firstLine(e.error), type: "LoadError" }).txt(e.error);
       }
     }
     return root.end({ prettyPrint: true }) + "\n";
   }
+
+  /** <flakyFailure>/<rerunFailure>: Surefire's shape, <stackTrace> then <system-out>. */
+  private attemptElement(tc: XMLBuilder, name: "flakyFailure" | "rerunFailure", r: RunResult, a: RunAttempt): void {
+    const el = tc.ele(name, { message: firstLine(message(a)), type: type(a) });
+    el.ele("stackTrace").txt(details(a));
+    const log = this.log(r, a);
+    if (log) el.ele("system-out").txt(log);
+  }
+
+  private log(r: RunResult, a: RunAttempt): string {
+    return this.lines.get(r.run.key, a.attempt).join("\n");
+  }
+}
+
+function message(a: RunAttempt): string {
+  return a.reason ?? a.error?.message ?? "failed";
+}
+
+function type(a: RunAttempt): string {
+  return a.error?.name ?? "Error";
+}
+
+function details(a: RunAttempt): string {
+  const stack = a.error?.stack ? `\n\n${a.error.stack}` : "";
+  return `${message(a)}${stack}\n\nattempt ${a.attempt}, logs: ${a.logDir}`;
+}
+
+function firstLine(s: string): string {
+  return s.split("\n")[0] ?? "";
 }
 
 function secs(ms: number): string {

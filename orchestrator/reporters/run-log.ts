@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import type { Reporter, RunResult } from "../results.ts";
+import type { Reporter, RunAttempt, RunResult } from "../results.ts";
 
 /**
  * A pino destination for one run's file. The directory and file are created on libuv's
@@ -50,18 +50,35 @@ class LineFile {
 }
 
 /**
- * pino JSON lines, one file per run: `<log dir>/<test>#<run>/run.jsonl`. Synchronous
- * writes: a crash of the orchestrator loses no line already reported. (Each machine's
- * console goes to `<machine>.console.log` beside it, written by the worker.)
+ * pino JSON lines, one file per run: `<log dir>/<test>#<run>/run.jsonl` (a retry's in
+ * `…/try<N>/run.jsonl`, its lines carrying `attempt`). Synchronous writes: a crash of the
+ * orchestrator loses no line already reported. (Each machine's console goes to
+ * `<machine>.console.log` beside it, written by the worker.)
  */
 export class RunLogReporter implements Reporter {
   private logs = new Map<string, { log: Logger; dest: LineFile }>();
 
   onRunStart(run: PlannedRun, logDir: string): void {
+    this.open(run, logDir, 1);
+  }
+
+  private open(run: PlannedRun, logDir: string, attempt: number): Logger {
     const dest = new LineFile(logDir, "run.jsonl");
-    const log = pino({ base: { test: run.test.name, run: run.index, file: run.test.file }, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+    const base = { test: run.test.name, run: run.index, file: run.test.file, ...(attempt > 1 ? { attempt } : {}) };
+    const log = pino({ base, timestamp: pino.stdTimeFunctions.isoTime }, dest);
     this.logs.set(run.key, { log, dest });
-    log.info({ event: "run-start" }, "run started");
+    log.info({ event: "run-start" }, attempt > 1 ? `attempt ${attempt} started` : "run started");
+    return log;
+  }
+
+  onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
+    const entry = this.logs.get(run.key);
+    if (entry) {
+      const fields = { event: "attempt-end", attempt: failed.attempt, outcome: failed.outcome, durationMs: Math.round(failed.durationMs), reason: failed.reason, err: failed.error };
+      entry.log.error(fields, `attempt ${failed.attempt} failed: ${failed.reason ?? failed.error?.message ?? ""}; retrying (attempt ${next}, logs in ${logDir})`);
+      entry.dest.close();
+    }
+    this.open(run, logDir, next);
   }
 
   onEvent(run: PlannedRun, e: WorkerEvent): void {
@@ -89,8 +106,9 @@ export class RunLogReporter implements Reporter {
     const entry = this.logs.get(r.run.key);
     if (!entry) return;
     this.logs.delete(r.run.key);
-    const fields = { event: "run-end", outcome: r.outcome, durationMs: Math.round(r.durationMs), reason: r.reason, err: r.error };
+    const fields = { event: "run-end", outcome: r.outcome, attempts: r.attempts.length, durationMs: Math.round(r.durationMs), reason: r.reason, err: r.error };
     if (r.outcome === "passed") entry.log.info(fields, "passed");
+    else if (r.outcome === "flaky") entry.log.warn(fields, `flaky: passed on attempt ${r.attempts.length} after: ${r.reason ?? r.error?.message ?? ""}`);
     else entry.log.error(fields, `failed: ${r.reason ?? r.error?.message ?? ""}`);
     entry.dest.close();
   }

@@ -1,10 +1,14 @@
 import logUpdate from "log-update";
-import pc from "picocolors";
+import { colors as pc } from "./colors.ts";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
 import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
-import { runMessage, type Reporter, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
-import { formatEvent, formatResult, seconds } from "./format.ts";
+import { breakpointSshLines } from "../../hooks/ssh-lines.ts";
+import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { formatEvent, formatResult, formatRetry, seconds } from "./format.ts";
+import { flakeStats } from "../flake-stats.ts";
+import { formatFlakeStats } from "./flake-summary.ts";
+import { formatShard } from "../shard.ts";
 
 export interface TerminalOptions {
   /** Only results, failures and the summary (no per-event lines). */
@@ -31,8 +35,10 @@ export class TerminalReporter implements Reporter {
   onPlan(plan: SuitePlan): void {
     this.total = plan.runs.length;
     for (const e of plan.loadErrors) this.line(pc.red(`!!! ${e.error}`));
+    const runs = plan.stressMs ? `runs for ${seconds(plan.stressMs)}` : `${plan.runs.length} run${plan.runs.length === 1 ? "" : "s"}`;
+    const shard = plan.shard ? ` (shard ${formatShard(plan.shard)})` : "";
     this.line(
-      `haltpoint: ${plan.tests.length} test${plan.tests.length === 1 ? "" : "s"}, ${plan.runs.length} run${plan.runs.length === 1 ? "" : "s"}, ` +
+      `haltpoint: ${plan.tests.length} test${plan.tests.length === 1 ? "" : "s"}${shard}, ${runs}, ` +
         `${plan.jobs} job${plan.jobs === 1 ? "" : "s"}, logs in ${plan.logDir}`,
     );
     if (this.o.live) this.renderTimer = setInterval(() => this.render(), 250).unref();
@@ -53,7 +59,12 @@ export class TerminalReporter implements Reporter {
     this.finished++;
     if (r.outcome === "failed") this.failed++;
     const s = formatResult(r);
-    this.line(r.outcome === "passed" ? pc.green(s) : pc.red(s) + pc.dim(`  logs: ${r.logDir}`));
+    if (r.outcome === "flaky") this.line(pc.bold(pc.yellow(s)) + pc.dim(`  logs: ${r.logDir}`));
+    else this.line(r.outcome === "passed" ? pc.green(s) : pc.red(s) + pc.dim(`  logs: ${r.logDir}`));
+  }
+
+  onRetry(run: PlannedRun, failed: RunAttempt, next: number): void {
+    this.line(pc.yellow(formatRetry(run, failed, next)) + pc.dim(`  logs: ${failed.logDir}`));
   }
 
   onBreakpoint(run: PlannedRun, bp: BreakpointInfo): void {
@@ -63,6 +74,7 @@ export class TerminalReporter implements Reporter {
       `${p} machines: ${describeMachines(bp)}`,
       `${p} console: telnet ${bp.host} ${bp.port}   (or: haltpoint attach ${bp.id})`,
       `${p} sockets: ${bp.socketDir}`,
+      ...breakpointSshLines(bp.id, bp.socketDir).map((l) => `${p} ${l}`),
       `${p} release: release() in the console, or haltpoint release ${bp.id}`,
     ];
     for (const l of lines) this.line(pc.magenta(l));
@@ -84,16 +96,32 @@ export class TerminalReporter implements Reporter {
     if (this.renderTimer) clearInterval(this.renderTimer);
     if (this.o.live) logUpdate.clear();
     const passed = s.results.filter((r) => r.outcome === "passed").length;
-    const failed = s.results.length - passed;
+    const flaky = s.results.filter((r) => r.outcome === "flaky").length;
+    const failed = s.results.length - passed - flaky;
     const lines: string[] = ["", pc.bold("Summary")];
     const slow = [...s.results].sort((a, b) => b.durationMs - a.durationMs).slice(0, 5);
     if (slow.length) lines.push(`  slowest: ${slow.map((r) => `${r.run.key} ${seconds(r.durationMs)}`).join(", ")}`);
-    for (const r of s.results.filter((x) => x.outcome === "failed")) {
+    // Hundreds of runs of a flaky test: list the first few here; the statistics below group them all.
+    const LIST = 20;
+    const failedRuns = s.results.filter((x) => x.outcome === "failed");
+    for (const r of failedRuns.slice(0, LIST)) {
       lines.push(pc.red(`  FAIL ${r.run.key}: ${runMessage(r).split("\n")[0]}`), pc.dim(`       logs: ${r.logDir}`));
+    }
+    if (failedRuns.length > LIST) lines.push(pc.red(`  … ${failedRuns.length - LIST} more failed runs (grouped below)`));
+    const flakyRuns = s.results.filter((x) => x.outcome === "flaky");
+    for (const r of flakyRuns.slice(0, LIST)) {
+      lines.push(pc.bold(pc.yellow(`  FLAKY ${r.run.key}: ${runMessage(r).split("\n")[0]}`)), pc.dim(`       logs: ${r.logDir}`));
+    }
+    if (flakyRuns.length > LIST) lines.push(pc.bold(pc.yellow(`  … ${flakyRuns.length - LIST} more flaky runs (grouped below)`)));
+    const stats = formatFlakeStats(flakeStats(s.results, s.plan.tests.map((t) => t.name)));
+    if (stats.lines.length) {
+      lines.push(pc.bold(`  ${stats.heading}:`));
+      for (const l of stats.lines) lines.push(l.kind === "detail" ? pc.dim(`    ${l.text}`) : l.kind === "group" ? pc.red(`    ${l.text}`) : `    ${l.text}`);
     }
     for (const e of s.plan.loadErrors) lines.push(pc.red(`  LOAD ERROR ${e.error}`));
     const parts = [
       `${passed} passed`,
+      flaky ? pc.bold(pc.yellow(`${flaky} flaky`)) + (s.plan.flakyFails ? " (--flaky-fails)" : "") : "",
       `${failed} failed`,
       s.plan.loadErrors.length ? `${s.plan.loadErrors.length} could not load` : "",
       s.notRun.length ? `${s.notRun.length} not run` : "",
@@ -111,7 +139,7 @@ export class TerminalReporter implements Reporter {
   private render(): void {
     const el = seconds(Date.now() - this.started);
     const failed = this.failed ? pc.red(` · ${this.failed} failed`) : "";
-    logUpdate(pc.cyan(`▶ ${this.finished}/${this.total} done · ${this.running.size} running${failed} · ${el}`));
+    logUpdate(pc.cyan(`▶ ${this.finished}${this.total ? `/${this.total}` : ""} done · ${this.running.size} running${failed} · ${el}`));
   }
 }
 

@@ -125,12 +125,14 @@ export class LocalMachine extends BaseMachine {
     if (prefix.length) {
       const target = this.shellPid();
       if (target === undefined) throw this.error("cannot start a process: the sandbox shell is gone");
-      // Entering a user namespace (unprivileged sandboxes) makes us its root, as the shell is.
-      const ns = prefix.includes("--user") ? ["--user"] : [];
+      // Unprivileged sandboxes have a user namespace too, where our uid is mapped to root
+      // already; it denies setgroups, hence --preserve-credentials.
+      const ns = prefix.includes("--user") ? ["--user", "--preserve-credentials"] : [];
       file = "nsenter";
       args = ["--target", String(target), ...ns, "--pid", "--mount", "--uts", `--wd=${this.dir}`, "--", ...argv];
     }
-    const child = spawn(file, args, { cwd: this.dir, env: opts.env ?? this.sandboxEnv(), detached: true, stdio: "pipe" });
+    const [cmd, ...rest] = withParentDeathSignal([file, ...args]);
+    const child = spawn(cmd!, rest, { cwd: this.dir, env: opts.env ?? this.sandboxEnv(), detached: true, stdio: "pipe" });
     const pid = child.pid;
     if (pid !== undefined) {
       this.attached.add(child);

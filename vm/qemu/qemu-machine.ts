@@ -1,7 +1,7 @@
 import { execa, type ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
@@ -14,6 +14,9 @@ import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import type { RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
+import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
+import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
+import { descendantsOf } from "../local/process-tree.ts";
 import { withParentDeathSignal } from "../parent-death.ts";
 
 /** What the main thread decided for every qemu machine of the run. */
@@ -43,6 +46,11 @@ export class QemuMachine extends BaseMachine {
   private exitHow: string | undefined;
   private stopping = false;
   private readonly qemuGone = new AbortController();
+  /** Loopback ports that forward to guest ports (user networking), by guest port. */
+  private readonly loopbackForwards = new Map<number, Promise<number>>();
+  /** Set before start: give the guest a vhost-user vsock device served by vhost-device-vsock. */
+  private vsockUdsPath: string | undefined;
+  private vsock: VhostVsockDaemon | undefined;
   readonly dir: string;
 
   constructor(
@@ -71,8 +79,15 @@ export class QemuMachine extends BaseMachine {
     this.shellListener = await ShellListener.listen(sock("shell.sock"));
     await this.listenSerial(sock("serial.sock"));
     const hub = this.net?.needed ? await this.net.hub() : undefined;
-
     const o = this.options;
+    const vsockArgs: string[] = [];
+    if (this.vsockUdsPath) {
+      this.vsock = await VhostVsockDaemon.start(sock("vhost-vsock.sock"), this.vsockUdsPath);
+      if (this.vsock.pid !== undefined) this.ctx.trackProcess(this.name, this.vsock.pid, true);
+      vsockArgs.push(...vhostVsockArgs(this.vsock.vhostSocket, o.memory ?? 512));
+      this.log(`vsock: vhost-device-vsock (guest CID 3) on ${this.vsockUdsPath}`);
+    }
+
     const base: QemuArgvOptions = {
       name: this.name,
       memoryMiB: o.memory ?? 512,
@@ -82,7 +97,7 @@ export class QemuMachine extends BaseMachine {
       shellSocket: sock("shell.sock"),
       serial: { type: "socket", path: sock("serial.sock") },
       vnet: hub ? { socketPath: hub.path, mac: this.net!.mac(this.name) } : undefined,
-      extraArgs: o.qemuArgs,
+      extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
     };
     let file: string;
     let args: string[];
@@ -231,6 +246,12 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected override async dispose(): Promise<void> {
+    if (this.vsock) {
+      const pid = this.vsock.pid;
+      await this.vsock.stop();
+      if (pid !== undefined) this.ctx.trackProcess(this.name, pid, false);
+      this.vsock = undefined;
+    }
     this.qmp?.close();
     await this.shellListener?.close().catch(() => {});
     this.serialServer?.close();
@@ -254,6 +275,110 @@ export class QemuMachine extends BaseMachine {
     this.log(`forwarding 127.0.0.1:${hostPort} to guest port ${guestPort}`);
     const out = await this.requireQmp().humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:${hostPort}-:${guestPort}`);
     if (out.trim()) throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${out.trim()}`);
+  }
+
+  /**
+   * Before start: give the guest a virtio-vsock device through vhost-device-vsock, whose
+   * hybrid-vsock socket (`CONNECT <port>` → the guest's AF_VSOCK port) will be `udsPath`.
+   */
+  useVhostVsock(udsPath: string): void {
+    if (this.state !== "created") throw this.error("useVhostVsock() must come before start()");
+    this.vsockUdsPath = udsPath;
+  }
+
+  /** The hybrid-vsock socket of the guest's vsock device, when it has one. */
+  get vsockSocket(): string | undefined {
+    return this.vsock?.udsPath;
+  }
+
+  /**
+   * A port on 127.0.0.1 that QEMU forwards to the guest's `guestPort` (user networking), made
+   * on first use on a port the kernel picks (`hostfwd_add …:0`), so no free-port race; read
+   * back from `info usernet`. Never bound beyond loopback.
+   */
+  loopbackForward(guestPort: number): Promise<number> {
+    let p = this.loopbackForwards.get(guestPort);
+    if (!p) {
+      p = (async () => {
+        const qmp = this.requireQmp();
+        const before = parseUsernet(await qmp.humanMonitorCommand("info usernet"));
+        const out = await qmp.humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:0-:${guestPort}`);
+        if (out.trim()) throw this.error(`cannot forward a loopback port to guest port ${guestPort}: ${out.trim()}`);
+        const port = newForwardPort(before, parseUsernet(await qmp.humanMonitorCommand("info usernet")), guestPort);
+        if (port === undefined) throw this.error(`added a forward to guest port ${guestPort} but cannot find it in \`info usernet\``);
+        return port;
+      })();
+      p.catch(() => this.loopbackForwards.delete(guestPort));
+      this.loopbackForwards.set(guestPort, p);
+    }
+    return p;
+  }
+
+  /**
+   * A TCP connection to the guest's `guestPort` through a loopback forward, resolved once
+   * the guest has accepted it (not merely QEMU: see usernet.ts), rejected if the guest
+   * refuses or does not answer within `timeoutMs`. The socket comes back paused, with any
+   * bytes the guest already sent put back.
+   */
+  async openGuestPort(guestPort: number, timeoutMs = 15_000): Promise<Socket> {
+    const hostPort = await this.loopbackForward(guestPort);
+    const s = connect({ host: "127.0.0.1", port: hostPort, allowHalfOpen: true });
+    await new Promise<void>((resolve, reject) => {
+      s.once("connect", resolve);
+      s.once("error", reject);
+    });
+    s.removeAllListeners("error");
+    const refused = (): Error => this.error(`guest port ${guestPort} is not open (the guest refused the connection)`);
+    return new Promise<Socket>((resolve, reject) => {
+      const head: Buffer[] = [];
+      let done = false;
+      const finish = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        s.off("data", onData);
+        s.off("end", onEnd);
+        s.off("close", onEnd);
+        s.off("error", onEnd);
+        if (err) {
+          s.destroy();
+          return reject(err);
+        }
+        s.pause();
+        if (head.length) s.unshift(Buffer.concat(head));
+        resolve(s);
+      };
+      const onData = (d: Buffer): void => {
+        head.push(d);
+        finish();
+      };
+      const onEnd = (): void => finish(refused());
+      s.on("data", onData);
+      s.on("end", onEnd);
+      s.on("close", onEnd);
+      s.on("error", onEnd);
+      void (async () => {
+        const started = Date.now();
+        let fd: number | undefined;
+        while (!done) {
+          await new Promise((r) => setTimeout(r, fd === undefined ? 5 : 20));
+          if (done) return;
+          if (Date.now() - started > timeoutMs) return finish(this.error(`guest port ${guestPort} did not answer within ${timeoutMs / 1000} s`));
+          if (fd === undefined) {
+            const inode = s.localPort !== undefined ? socketInode(hostPort, s.localPort) : undefined;
+            const pid = this.proc?.pid;
+            if (inode !== undefined && pid !== undefined) fd = fdOfSocket([pid, ...descendantsOf(pid)], inode);
+            // /proc does not tell (hidepid, another user's QEMU): still open after a while counts as accepted.
+            if (fd === undefined && Date.now() - started > 1000) return finish();
+            if (fd === undefined) continue;
+          }
+          const text = await this.qmp?.humanMonitorCommand("info usernet").catch(() => undefined);
+          if (text === undefined) return finish(this.error("qemu is not running"));
+          const row = parseUsernet(text).find((r) => r.fd === fd && r.state !== "HOST_FORWARD");
+          if (row && row.state !== "SYN_SENT" && row.state !== "SYN_RECEIVED") return finish();
+          // No row: slirp dropped it (the guest refused); our socket's end follows.
+        }
+      })();
+    });
   }
 
   /** Like NixOS: cut the link to the other machines (the virtual network's NIC). */
