@@ -58,7 +58,9 @@ export class LocalSshServer {
     private readonly machine: SandboxHost,
     private readonly log: (msg: string) => void = () => {},
   ) {
-    this.server = new Server({ hostKeys: [localHostKey()], ident: "haltpoint", debug: process.env.HP_SSH_DEBUG ? (m: string) => console.error(m) : undefined }, (client) => this.onClient(client));
+    // HP_SSH_DEBUG=1: ssh2's protocol trace on stderr.
+    const debug = process.env.HP_SSH_DEBUG ? (m: string) => console.error(`[ssh ${machine.name}] ${m}`) : undefined;
+    this.server = new Server({ hostKeys: [localHostKey()], ident: "haltpoint", debug }, (client) => this.onClient(client));
   }
 
   /** Serve an SSH client on `socket` (already connected, maybe with bytes put back). */

@@ -136,7 +136,11 @@ export class SshBackdoor {
           return connectVsockMux(uds, port);
         };
       } else {
-        reach = (port) => (port >= 1 && port <= 65535 ? qm.openGuestPort(port) : Promise.reject(new Error(`port ${port} is not a TCP port`)));
+        reach = async (port) => {
+          if (!(port >= 1 && port <= 65535)) throw new Error(`port ${port} is not a TCP port`);
+          // The log line already names the machine: drop MachineError's "machine X: ".
+          return qm.openGuestPort(port).catch((e: Error) => Promise.reject(new Error(e.message.replace(/^machine \S+: /, ""))));
+        };
       }
     } else throw new Error(`no ssh backdoor for the ${m.backend} backend`);
     return { target: new MachineTarget(m, this.o, reach), close };
