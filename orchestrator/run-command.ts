@@ -4,11 +4,9 @@ import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames, selectTests } from "./plan.ts";
 import type { Shard } from "./shard.ts";
-import { GitHubReporter } from "./reporters/github.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
 import { ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
-import { JUnitReporter } from "./reporters/junit.ts";
 import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
@@ -94,12 +92,14 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const reporters: Reporter[] = [];
   if (o.terminal !== false) {
     const live = Boolean(process.stdout.isTTY) && !process.env.CI;
-    reporters.push(new TerminalReporter({ quiet: o.quiet, live }));
+    // Reporters' libraries load only when used: the main thread's footprint is measured.
+    const logUpdate = live ? (await import("log-update")).default : undefined;
+    reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
   reporters.push(new RunLogReporter());
-  if (o.junit) reporters.push(new JUnitReporter(o.junit));
+  if (o.junit) reporters.push(new (await import("./reporters/junit.ts")).JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
-  if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new GitHubReporter());
+  if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new (await import("./reporters/github.ts")).GitHubReporter());
   reporters.push(...(o.reporters ?? []));
   const out = new ReporterSet(reporters);
 

@@ -1,4 +1,4 @@
-import logUpdate from "log-update";
+import type logUpdateFn from "log-update";
 import { colors as pc } from "./colors.ts";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
@@ -13,8 +13,9 @@ import { formatShard } from "../shard.ts";
 export interface TerminalOptions {
   /** Only results, failures and the summary (no per-event lines). */
   quiet: boolean;
-  /** Draw a live status line (a TTY, not CI). */
+  /** Draw a live status line (a TTY, not CI) with this log-update (loaded only then). */
   live: boolean;
+  logUpdate?: typeof logUpdateFn;
   out?: NodeJS.WritableStream;
 }
 
@@ -94,7 +95,7 @@ export class TerminalReporter implements Reporter {
 
   onEnd(s: SuiteSummary): void {
     if (this.renderTimer) clearInterval(this.renderTimer);
-    if (this.o.live) logUpdate.clear();
+    if (this.o.live) this.o.logUpdate?.clear();
     const passed = s.results.filter((r) => r.outcome === "passed").length;
     const flaky = s.results.filter((r) => r.outcome === "flaky").length;
     const failed = s.results.length - passed - flaky;
@@ -131,7 +132,7 @@ export class TerminalReporter implements Reporter {
   }
 
   private line(s: string): void {
-    if (this.o.live) logUpdate.clear();
+    if (this.o.live) this.o.logUpdate?.clear();
     this.out.write(s + "\n");
     if (this.o.live) this.render();
   }
@@ -139,7 +140,7 @@ export class TerminalReporter implements Reporter {
   private render(): void {
     const el = seconds(Date.now() - this.started);
     const failed = this.failed ? pc.red(` · ${this.failed} failed`) : "";
-    logUpdate(pc.cyan(`▶ ${this.finished}${this.total ? `/${this.total}` : ""} done · ${this.running.size} running${failed} · ${el}`));
+    this.o.logUpdate?.(pc.cyan(`▶ ${this.finished}${this.total ? `/${this.total}` : ""} done · ${this.running.size} running${failed} · ${el}`));
   }
 }
 
