@@ -2,7 +2,6 @@
 // awaited in a plain loop in this process (no pool, no scheduler, no reports).
 //   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look)
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runCommand } from "../orchestrator/run-command.ts";

@@ -3,29 +3,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, statSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { haltpoint } from "./helpers/cli.ts";
+import { haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching, sleep } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 
-type Child = ReturnType<typeof haltpoint>;
 
-function watch(child: Child): { text: () => string; waitFor: (re: RegExp, ms?: number) => Promise<RegExpExecArray> } {
-  let out = "";
-  child.all!.on("data", (c) => (out += c));
-  return {
-    text: () => out,
-    async waitFor(re, ms = 60_000) {
-      const end = Date.now() + ms;
-      for (;;) {
-        const m = re.exec(out);
-        if (m) return m;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; output so far:\n${out}`);
-        await sleep(50);
-      }
-    },
-  };
-}
 
 /** One console session through netcat, typed as a person would: a line, then its answer. */
 async function ncSession(port: number, lines: string[], waitFor: RegExp): Promise<string> {
@@ -56,7 +39,7 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
     timeout: 180_000,
   });
   try {
-    const out = watch(child);
+    const out = watchOutput(child);
     await out.waitFor(/holding 10 breakpoints/);
 
     const halted = [...out.text().matchAll(/!!! token#(\d+): console: telnet 127\.0\.0\.1 (\d+)/g)].map((m) => ({ run: Number(m[1]), port: Number(m[2]) }));
@@ -109,7 +92,7 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
 
 test("debug.breakpoint() halts without a failure, the global timeout waits, and the script goes on after release() in telnet", async () => {
   const child = haltpoint(["run", "test/fixtures/debug/resume.vmtest.ts", "--debug-hook", "--debug-port", "47200"], { timeout: 60_000 });
-  const out = watch(child);
+  const out = watchOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
   const m = await out.waitFor(/!!! resume#1: console: telnet 127\.0\.0\.1 (\d+)/);
   await sleep(4000); // longer than the test's globalTimeout of 3 s
@@ -152,7 +135,7 @@ test("a port held by another process is skipped; --max-frozen refuses beyond its
 
 test("a failing qemu test halts with its guest paused; after thaw() the console drives the guest", async () => {
   const child = haltpoint(["run", "test/fixtures/debug/qemu-fails.vmtest.ts", "--debug-hook", "--debug-port", "47400"], { timeout: 180_000 });
-  const out = watch(child);
+  const out = watchOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), 150_000);
   const m = await out.waitFor(/!!! qemu-fails#1: console: telnet 127\.0\.0\.1 (\d+)/, 120_000);
   const text = await ncSession(

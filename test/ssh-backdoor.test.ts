@@ -14,9 +14,9 @@ import { connectVsockMux, VsockMuxError } from "../hooks/vsock-mux.ts";
 import { findOnPath } from "../vm/find-on-path.ts";
 import { newForwardPort, parseUsernet } from "../vm/qemu/usernet.ts";
 import { vhostVsockArgs, wantsVhostVsock } from "../vm/qemu/vhost-vsock.ts";
-import { sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
-import { BIN, ROOT, haltpoint } from "./helpers/cli.ts";
+import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 
 const baseOpts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"];
 const via = (socket: string, how: "proxy" | "nc" = "proxy") => ["-o", `ProxyCommand=${how === "proxy" ? `${BIN} proxy ${socket}` : `nc -U ${socket}`}`, ...baseOpts];
@@ -168,24 +168,7 @@ describe("a qemu guest's ssh backdoor (user-network forward to dropbear)", () =>
   });
 });
 
-type Child = ReturnType<typeof haltpoint>;
 
-function watch(child: Child) {
-  let out = "";
-  child.all!.on("data", (c) => (out += c));
-  return {
-    text: () => out,
-    async waitFor(re: RegExp, ms = 120_000): Promise<RegExpExecArray> {
-      const end = Date.now() + ms;
-      for (;;) {
-        const m = re.exec(out);
-        if (m) return m;
-        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; output so far:\n${out}`);
-        await sleep(50);
-      }
-    },
-  };
-}
 
 /** Run a printed line in a shell, as a person pasting it would, with more ssh arguments after it. */
 const paste = (line: string, more: string) => execa("bash", ["-c", `${line} -o BatchMode=yes -o LogLevel=ERROR ${more}`], { reject: false, timeout: 60_000, stdin: "ignore" });
@@ -194,7 +177,7 @@ describe("through the CLI", () => {
   test("a halted run's printed lines work when pasted (qemu and local machines), and so does haltpoint ssh", async (t) => {
     const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--debug-port", "47400"], { env: { HP_SSH_GUEST: "qemu" }, timeout: 240_000 });
     try {
-      const out = watch(child);
+      const out = watchOutput(child, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;
       await out.waitFor(/!!! sshhalt#1: release:/);
       const text = out.text();
@@ -265,7 +248,7 @@ describe("through the CLI", () => {
   test("--ssh-thaws false refuses a frozen machine with a message; --no-ssh-backdoor makes no sockets", async () => {
     const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--ssh-thaws", "false", "--debug-port", "47420"], { timeout: 120_000 });
     try {
-      const out = watch(child);
+      const out = watchOutput(child, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;
       await out.waitFor(/!!! sshhalt#1: release:/);
       const r = await haltpoint(["ssh", id, "box", "--", "true"]);
@@ -280,7 +263,7 @@ describe("through the CLI", () => {
 
     const off = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-ssh-backdoor", "--debug-port", "47440"], { timeout: 120_000 });
     try {
-      const out = watch(off);
+      const out = watchOutput(off, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;
       await out.waitFor(/!!! sshhalt#1: release:/);
       assert.doesNotMatch(out.text(), /ssh backdoor:|!!! sshhalt#1: ssh /);

@@ -15,3 +15,21 @@ export function haltpoint(args: string[], opts: { env?: Record<string, string>; 
     ...(opts.input !== undefined ? { input: opts.input } : {}),
   });
 }
+
+/** Follow a spawned CLI's output and wait for lines in it. */
+export function watchOutput(child: ReturnType<typeof haltpoint>, defaultWaitMs = 60_000) {
+  let out = "";
+  child.all!.on("data", (c) => (out += c));
+  return {
+    text: () => out,
+    async waitFor(re: RegExp, ms = defaultWaitMs): Promise<RegExpExecArray> {
+      const end = Date.now() + ms;
+      for (;;) {
+        const m = re.exec(out);
+        if (m) return m;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${re}; output so far:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}

@@ -1,4 +1,4 @@
-import { execa, type ResultPromise } from "execa";
+import type { ResultPromise } from "execa";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../backdoor-shell.ts";
@@ -7,6 +7,7 @@ import { NotSupportedError } from "../errors.ts";
 import type { NodeOptions } from "../types.ts";
 import { childrenOf, descendantsOf, processState, signal } from "./process-tree.ts";
 import { sandboxPrefix } from "./sandbox.ts";
+import { spawnMachineProcess } from "../machine-process.ts";
 import { withParentDeathSignal } from "../parent-death.ts";
 
 const SHUTDOWN_GRACE_MS = 5000;
@@ -42,30 +43,18 @@ export class LocalMachine extends BaseMachine {
   protected async doStart(): Promise<void> {
     mkdirSync(this.dir, { recursive: true });
     const prefix = sandboxPrefix();
-    const argv = withParentDeathSignal([...prefix, "bash", "--norc", "--noprofile", "-s"]);
-    const proc = execa(argv[0]!, argv.slice(1), {
+    const { proc, pid, exited } = spawnMachineProcess(this.ctx, this.name, [...prefix, "bash", "--norc", "--noprofile", "-s"], {
       cwd: this.dir,
       env: this.ownEnv(),
-      extendEnv: true,
-      detached: true, // its own process group: freeze/crash signal the whole group
       stdin: "pipe",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-      cleanup: true,
+      outputStreams: ["stderr"], // stdout carries the backdoor protocol
+      onOutput: (c) => this.console.append(c),
     });
     this.proc = proc;
-    const pid = proc.pid;
-    if (pid === undefined) throw this.error("could not spawn the sandbox shell");
-    this.ctx.trackProcess(this.name, pid, true);
-    proc.stderr!.on("data", (c: Buffer) => this.console.append(c));
-    this.exited = proc.then((r) => {
-      this.ctx.trackProcess(this.name, pid, false);
+    this.exited = exited.then((how) => {
       // Whatever the shell left behind in its group goes with it, and so do its sessions.
       signal(-pid, "SIGKILL");
       this.killAttached();
-      const how = r.signal ? `signal ${r.signal}` : `exit code ${r.exitCode}`;
       this.exitHow = how;
       this.shell?.close(new ShellClosedError(`machine ${this.name}: shell exited (${how})`));
       if (!this.stopping && this.isUp) {

@@ -1,8 +1,7 @@
-import { execa, type ResultPromise } from "execa";
+import type { ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { constants } from "node:os";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
@@ -17,7 +16,7 @@ import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
 import { descendantsOf } from "../local/process-tree.ts";
-import { withParentDeathSignal } from "../parent-death.ts";
+import { spawnMachineProcess } from "../machine-process.ts";
 
 /** What the main thread decided for every qemu machine of the run. */
 export interface QemuRuntime {
@@ -127,26 +126,16 @@ export class QemuMachine extends BaseMachine {
     }
 
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
-    const [cmd, ...argv] = withParentDeathSignal([file, ...args]);
-    const proc = execa(cmd!, argv, {
+    // Its own process group: the ledger can kill a start script and its QEMU together.
+    const { proc, exited } = spawnMachineProcess(this.ctx, this.name, [file, ...args], {
       cwd: this.dir,
       env,
-      detached: true, // its own process group: the ledger can kill a start script and its QEMU together
       stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-      buffer: false,
-      reject: false,
-      cleanup: true,
+      outputStreams: ["stdout", "stderr"],
+      onOutput: (c) => this.console.append(c),
     });
     this.proc = proc;
-    const pid = proc.pid;
-    if (pid === undefined) throw this.error(`could not spawn ${file}`);
-    this.ctx.trackProcess(this.name, pid, true);
-    for (const stream of [proc.stdout!, proc.stderr!]) stream.on("data", (c: Buffer) => this.console.append(c));
-    this.exited = proc.then((r) => {
-      this.ctx.trackProcess(this.name, pid, false);
-      const how = r.signal ? `signal ${constants.signals[r.signal] ?? r.signal}` : `exit code ${r.exitCode}`;
+    this.exited = exited.then((how) => {
       this.exitHow = how;
       this.qemuGone.abort(new Error(`qemu exited (${how})`));
       this.shell?.close(new ShellClosedError(`qemu exited (${how})`));
