@@ -1,16 +1,24 @@
 #!/usr/bin/env node
-// haltpoint runs from its TypeScript sources through tsx (test files are TypeScript too).
-import { setFlagsFromString } from "node:v8";
-import { register } from "tsx/esm/api";
+// haltpoint runs from its compiled dist/ (`npm run build`, done by `npm ci`) when that is
+// up to date with the sources, else from the TypeScript sources through tsx (also when
+// HALTPOINT_FROM_SOURCE=1). dist/ spares the main thread tsx's loader thread, about 20 MiB
+// of the run's resident memory (bench/dispatch's CLI rows).
+import { distIsFresh } from "./dist-is-fresh.mjs";
 
-// The main thread mostly relays small messages: a 1 MiB semi-space keeps its peak RSS
-// about 25 MiB lower (measured with bench/dispatch's CLI RSS row).
-setFlagsFromString("--max-semi-space-size=1");
-
-register();
-const { main } = await import("../orchestrator/cli.ts");
+// Each module is imported as sources (.ts, through tsx) or compiled (dist/, .js).
+let load;
+if (process.env.HALTPOINT_FROM_SOURCE !== "1" && distIsFresh(new URL("../", import.meta.url))) {
+  load = (module) => import(`../dist/${module}.js`);
+} else {
+  const { register } = await import("tsx/esm/api");
+  register();
+  load = (module) => import(`../${module}.ts`);
+}
+// First, before anything else runs: V8's flags for every isolate of the run.
+(await load("orchestrator/v8-flags")).applyV8Flags();
+const cli = await load("orchestrator/cli");
 try {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await cli.main(process.argv.slice(2));
 } catch (e) {
   process.stderr.write(`haltpoint: internal error: ${e instanceof Error ? e.stack : e}\n`);
   process.exitCode = 70;

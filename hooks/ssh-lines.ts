@@ -1,6 +1,6 @@
 import { realpathSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { packageFile } from "../package-root.ts";
 import { findOnPath } from "../vm/find-on-path.ts";
 
 // The lines that tell a person how to reach a machine's SSH backdoor, printed when the
@@ -29,7 +29,7 @@ export function socketsIn(dir: string): Array<{ machine: string; path: string }>
     .map((n) => ({ machine: n.slice(0, -SOCKET_SUFFIX.length), path: join(dir, n) }));
 }
 
-const BIN = fileURLToPath(new URL("../bin/haltpoint.mjs", import.meta.url));
+const BIN = packageFile("bin/haltpoint.mjs");
 let command: string | undefined;
 
 /** How to run this haltpoint from a shell: `haltpoint` if that is this one on PATH, else its bin's full path. */

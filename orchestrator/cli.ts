@@ -5,8 +5,9 @@ import { UsageError } from "./discovery.ts";
 import { runCommand } from "./run-command.ts";
 import parseMs from "ms";
 import { parseShard, type Shard } from "./shard.ts";
+import { packageFile } from "../package-root.ts";
 
-const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
 
 function positiveInt(flag: string) {
   return (v: string): number => {

@@ -1,5 +1,5 @@
-import { fileURLToPath } from "node:url";
 import { Piscina } from "piscina";
+import { packageFile, RUNS_COMPILED } from "../package-root.ts";
 
 export interface PoolOptions {
   /** Threads that run tests at once (--jobs). */
@@ -11,12 +11,22 @@ export interface PoolOptions {
   workerMemoryMb?: number;
 }
 
-export const WORKER_ENTRY = fileURLToPath(new URL("../worker/entry.mjs", import.meta.url));
+/** Plain JavaScript, the same file for sources and dist/: it registers tsx (test files are
+ *  TypeScript) and then imports `workerData.taskModule`. */
+export const WORKER_ENTRY = packageFile("worker/entry.mjs");
+
+/** A compiled orchestrator's workers give test files the compiled `haltpoint` too
+ *  (worker/resolve-haltpoint.mjs): one copy per thread, so `instanceof MachineError` holds. */
+const WORKER_DATA = {
+  taskModule: new URL(`../worker/task.${RUNS_COMPILED ? "js" : "ts"}`, import.meta.url).href,
+  distIndex: RUNS_COMPILED ? new URL("../index.js", import.meta.url).href : undefined,
+};
 
 /** The worker-thread pool every test runs in. */
 export function createPool(o: PoolOptions): Piscina {
   return new Piscina({
     filename: WORKER_ENTRY,
+    workerData: WORKER_DATA,
     minThreads: o.threads,
     maxThreads: o.threads + (o.extraThreads ?? 0),
     // Workers must keep their event loop turning between tasks ("sync" parks them, which

@@ -9,6 +9,7 @@ import { execa } from "execa";
 import { downloadPackages, ImageBuildError, resolveGuestPackages, type AptOptions, type ResolvedPackage } from "./apt-packages.ts";
 import { GUEST_MODULES, installGuestModules } from "./guest-modules.ts";
 import { packInitramfs, requireCpio } from "./initramfs.ts";
+import { packageFile as shippedFile } from "../../package-root.ts";
 
 export { DEFAULT_APPEND, guestAppend, guestKernelParams, type GuestParams } from "./guest-params.ts";
 export { ImageBuildError } from "./apt-packages.ts";
@@ -40,7 +41,7 @@ export const IMAGE_BUILDER_VERSION = 1;
 const KERNEL_FILE = "vmlinuz";
 const INITRD_FILE = "initrd.img";
 const MANIFEST_FILE = "manifest.json";
-const INIT_SCRIPT = new URL("./guest-init.sh", import.meta.url);
+const INIT_SCRIPT = shippedFile("vm/image/guest-init.sh");
 
 export function defaultImageCacheRoot(): string {
   const cache = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");

@@ -1,0 +1,22 @@
+// Whether haltpoint's compiled dist/ matches its TypeScript sources. Plain JavaScript: the
+// bin decides with it before anything TypeScript can load.
+import { readdirSync, statSync } from "node:fs";
+
+/** The directories (and top-level files) that `npm run build` compiles into dist/. */
+export const SOURCE_DIRS = ["orchestrator", "worker", "vm", "hooks"];
+export const SOURCE_FILES = ["index.ts", "package-root.ts"];
+
+/** True when every source .ts under `root` has a compiled .js in dist/ at least as new. */
+export function distIsFresh(root) {
+  const sources = [...SOURCE_FILES];
+  try {
+    for (const dir of SOURCE_DIRS) {
+      for (const f of readdirSync(new URL(dir, root), { recursive: true })) {
+        if (f.endsWith(".ts") && !f.endsWith(".d.ts")) sources.push(`${dir}/${f}`);
+      }
+    }
+    return sources.every((f) => statSync(new URL(`dist/${f.slice(0, -3)}.js`, root)).mtimeMs >= statSync(new URL(f, root)).mtimeMs);
+  } catch {
+    return false; // no dist/ yet, or a source without its compiled file
+  }
+}
