@@ -4,11 +4,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
+import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand } from "../orchestrator/run-command.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { PlannedRun } from "../orchestrator/plan.ts";
 import type { WorkerEvent } from "../worker/events.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+
+applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
 const FAILURES = Number(process.env.HP_BENCH_FAILURES ?? 50);
 const AT_ONCE = 32;

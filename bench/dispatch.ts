@@ -4,10 +4,16 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { distIsFresh } from "../bin/dist-is-fresh.mjs";
 import { runCommand } from "../orchestrator/run-command.ts";
+import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { baseline as loopBaseline, machineContext } from "./baseline.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+
+// The pool below runs in this process: give it the V8 flags the CLI runs with (the plain
+// loop it is compared with runs under them too).
+applyV8Flags();
 
 const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
@@ -37,11 +43,12 @@ async function pooled(file: string, runs: number, jobs: number, logRoot: string)
   return { ms, startupMs: firstStart - t0, passed };
 }
 
-/** Peak resident memory of the real CLI (main thread + worker threads: one process). */
-async function cliPeakRss(file: string, runs: number, jobs: number): Promise<number> {
+/** Peak resident memory of the real CLI (main thread + worker threads: one process), and its wall time. */
+async function cliPeakRss(file: string, runs: number, jobs: number, env: Record<string, string>): Promise<{ rss: number; s: number }> {
   const { execa } = await import("execa");
   const bin = fileURLToPath(new URL("../bin/haltpoint.mjs", import.meta.url));
-  const child = execa("node", [bin, "run", file, "--repeat", String(runs), "--jobs", String(jobs), "-q", "--log-dir", join(scratch, `rss-${jobs}`)], { reject: false, env: { CI: "true" } });
+  const t0 = performance.now();
+  const child = execa("node", [bin, "run", file, "--repeat", String(runs), "--jobs", String(jobs), "-q", "--log-dir", join(scratch, `rss-${jobs}`)], { reject: false, env: { CI: "true", ...env } });
   let peak = 0;
   const timer = setInterval(() => {
     try {
@@ -52,7 +59,7 @@ async function cliPeakRss(file: string, runs: number, jobs: number): Promise<num
   const r = await child;
   clearInterval(timer);
   if (r.exitCode !== 0) throw new Error(`CLI run failed: ${r.stderr}`);
-  return peak;
+  return { rss: peak, s: (performance.now() - t0) / 1000 };
 }
 
 async function succeedLatency(n: number): Promise<number[]> {
@@ -97,8 +104,26 @@ printTable(
   rows,
 );
 
-const rss = await cliPeakRss(fixture("one-local.vmtest.ts"), Math.round(500 * scale), 2);
-printTable("the real CLI's peak resident memory (one process: main thread + workers)", ["test", "--jobs", "peak RSS MiB"], [["1 local machine", 2, fmt(rss / 2 ** 20, 0)]]);
+if (!distIsFresh(new URL("../", import.meta.url))) throw new Error("dist/ is older than the sources: run `npm run build` first (the CLI rows measure the compiled CLI)");
+const cliRows: (string | number)[][] = [];
+const localRuns = Math.round(500 * scale);
+let shipped = 0;
+for (const [config, runs, env] of [
+  ["as shipped: dist/, V8 interpreter only", localRuns, {}],
+  ["as shipped, 4x the runs", localRuns * 4, {}],
+  ["dist/, V8's compilers on (HALTPOINT_V8_JIT=1)", localRuns, { HALTPOINT_V8_JIT: "1" }],
+  ["sources through tsx (HALTPOINT_FROM_SOURCE=1)", localRuns, { HALTPOINT_FROM_SOURCE: "1" }],
+  ["sources through tsx, V8's compilers on", localRuns, { HALTPOINT_FROM_SOURCE: "1", HALTPOINT_V8_JIT: "1" }],
+] as const) {
+  const r = await cliPeakRss(fixture("one-local.vmtest.ts"), runs, 2, env);
+  shipped ||= r.rss;
+  cliRows.push([config, runs, 2, fmt(r.rss / 2 ** 20, 0), `${fmt(r.rss / shipped, 2)}x`, fmt(r.s, 2), fmt(runs / r.s, 0)]);
+}
+printTable(
+  "the real CLI: peak resident memory of the whole process (main thread + workers + loader threads), 1 local machine per run",
+  ["configuration", "runs", "--jobs", "peak RSS MiB", "RSS vs shipped", "wall s", "runs/s"],
+  cliRows,
+);
 
 const lat = await succeedLatency(Math.round(500 * Math.max(scale, 0.2)));
 printTable("succeed(\"true\") on a local machine", ["commands", "median ms", "p95 ms"], [[lat.length, fmt(percentile(lat, 0.5), 3), fmt(percentile(lat, 0.95), 3)]]);

@@ -6,10 +6,13 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand, type RunOptions } from "../orchestrator/run-command.ts";
 import type { SuiteSummary } from "../orchestrator/results.ts";
 import { baseline } from "./baseline.ts";
 import { fmt, printTable } from "./table.ts";
+
+applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
 const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
 const RUNS = Math.max(10, Math.round(1000 * scale));

@@ -5,11 +5,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { prepareQemu } from "../orchestrator/prepare-qemu.ts";
+import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand } from "../orchestrator/run-command.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+
+applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
 const COMMANDS = Number(process.env.HP_BENCH_COMMANDS ?? 500);
 const BOOTS = Number(process.env.HP_BENCH_BOOTS ?? 5);
