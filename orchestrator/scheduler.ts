@@ -49,6 +49,8 @@ interface ActiveRun {
   killTimer?: NodeJS.Timeout;
   /** The breakpoint id while the run is halted. */
   halted?: string;
+  /** It halted on a failure: its outcome is decided, and after release it only tears down. */
+  failedAtBreakpoint?: boolean;
 }
 
 /** How long to wait for a run's final `done` message after its task returned. */
@@ -171,12 +173,14 @@ export class Scheduler {
   interrupt(reason = "interrupted"): void {
     if (this.stopping) return;
     this.stopping = true;
-    // Ctrl-C once only halted tests remain just releases them: that is not lost work.
-    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted);
+    // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
+    // is a released failure still tearing down: its outcome is decided, let it finish.
+    const finishing = (a: ActiveRun): boolean => !a.halted && !!a.failedAtBreakpoint;
+    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted && !finishing(a));
     this.stopAdmission();
     for (const a of this.active) {
       if (a.halted) this.o.broker?.release(a.halted, reason);
-      else this.abort(a, reason);
+      else if (!finishing(a)) this.abort(a, reason);
     }
   }
 
@@ -285,7 +289,10 @@ export class Scheduler {
             everHalted = true;
             // A halted failure is final (never retried): --until-fail stops admission now,
             // not when someone releases the breakpoint.
-            if (e.kind === "failure") this.stopOnFailure(run);
+            if (e.kind === "failure") {
+              a.failedAtBreakpoint = true;
+              this.stopOnFailure(run);
+            }
             if (this.stopping) broker.release(info.id, a.reason ?? "interrupted");
             freeSlot();
           });

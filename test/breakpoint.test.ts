@@ -90,6 +90,30 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
   }
 });
 
+test("Ctrl-C while a released failure still tears down lets it finish: its failure decides (exit 1, not 130)", async () => {
+  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--debug-port", "47150"], { env: { HP_TICKS_DIR: ticksDir() }, timeout: 60_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+  try {
+    const out = watchOutput(child);
+    const m = await out.waitFor(/!!! token#1: console: telnet 127\.0\.0\.1 (\d+)/);
+    // Right after release() (once its `resumed` event is posted) the console keeps the test's
+    // worker busy for 1.5 s: the run is released but not yet torn down when Ctrl-C arrives.
+    const session = ncSession(Number(m[1]), ["release(), setTimeout(() => { const end = Date.now() + 1500; while (Date.now() < end); }, 0), 'busy'"], /'busy'/);
+    session.catch(() => {}); // awaited below, after the Ctrl-C
+    await out.waitFor(/token#1: breakpoint \d+ released/);
+    child.kill("SIGINT");
+    await session;
+    const r = await child;
+    assert.equal(r.exitCode, 1, r.all);
+    assert.match(r.all, /SIGINT: starting no more tests/);
+    assert.match(r.all, /token#1: FAIL .*exit code 3/, "the run keeps its own failure, not 'interrupted'");
+    assert.match(r.all, /1 failed/);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+});
+
 test("debug.breakpoint() halts without a failure, the global timeout waits, and the script goes on after release() in telnet", async () => {
   const child = haltpoint(["run", "test/fixtures/debug/resume.vmtest.ts", "--debug-hook", "--debug-port", "47200"], { timeout: 60_000 });
   const out = watchOutput(child);
