@@ -45,6 +45,13 @@ describe("buildQemuArgv", () => {
     assert.deepEqual(values(argv, "-netdev"), ["user,id=net0"]);
   });
 
+  it("a kill socket adds a named virtio-serial port on the same bus (no new PCI device)", () => {
+    const argv = buildQemuArgv({ ...base, killSocket: "/run/m/kill.sock" });
+    assert.ok(values(argv, "-chardev").includes("socket,id=hpkill,path=/run/m/kill.sock,server=on,wait=off"), "QEMU listens; haltpoint connects");
+    assert.deepEqual(values(argv, "-device").slice(0, 3), ["virtio-serial", "virtconsole,chardev=shell", "virtserialport,chardev=hpkill,name=org.haltpoint.kill"]);
+    assert.throws(() => buildQemuArgv({ ...base, killSocket: "/" + "k".repeat(107) }), /kill socket path is 108 bytes/);
+  });
+
   it("uses KVM with the host CPU, and honours an explicit CPU model", () => {
     const kvm = buildQemuArgv({ ...base, accel: "kvm" });
     assert.deepEqual(values(kvm, "-accel"), ["kvm"]);

@@ -107,10 +107,21 @@ describe("a qemu guest", () => {
     assert.equal(readFileSync(join(out, "f"), "utf8"), "payload\n");
   });
 
-  test("a command over its timeout fails naming the command; waitForUnit says there is no systemd", async () => {
-    await assert.rejects(m.execute("sleep 3", { timeout: 1 }), /machine guest: command `sleep 3` timed out after 1 s/);
-    await sleep(2500); // the guest's shell finishes the sleep, then serves again
-    assert.equal(await m.succeed("echo again"), "again\n");
+  test("a command over its timeout fails naming the command and is killed in the guest; waitForUnit says there is no systemd", async () => {
+    await m.succeed("(sleep 1000 </dev/null >/dev/null 2>&1 &) ; echo daemon started");
+    await assert.rejects(
+      m.execute("sh -c 'sleep 900; echo never' | cat", { timeout: 1 }),
+      /machine guest: command `sh -c 'sleep 900; echo never' \| cat` timed out after 1 s/,
+    );
+    // The kill port (vm/qemu/kill-port.ts) ended the command's whole tree: the shell serves
+    // again long before the 900 s were up, and no `sleep 900` is left.
+    assert.deepEqual(await m.execute("echo again", { timeout: 30 }), { status: 0, stdout: "again\n" });
+    assert.equal(await m.succeed("ps -o args | grep -c '^sleep 900' || true"), "0\n");
+    // A daemon an earlier command left behind belongs to PID 1, not the shell: it stays.
+    assert.equal(await m.succeed("ps -o args | grep -c '^sleep 1000' || true"), "1\n");
+    // And the next timeout works the same way.
+    await assert.rejects(m.execute("sleep 900", { timeout: 1 }), /timed out after 1 s/);
+    assert.deepEqual(await m.execute("echo and again", { timeout: 30 }), { status: 0, stdout: "and again\n" });
     await assert.rejects(m.waitForUnit("sshd"), /does not run systemd/);
   });
 

@@ -112,6 +112,41 @@ if [ ! -e /dev/hvc0 ]; then
   exec sh
 fi
 
+# Kill requests (vm/qemu/kill-port.ts): the host writes a line to the virtio-serial port
+# named org.haltpoint.kill when a command runs past its timeout. Every process the backdoor
+# shell started then gets SIGKILL, so the shell answers that command and reads the next.
+# The tree is listed before anything is killed (a killed parent's children would move to
+# PID 1), twice, to catch what forked meanwhile. Daemons a command left running were handed
+# to PID 1 when their command ended: they are not the shell's and stay.
+descendants() {
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+serve_kill_requests() { # $1: the backdoor shell's pid
+  port=
+  i=0
+  while [ -z "$port" ] && [ "$i" -lt 100 ]; do
+    for p in /sys/class/virtio-ports/*; do
+      [ "$(cat "$p/name" 2>/dev/null)" = org.haltpoint.kill ] && port=/dev/${p##*/}
+    done
+    [ -n "$port" ] || { usleep 50000; i=$((i + 1)); }
+  done
+  [ -n "$port" ] || return 0 # started without the port: nothing to serve
+  exec 4<"$port"
+  while :; do
+    if read -r _ <&4; then
+      for pass in 1 2; do
+        pids=$(descendants "$1")
+        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+      done
+    else
+      usleep 200000 # the host end is not connected (reads see EOF): wait for it
+    fi
+  done
+}
+
 cd /root
 # hvc resets its termios on last close, so keep it open here for as long as bash runs.
 exec 3<>/dev/hvc0
@@ -126,9 +161,11 @@ trap 'reboot -f' TERM
 # A script argument (not stdin) keeps bash non-interactive, as on NixOS guests.
 env -i PATH="$PATH" HOME=/root USER=root \
   /bin/bash --norc --noprofile /dev/hvc0 0<&3 1>&3 2>/dev/console 3>&- &
+shell=$!
+serve_kill_requests "$shell" 3>&- &
 while :; do
-  wait $! && break
-  kill -0 $! 2>/dev/null || break
+  wait "$shell" && break
+  kill -0 "$shell" 2>/dev/null || break
 done
 echo "haltpoint init: backdoor shell exited; powering off"
 poweroff -f

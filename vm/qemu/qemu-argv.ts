@@ -3,6 +3,9 @@
 
 export const QEMU_BINARY = "qemu-system-x86_64";
 
+/** The name of the virtio-serial port the guest's init reads kill requests from. */
+export const KILL_PORT_NAME = "org.haltpoint.kill";
+
 /** Ids on the command line that QMP/HMP commands refer to. */
 export const QEMU_IDS = {
   /** `-netdev user` id: `hostfwd_add net0 tcp:127.0.0.1:H-:G` adds a forward at run time. */
@@ -13,6 +16,7 @@ export const QEMU_IDS = {
   /** The virtual-network NIC (guest eth1). */
   vnetNic: "vnic0",
   shellChardev: "shell",
+  killChardev: "hpkill",
   serialChardev: "serial0",
   qmpChardev: "qmp",
 } as const;
@@ -60,6 +64,12 @@ export interface QemuArgvOptions {
    * connects to it and attaches it to the guest's /dev/hvc0 (virtconsole).
    */
   shellSocket: string;
+  /**
+   * The kill port: QEMU listens here (server=on,wait=off) and passes what haltpoint writes
+   * to a virtio-serial port the guest knows by name (vm/qemu/kill-port.ts). Optional: a
+   * machine without it cannot stop a command that ran past its timeout.
+   */
+  killSocket?: string;
   serial: SerialOutput;
   /** Forwards from 127.0.0.1:hostPort to the guest's guestPort over user networking. */
   userNetForwards?: Array<{ hostPort: number; guestPort: number }>;
@@ -119,7 +129,13 @@ function serialArgs(serial: SerialOutput): string[] {
  * backdoor shell on a virtconsole (haltpoint listens). Also what a NixOS-style start
  * script gets through QEMU_OPTS.
  */
-export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket" | "serial">): string[] {
+export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket" | "killSocket" | "serial">): string[] {
+  const kill = o.killSocket
+    ? [
+        "-chardev", `socket,id=${QEMU_IDS.killChardev},path=${qemuOptValue(checkSocketPath(o.killSocket, "kill"))},server=on,wait=off`,
+        "-device", `virtserialport,chardev=${QEMU_IDS.killChardev},name=${KILL_PORT_NAME}`,
+      ]
+    : [];
   return [
     "-chardev", `socket,id=${QEMU_IDS.qmpChardev},path=${qemuOptValue(checkSocketPath(o.qmpSocket, "QMP"))},server=on,wait=off`,
     "-mon", `chardev=${QEMU_IDS.qmpChardev},mode=control`,
@@ -127,6 +143,7 @@ export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket"
     // Backdoor shell: client socket (no server=on) → QEMU fails at once if nobody listens.
     "-chardev", `socket,id=${QEMU_IDS.shellChardev},path=${qemuOptValue(checkSocketPath(o.shellSocket, "shell"))}`,
     "-device", "virtio-serial", "-device", `virtconsole,chardev=${QEMU_IDS.shellChardev}`,
+    ...kill,
   ];
 }
 

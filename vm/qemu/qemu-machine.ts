@@ -15,6 +15,7 @@ import type { RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
+import { GuestKillPort } from "./kill-port.ts";
 import { descendantsOf } from "../local/process-tree.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 
@@ -40,6 +41,7 @@ export class QemuMachine extends BaseMachine {
   private qmp: QmpClient | undefined;
   private shell: BackdoorShell | undefined;
   private shellListener: ShellListener | undefined;
+  private killPort: GuestKillPort | undefined;
   private serialServer: Server | undefined;
   private exited: Promise<void> = Promise.resolve();
   private exitHow: string | undefined;
@@ -94,6 +96,7 @@ export class QemuMachine extends BaseMachine {
       accel: this.rt.accel,
       qmpSocket: sock("qmp.sock"),
       shellSocket: sock("shell.sock"),
+      killSocket: sock("kill.sock"),
       serial: { type: "socket", path: sock("serial.sock") },
       vnet: hub ? { socketPath: hub.path, mac: this.net!.mac(this.name) } : undefined,
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
@@ -148,6 +151,7 @@ export class QemuMachine extends BaseMachine {
     try {
       this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
       this.qmp.on("close", () => {});
+      this.killPort = await GuestKillPort.connect(sock("kill.sock"));
       const bootTimeout = o.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
       const ready = await this.shellListener.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
       this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
@@ -179,7 +183,7 @@ export class QemuMachine extends BaseMachine {
   protected async rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }> {
     if (!this.shell) throw this.error("not started");
     try {
-      return await this.shell.run(cmd, timeoutMs);
+      return await this.shell.run(cmd, timeoutMs, () => this.killPort?.killRunningCommand());
     } catch (e) {
       if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
       if (e instanceof ShellClosedError) {
@@ -242,6 +246,7 @@ export class QemuMachine extends BaseMachine {
       this.vsock = undefined;
     }
     this.qmp?.close();
+    this.killPort?.close();
     await this.shellListener?.close().catch(() => {});
     this.serialServer?.close();
   }
