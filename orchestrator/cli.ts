@@ -205,6 +205,14 @@ export async function main(argv: string[]): Promise<number> {
       const { imageBuildCommand } = await import("../vm/image/cli.ts");
       status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force });
     });
+  image
+    .command("prune")
+    .description("remove every cached guest image but the current one")
+    .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
+    .action(async (opts: { cacheDir?: string }) => {
+      const { imagePruneCommand } = await import("../vm/image/cli.ts");
+      status = await imagePruneCommand({ cacheDir: opts.cacheDir });
+    });
 
   try {
     await program.parseAsync(argv, { from: "user" });

@@ -2,7 +2,7 @@
 // TCG (one boot serves every guest-side check, to keep the suite fast).
 
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,9 +27,18 @@ after(async () => {
 });
 
 describe("image build", () => {
-  it("builds kernel + initramfs from Debian packages, then reuses the cache", async () => {
+  it("builds kernel + initramfs from Debian packages, then reuses the cache; a new build drops images unused for 30 days", async () => {
     const log: string[] = [];
+    // Two older images in the cache: one unused for 40 days, one used yesterday.
+    for (const [key, days] of [["0000000000000040", 40], ["0000000000000001", 1]] as const) {
+      await mkdir(join(cacheDir, key), { recursive: true });
+      await writeFile(join(cacheDir, key, "manifest.json"), "{}");
+      const t = new Date(Date.now() - days * 86_400_000);
+      await utimes(join(cacheDir, key, "manifest.json"), t, t);
+    }
     image = await buildImage({ cacheDir, log: (l) => log.push(l) });
+    assert.ok(log.includes("removed image 0000000000000040, unused for over 30 days"), log.join("\n"));
+    assert.deepEqual((await readdir(cacheDir)).sort(), ["0000000000000001", image.key].sort());
     assert.equal(image.reused, false);
     assert.equal(image.dir, join(cacheDir, image.key));
     assert.match(image.key, /^[0-9a-f]{16}$/);

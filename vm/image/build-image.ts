@@ -10,6 +10,7 @@ import { downloadPackages, ImageBuildError, resolveGuestPackages, type AptOption
 import { GUEST_MODULES, installGuestModules } from "./guest-modules.ts";
 import { packInitramfs, requireCpio } from "./initramfs.ts";
 import { packageFile as shippedFile } from "../../package-root.ts";
+import { markUsed, pruneImages, UNUSED_IMAGE_DAYS } from "./image-cache.ts";
 
 export { DEFAULT_APPEND, guestAppend, guestKernelParams, type GuestParams } from "./guest-params.ts";
 export { ImageBuildError } from "./apt-packages.ts";
@@ -184,13 +185,8 @@ async function removeStaleScratch(root: string): Promise<void> {
   }
 }
 
-/** Build the default guest image, or return the cached one with the same inputs. */
-export async function buildImage(opts: BuildImageOptions = {}): Promise<GuestImage> {
-  const root = opts.cacheDir ?? defaultImageCacheRoot();
-  const log = opts.log ?? (() => {});
-  const apt: AptOptions = { aptArgs: opts.aptArgs };
-
-  log("resolving package versions with apt-cache");
+/** What goes into the image, and the cache key that names it. */
+export async function imageInputs(apt: AptOptions = {}) {
   const packages = await resolveGuestPackages(apt);
   const kernelVersion = kernelRelease(packages[0]!.name);
   const libs = await hostLibs();
@@ -199,10 +195,22 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<GuestIma
     .update(JSON.stringify({ builder: IMAGE_BUILDER_VERSION, packages, hostLibs: libs.map((l) => [l.guest, l.sha256]), modules: GUEST_MODULES, init: initScript }))
     .digest("hex")
     .slice(0, 16);
+  return { key, packages, kernelVersion, libs, initScript };
+}
+
+/** Build the default guest image, or return the cached one with the same inputs. */
+export async function buildImage(opts: BuildImageOptions = {}): Promise<GuestImage> {
+  const root = opts.cacheDir ?? defaultImageCacheRoot();
+  const log = opts.log ?? (() => {});
+  const apt: AptOptions = { aptArgs: opts.aptArgs };
+
+  log("resolving package versions with apt-cache");
+  const { key, packages, kernelVersion, libs, initScript } = await imageInputs(apt);
   const dir = join(root, key);
 
   if (!opts.force && (await readManifest(dir))) {
     log(`image ${key} (kernel ${kernelVersion}) is cached in ${dir}`);
+    await markUsed(dir);
     return imageAt(dir, key, kernelVersion, true);
   }
 
@@ -239,6 +247,11 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<GuestIma
 
     const ours = await publish(staged, dir, scratch, opts.force ?? false);
     log(ours ? `image ${key} built in ${dir}` : `image ${key} was built concurrently by another process; using it`);
+    await markUsed(dir);
+    // A new image usually replaces an old one: drop the images nobody has used for a while.
+    for (const old of await pruneImages(root, { keep: key, unusedForMs: UNUSED_IMAGE_DAYS * 86_400_000 })) {
+      log(`removed image ${old.key}, unused for over ${UNUSED_IMAGE_DAYS} days`);
+    }
     return imageAt(dir, key, kernelVersion, !ours);
   } finally {
     await rm(scratch, { recursive: true, force: true });

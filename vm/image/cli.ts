@@ -1,7 +1,8 @@
 // `haltpoint image build`: build (or find in the cache) the default guest image and
-// print where it is.
+// print where it is. `haltpoint image prune`: remove every other cached image.
 
-import { buildImage, DEFAULT_APPEND } from "./build-image.ts";
+import { buildImage, DEFAULT_APPEND, defaultImageCacheRoot, imageInputs } from "./build-image.ts";
+import { listCachedImages, pruneImages } from "./image-cache.ts";
 
 export interface ImageBuildCommandOptions {
   cacheDir?: string;
@@ -30,8 +31,34 @@ export async function imageBuildCommand(opts: ImageBuildCommandOptions): Promise
     );
     return 0;
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`${msg.startsWith("haltpoint image:") ? msg : `haltpoint image: ${msg}`}\n`);
-    return 2;
+    return failed(e);
+  }
+}
+
+function failed(e: unknown): number {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`${msg.startsWith("haltpoint image:") ? msg : `haltpoint image: ${msg}`}\n`);
+  return 2;
+}
+
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+/** One line per cached image: removed, or kept because it is the current one. */
+export async function imagePruneCommand(opts: { cacheDir?: string }): Promise<number> {
+  try {
+    const root = opts.cacheDir ?? defaultImageCacheRoot();
+    // The current key comes from the same inputs a build would use (apt-cache, host libraries).
+    const { key } = await imageInputs();
+    const kept = (await listCachedImages(root)).filter((i) => i.key === key);
+    const removed = await pruneImages(root, { keep: key });
+    for (const i of removed) {
+      process.stdout.write(`removed ${i.key} (${mib(i.bytes)}, last used ${new Date(i.lastUsedMs).toISOString()})\n`);
+    }
+    for (const i of kept) process.stdout.write(`kept    ${i.key} (${mib(i.bytes)}, the current image)\n`);
+    const freed = removed.reduce((n, i) => n + i.bytes, 0);
+    process.stdout.write(`${removed.length} image${removed.length === 1 ? "" : "s"} removed from ${root}, ${mib(freed)} freed\n`);
+    return 0;
+  } catch (e) {
+    return failed(e);
   }
 }

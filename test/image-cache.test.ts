@@ -1,0 +1,76 @@
+// The guest image cache's housekeeping (vm/image/image-cache.ts) and `haltpoint image prune`.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { tmpdir } from "node:os";
+import { listCachedImages, markUsed, pruneImages } from "../vm/image/image-cache.ts";
+import { haltpoint } from "./helpers/cli.ts";
+
+const DAY = 86_400_000;
+
+/** A fake cached image whose files were all last touched `daysAgo` days ago. */
+function fakeImage(root: string, key: string, daysAgo: number, bytes = 1000): string {
+  const dir = join(root, key);
+  mkdirSync(dir, { recursive: true });
+  const t = new Date(Date.now() - daysAgo * DAY);
+  for (const f of ["vmlinuz", "initrd.img", "manifest.json"]) {
+    writeFileSync(join(dir, f), Buffer.alloc(bytes));
+    utimesSync(join(dir, f), t, t);
+  }
+  return dir;
+}
+
+test("images are listed newest use first; markUsed makes an old image recent", async () => {
+  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  try {
+    fakeImage(root, "aaaaaaaaaaaaaaaa", 40);
+    const b = fakeImage(root, "bbbbbbbbbbbbbbbb", 2);
+    mkdirSync(join(root, ".build-cccccccccccccccc-x")); // a build in progress is not an image
+    let list = await listCachedImages(root);
+    assert.deepEqual(list.map((i) => i.key), ["bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa"]);
+    assert.equal(list[0]!.bytes, 3000);
+    await markUsed(join(root, "aaaaaaaaaaaaaaaa"));
+    list = await listCachedImages(root);
+    assert.equal(list[0]!.key, "aaaaaaaaaaaaaaaa");
+    assert.ok(Date.now() - list[0]!.lastUsedMs < 60_000);
+    assert.equal(list[0]!.bytes, 3000, "the last-used marker is not counted as image bytes");
+    assert.ok(statSync(b).isDirectory());
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("pruneImages keeps the current image, and with an age only removes images unused that long", async () => {
+  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  try {
+    fakeImage(root, "1111111111111111", 60);
+    fakeImage(root, "2222222222222222", 5);
+    fakeImage(root, "3333333333333333", 90);
+    const stale = await pruneImages(root, { keep: "3333333333333333", unusedForMs: 30 * DAY });
+    assert.deepEqual(stale.map((i) => i.key), ["1111111111111111"], "only the unused one that is not kept");
+    assert.deepEqual(readdirSync(root).sort(), ["2222222222222222", "3333333333333333"], "nothing else left behind, no scratch");
+    const all = await pruneImages(root, { keep: "3333333333333333" });
+    assert.deepEqual(all.map((i) => i.key), ["2222222222222222"]);
+    assert.deepEqual(readdirSync(root), ["3333333333333333"]);
+    assert.deepEqual(await pruneImages(join(root, "missing"), {}), [], "no cache yet: nothing to do");
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("haltpoint image prune removes every image but the current one and says what it freed", async () => {
+  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  try {
+    fakeImage(root, "4444444444444444", 1, 2 ** 20);
+    fakeImage(root, "5555555555555555", 100, 2 ** 20);
+    const r = await haltpoint(["image", "prune", "--cache-dir", root]);
+    assert.equal(r.exitCode, 0, r.all);
+    assert.match(r.all, /^removed 4444444444444444 \(3\.0 MiB, last used \d{4}-\d\d-\d\dT/m);
+    assert.match(r.all, /^removed 5555555555555555 \(3\.0 MiB/m);
+    assert.match(r.all, new RegExp(`^2 images removed from ${root}, 6\\.0 MiB freed$`, "m"));
+    assert.ok(!existsSync(join(root, "4444444444444444")) && !existsSync(join(root, "5555555555555555")));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
