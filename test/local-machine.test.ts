@@ -29,6 +29,24 @@ describe("local machine", () => {
     if (nsOk) assert.equal(host, "server");
   });
 
+  test("where namespaces allow, each machine has a private /tmp", async (t) => {
+    if ((await m.execute("test $$ -lt 100")).status !== 0) return t.skip("no namespaces here");
+    const other = new LocalMachine("other", {}, env.ctx);
+    await other.start();
+    try {
+      const name = `hp-private-${process.pid}`;
+      await m.succeed(`echo server > /tmp/${name}`);
+      await other.succeed(`echo other > /tmp/${name}`);
+      assert.equal(await m.succeed(`cat /tmp/${name}`), "server\n");
+      assert.equal(await other.succeed(`cat /tmp/${name}`), "other\n");
+      assert.equal(existsSync(`/tmp/${name}`), false, "the host's /tmp is untouched");
+      assert.equal((await other.succeed("stat -c %a /tmp")).trim(), "1777");
+      assert.equal((await other.succeed("hostname")).trim(), "other");
+    } finally {
+      await other.cleanup();
+    }
+  });
+
   test("execute returns exact status and stdout; quotes, newlines and NUL bytes round-trip", async () => {
     assert.deepEqual(await m.execute("exit 3"), { status: 3, stdout: "" });
     const r = await m.execute(`printf '%s\\n' "it's" 'a "b"' ; printf 'x\\0y'`, { encoding: "buffer" });

@@ -85,11 +85,14 @@ export class BackdoorShell {
     input.on("error", (e) => this.close(new ShellClosedError(`shell input failed: ${e.message}`)));
   }
 
-  /** Define the framing function and wait until the shell answers a first command. */
-  async init(outFile: string, timeoutMs: number): Promise<void> {
+  /**
+   * Define the framing function and wait until the shell answers a first command: `first`
+   * (default `true`), which saves a round trip for a backend with setup of its own to do.
+   */
+  async init(outFile: string, timeoutMs: number, first = "true"): Promise<void> {
     this.input.write(setupScript(outFile));
-    const r = await this.run("true", timeoutMs);
-    if (r.status !== 0) throw new Error(`backdoor shell setup failed (status ${r.status})`);
+    const r = await this.run(first, timeoutMs);
+    if (r.status !== 0) throw new Error(`backdoor shell setup failed (status ${r.status}${r.stdout.length ? `: ${r.stdout.toString().trim()}` : ""})`);
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { ResultPromise } from "execa";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync } from "node:fs";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
 import { NotSupportedError } from "../errors.ts";
@@ -63,13 +63,7 @@ export class LocalMachine extends BaseMachine {
       }
     });
     this.shell = new BackdoorShell(proc.stdin!, proc.stdout!, (line) => this.console.append(line + "\n"));
-    await this.shell.init(`${this.dir}/.hp-out`, 10_000);
-    if (prefix.length && !this.dir.startsWith("/tmp/")) {
-      // In its own namespaces: its own hostname, and a private /tmp (parallel tests that
-      // use the same /tmp path must not see each other's files).
-      const tmp = ansiCQuote(`${this.dir}/tmp`);
-      await this.shell.run(`hostname ${ansiCQuote(this.name)}; mkdir -p ${tmp} && chmod 1777 ${tmp} && mount --bind ${tmp} /tmp`, 10_000);
-    }
+    await this.shell.init(`${this.dir}/.hp-out`, 10_000, prefix.length ? this.namespaceSetup() : "true");
     this.console.append(`local machine ${this.name} started (pid ${pid}${prefix.length ? ", own namespaces" : ""})\n`);
   }
 
@@ -87,6 +81,21 @@ export class LocalMachine extends BaseMachine {
       }
       throw e;
     }
+  }
+
+  /**
+   * In its own namespaces: its own hostname, and a private /tmp (parallel tests that use the
+   * same /tmp path must not see each other's files). The shell's first command, and cheap:
+   * a builtin write sets the UTS namespace's hostname, and the directory is made here, so
+   * `mount` is the one program it starts (process starts are what a local run costs).
+   */
+  private namespaceSetup(): string {
+    const setHostname = `printf %s ${ansiCQuote(this.name)} >/proc/sys/kernel/hostname`;
+    if (this.dir.startsWith("/tmp/")) return setHostname;
+    const tmp = `${this.dir}/tmp`;
+    mkdirSync(tmp, { recursive: true });
+    chmodSync(tmp, 0o1777);
+    return `${setHostname} && mount --bind ${ansiCQuote(tmp)} /tmp`;
   }
 
   /** What the sandbox shell's environment adds to the worker's. */
