@@ -2,9 +2,9 @@
 // bin decides with it before anything TypeScript can load.
 import { readdirSync, statSync } from "node:fs";
 
-/** The directories (and top-level files) that `npm run build` compiles into dist/. */
-export const SOURCE_DIRS = ["orchestrator", "worker", "vm", "hooks"];
-export const SOURCE_FILES = ["index.ts", "package-root.ts"];
+// What `npm run build` compiles into dist/: tsconfig.build.json's "include", kept in step.
+const SOURCE_DIRS = ["orchestrator", "worker", "vm", "hooks"];
+const SOURCE_FILES = ["index.ts", "package-root.ts"];
 
 /** True when every source .ts under `root` has a compiled .js in dist/ at least as new. */
 export function distIsFresh(root) {

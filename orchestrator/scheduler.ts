@@ -175,12 +175,11 @@ export class Scheduler {
     this.stopping = true;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
-    const finishing = (a: ActiveRun): boolean => !a.halted && !!a.failedAtBreakpoint;
-    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted && !finishing(a));
+    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
     this.stopAdmission();
     for (const a of this.active) {
       if (a.halted) this.o.broker?.release(a.halted, reason);
-      else if (!finishing(a)) this.abort(a, reason);
+      else if (!a.failedAtBreakpoint) this.abort(a, reason);
     }
   }
 
