@@ -26,16 +26,27 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** PIDs of processes whose command line contains `needle` (from /proc). */
+/**
+ * A marker in this test process's environment: every process it starts (CLI runs, QEMU,
+ * sandboxes) inherits it, so process checks see only this test file's processes, not those
+ * of other test runs on the same host.
+ */
+export const TEST_MARK = (process.env.HALTPOINT_TEST_MARK ??= `hp-test-${process.pid}-${Date.now()}`);
+
+/** PIDs of this test run's processes (marked by TEST_MARK) whose command line contains `needle`. */
 export async function processesMatching(needle: string): Promise<number[]> {
   const { readdir, readFile } = await import("node:fs/promises");
+  const mark = `HALTPOINT_TEST_MARK=${TEST_MARK}\0`;
   const out: number[] = [];
   for (const d of await readdir("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
     try {
       const cmd = (await readFile(`/proc/${d}/cmdline`, "utf8")).replace(/\0/g, " ");
-      if (cmd.includes(needle) && Number(d) !== process.pid) out.push(Number(d));
-    } catch {}
+      if (!cmd.includes(needle)) continue;
+      if ((await readFile(`/proc/${d}/environ`, "utf8")).includes(mark)) out.push(Number(d));
+    } catch {
+      // The process ended while we looked: it is not left behind.
+    }
   }
   return out;
 }

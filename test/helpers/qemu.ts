@@ -1,5 +1,6 @@
 import { prepareQemu } from "../../orchestrator/prepare-qemu.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import { processesMatching } from "./machine-context.ts";
 
 let runtime: Promise<QemuRuntime> | undefined;
 
@@ -9,8 +10,7 @@ export function qemuRuntime(): Promise<QemuRuntime> {
   return runtime;
 }
 
-/** PIDs of every qemu-system process on the host. */
+/** PIDs of the qemu-system processes this test file started (directly or through a CLI run). */
 export async function qemuProcesses(): Promise<number[]> {
-  const { processesMatching } = await import("./machine-context.ts");
   return (await processesMatching("qemu-system-x86_64")).filter((p) => p !== process.pid);
 }
