@@ -92,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--log-dir <dir>", "where run logs and consoles go (default .haltpoint/runs/<timestamp>)")
     .option("--junit <file>", "write a JUnit XML report")
     .option("--json <file>", "write a JSON report")
+    .option("--html <file>", "write an HTML report (one page, works offline; links into the log dir)")
     .option("-q, --quiet", "print results and failures only, not every event", false)
     .option("--worker-memory <mib>", "heap limit of each worker thread", positiveInt("--worker-memory"))
     .addOption(new Option("--accel <accel>", "qemu accelerator: auto probes KVM with a real boot, falls back to TCG").choices(["auto", "kvm", "tcg"]).default("auto"))
@@ -121,6 +122,7 @@ export async function main(argv: string[]): Promise<number> {
         logDir: opts.logDir,
         junit: opts.junit,
         json: opts.json,
+        html: opts.html,
         quiet: opts.quiet,
         workerMemoryMb: opts.workerMemory,
         memoryMiB: opts.memory,
@@ -143,11 +145,12 @@ export async function main(argv: string[]): Promise<number> {
     .argument("<reports...>", "JSON reports written by haltpoint run --json")
     .option("--junit <file>", "write the merged JUnit XML report")
     .option("--json <file>", "write the merged JSON report")
+    .option("--html <file>", "write one HTML report for all the reports")
     .option("--flaky-fails", "a FLAKY run fails the suite (also on when any report was made with it)", false)
     .option("--allow-missing-shards", "merge even if some shards of a --shard run have no report", false)
-    .action(async (reports: string[], opts: { junit?: string; json?: string; flakyFails: boolean; allowMissingShards: boolean }) => {
+    .action(async (reports: string[], opts: { junit?: string; json?: string; html?: string; flakyFails: boolean; allowMissingShards: boolean }) => {
       const { mergeCommand } = await import("./merge-command.ts");
-      status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards });
+      status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, html: opts.html, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards });
     });
   program
     .command("ls")

@@ -6,7 +6,7 @@ import { UsageError } from "./discovery.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "./results.ts";
 import { formatShard, type Shard } from "./shard.ts";
-import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, JsonReporter, type JsonAttempt, type JsonReport, type JsonRun } from "./reporters/json-report.ts";
+import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, JsonReporter, buildJsonReport, type JsonAttempt, type JsonReport, type JsonRun } from "./reporters/json-report.ts";
 import { JUnitReporter } from "./reporters/junit.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
 import { GitHubReporter } from "./reporters/github.ts";
@@ -15,6 +15,8 @@ export interface MergeOptions {
   reports: string[];
   junit?: string;
   json?: string;
+  /** One HTML page for the merged suite (--html). */
+  html?: string;
   /** A flaky run fails the suite (also on if any report was made with --flaky-fails). */
   flakyFails?: boolean;
   /** Merge although some shards of a sharded run have no report. */
@@ -73,6 +75,8 @@ function toAttempt(a: JsonAttempt): RunAttempt {
   const out: RunAttempt = { attempt: a.attempt, outcome: a.outcome, startedAt: Date.parse(a.startedAt), durationMs: a.durationMs, logDir: a.logDir };
   if (a.error) out.error = a.error;
   if (a.reason) out.reason = a.reason;
+  if (a.slot !== undefined) out.slot = a.slot;
+  if (a.halts?.length) out.halts = a.halts.map((h) => ({ ...h, startedAt: Date.parse(h.startedAt) }));
   return out;
 }
 
@@ -165,6 +169,16 @@ export function mergeReports(files: ReportFile[], o: { flakyFails?: boolean; all
   return { summary, logs, shards };
 }
 
+/** The merged page: the merged report's data, each report's runs in its own timeline lanes. */
+async function htmlMergeReporter(file: string, files: ReportFile[], logs: Merged["logs"], shards: Shard[]): Promise<Reporter> {
+  const [{ writeHtmlReport }, { AttemptLines }] = await Promise.all([import("./reporters/html/html-reporter.ts"), import("./reporters/attempt-lines.ts")]);
+  const lines = new AttemptLines(Number.MAX_SAFE_INTEGER);
+  for (const l of logs) lines.set(l.key, l.attempt, l.lines);
+  const sources = files.map((f) => ({ label: f.report.shard ? `shard ${formatShard(f.report.shard)}` : f.file, report: f.report }));
+  const what = `haltpoint merge of ${files.length} report${files.length === 1 ? "" : "s"}${shards.length ? ` (shards ${shards.map(formatShard).join(", ")})` : ""}: ${files.map((f) => f.file).join(", ")}`;
+  return { onEnd: (s: SuiteSummary) => writeHtmlReport(file, { report: buildJsonReport(s, lines), sources, what }) };
+}
+
 /** `haltpoint merge`: read, merge, report. Resolves with the exit status. */
 export async function mergeCommand(o: MergeOptions): Promise<number> {
   const files = await Promise.all(o.reports.map(readReport));
@@ -187,6 +201,7 @@ export async function mergeCommand(o: MergeOptions): Promise<number> {
     for (const l of logs) json.lines.set(l.key, l.attempt, l.lines);
     reporters.push(json);
   }
+  if (o.html) reporters.push(await htmlMergeReporter(o.html, files, logs, shards));
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new GitHubReporter(out));
   await new ReporterSet(reporters).onEnd(summary);
   return exitStatus(summary);

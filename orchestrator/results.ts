@@ -2,6 +2,7 @@ import type { SerializedError, WorkerEvent } from "../worker/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { BreakpointInfo } from "../hooks/control-protocol.ts";
 import type { Shard } from "./shard.ts";
+import type { HostFacts } from "./host-facts.ts";
 
 /** A run's outcome: "flaky" when it failed, then passed on a retry (--retries). */
 export type RunOutcome = "passed" | "failed" | "flaky";
@@ -18,6 +19,21 @@ export interface RunAttempt {
   durationMs: number;
   /** `<log dir>/<test>#<run>` for attempt 1, `…/try<N>` for attempt N. */
   logDir: string;
+  /** Which --jobs slot (0-based) ran it: the HTML report's timeline lanes. */
+  slot?: number;
+  /** Where it halted at a breakpoint (the slot was given back meanwhile). */
+  halts?: HaltSpan[];
+}
+
+/** A stretch of an attempt spent halted at a breakpoint. */
+export interface HaltSpan {
+  /** The broker's breakpoint id (its console port). */
+  id: string;
+  kind: "failure" | "breakpoint";
+  startedAt: number;
+  durationMs: number;
+  /** Who released it (`haltpoint release`, --freeze-ttl, the end of the run). */
+  by?: string;
 }
 
 export interface RunResult {
@@ -76,6 +92,8 @@ export interface SuitePlan {
   /** Runs are admitted until this long after the start (--stress-duration); `runs` is then
    *  empty in the plan reporters see first, and the runs actually made in the summary. */
   stressMs?: number;
+  /** Where it ran (versions, host): for the HTML report's summary. */
+  host?: HostFacts;
 }
 
 export interface SuiteSummary {

@@ -36,6 +36,8 @@ export interface RunOptions {
   logDir?: string;
   junit?: string;
   json?: string;
+  /** The HTML report (--html FILE). */
+  html?: string;
   quiet: boolean;
   workerMemoryMb?: number;
   /** Host budget for qemu machines (default: 80% of RAM, every core). */
@@ -99,6 +101,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
   reporters.push(new RunLogReporter());
   if (o.junit) reporters.push(new (await import("./reporters/junit.ts")).JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
+  if (o.html) reporters.push(new (await import("./reporters/html/html-reporter.ts")).HtmlReporter(o.html));
+  // Versions and host, for the reports that show them (one `qemu --version`, at the start).
+  const host = o.json || o.html ? (await import("./host-facts.ts")).hostFacts() : undefined;
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new (await import("./reporters/github.ts")).GitHubReporter());
   reporters.push(...(o.reporters ?? []));
   const out = new ReporterSet(reporters);
@@ -180,6 +185,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ...(o.retries !== undefined ? { retries: o.retries } : {}),
       ...(o.shard ? { shard: o.shard } : {}),
       ...(stress ? { stressMs: o.stressDuration! * 1000 } : {}),
+      ...(host ? { host: await host } : {}),
     };
     out.onPlan(plan);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {

@@ -6,7 +6,7 @@ import type { Piscina } from "piscina";
 import type { CollectResult, CollectTask, RunTask, WorkerEvent } from "../worker/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
-import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
+import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
@@ -72,6 +72,8 @@ export class Scheduler {
   /** Why qemu tests cannot run (image build or accel probe failed). */
   qemuUnavailable: string | undefined;
   private seq = 0;
+  /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
+  private readonly slotsTaken: boolean[] = [];
 
   constructor(private readonly o: SchedulerOptions) {
     this.queue = new PQueue({ concurrency: o.jobs });
@@ -138,17 +140,30 @@ export class Scheduler {
   /** One queue task: wait for the budget, start the run, hold the slot until it ends or halts. */
   private async admit(run: PlannedRun, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     if (!this.admitting) return;
+    // The queue runs at most --jobs tasks, so a free slot always exists; the task holds it
+    // until the run ends or halts, like the concurrency it stands for.
+    let slot = this.slotsTaken.indexOf(false);
+    if (slot < 0) slot = this.slotsTaken.length;
+    this.slotsTaken[slot] = true;
+    try {
+      await this.admitSlot(run, slot, results, outstanding);
+    } finally {
+      this.slotsTaken[slot] = false;
+    }
+  }
+
+  private async admitSlot(run: PlannedRun, slot: number, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     const need = demandOf(run.test);
     const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
     const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
-    if (refusal) return void results.push(this.refuse(run, refusal));
+    if (refusal) return void results.push(this.refuse(run, refusal, slot));
     const release = await this.o.budget.acquire(need);
     if (!this.admitting) return release();
     // A halted test gives its --jobs slot back: the queue task ends when the run ends
     // or halts, whichever comes first; the run itself is awaited in runAll.
     let freeSlot!: () => void;
     const halted = new Promise<void>((r) => (freeSlot = r));
-    const p = this.runOne(run, freeSlot)
+    const p = this.runOne(run, freeSlot, slot)
       .then((r) => void results.push(r))
       .finally(() => {
         release();
@@ -196,10 +211,10 @@ export class Scheduler {
   }
 
   /** A run that cannot start: reported as failed at once, without a worker. */
-  private refuse(run: PlannedRun, reason: string): RunResult {
+  private refuse(run: PlannedRun, reason: string, slot: number): RunResult {
     const logDir = join(this.o.logDir, run.key);
     this.o.reporters.onRunStart(run, logDir);
-    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir }]);
+    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
     this.o.reporters.onRunEnd(result);
     this.stopOnFailure(run);
     return result;
@@ -216,7 +231,7 @@ export class Scheduler {
    * One run: its first attempt, then retries while it fails (--retries / `retries:`),
    * unless it halted at a breakpoint or the suite is stopping. One RunResult, whatever happens.
    */
-  private async runOne(run: PlannedRun, freeSlot: () => void): Promise<RunResult> {
+  private async runOne(run: PlannedRun, freeSlot: () => void, slot: number): Promise<RunResult> {
     const { reporters } = this.o;
     const base = join(this.o.logDir, run.key);
     const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
@@ -224,7 +239,7 @@ export class Scheduler {
     reporters.onRunStart(run, base);
     const attempts: RunAttempt[] = [];
     for (let n = 1; ; n++) {
-      const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot);
+      const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot, slot);
       attempts.push(attempt);
       if (attempt.outcome === "passed" || halted || this.stopping || n >= maxAttempts) break;
       reporters.onRetry(run, attempt, n + 1, attemptDir(n + 1));
@@ -243,9 +258,10 @@ export class Scheduler {
   }
 
   /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
-  private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void): Promise<{ attempt: RunAttempt; halted: boolean }> {
+  private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void, slot: number): Promise<{ attempt: RunAttempt; halted: boolean }> {
     const { reporters, ledger } = this.o;
     let everHalted = false;
+    const halts: HaltSpan[] = [];
     const stateDir = join(this.o.stateRoot, String(++this.seq));
     const { port1, port2 } = new MessageChannel();
     const a: ActiveRun = { run, port: port1, kill: new AbortController() };
@@ -286,6 +302,7 @@ export class Scheduler {
             if (!info) return startClock();
             a.halted = info.id;
             everHalted = true;
+            halts.push({ id: info.id, kind: e.kind, startedAt: e.time, durationMs: -1 });
             // A halted failure is final (never retried): --until-fail stops admission now,
             // not when someone releases the breakpoint.
             if (e.kind === "failure") {
@@ -300,6 +317,8 @@ export class Scheduler {
       if (e.t === "resumed" && a.halted) {
         const id = a.halted;
         a.halted = undefined;
+        const h = halts.at(-1);
+        if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by: e.by });
         void broker?.ended(id, e.by);
         if (!a.reason) startClock();
       }
@@ -336,6 +355,7 @@ export class Scheduler {
       port1.close();
       if (a.halted) await broker?.ended(a.halted, crash ?? "the run ended");
     }
+    for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ?? "the run ended" });
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
     if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
@@ -346,7 +366,9 @@ export class Scheduler {
       startedAt,
       durationMs: done?.durationMs ?? performance.now() - t0,
       logDir,
+      slot,
     };
+    if (halts.length) attempt.halts = halts;
     if (done?.error) attempt.error = done.error;
     const reasons = [a.reason, crash, !done && !crash ? "the worker ended without a result" : undefined].filter(Boolean);
     if (leftovers.length) reasons.push(`killed leftover processes of ${[...new Set(leftovers)].join(", ")}`);

@@ -4,6 +4,7 @@ import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../results.t
 import { exitStatus } from "../results.ts";
 import { flakeStats } from "../flake-stats.ts";
 import type { Shard } from "../shard.ts";
+import type { HostFacts } from "../host-facts.ts";
 import { writeReport } from "./atomic-write.ts";
 import { AttemptLines } from "./attempt-lines.ts";
 
@@ -29,6 +30,18 @@ export interface JsonAttempt {
   logDir: string;
   /** The last lines of a failed attempt's output. */
   log?: string[];
+  /** The --jobs slot that ran it (0-based). */
+  slot?: number;
+  /** Where it halted at a breakpoint. */
+  halts?: JsonHaltSpan[];
+}
+
+export interface JsonHaltSpan {
+  id: string;
+  kind: "failure" | "breakpoint";
+  startedAt: string;
+  durationMs: number;
+  by?: string;
 }
 
 export interface JsonRun {
@@ -87,6 +100,8 @@ export interface JsonReport {
   stressMs?: number;
   jobs: number;
   logDir: string;
+  /** Versions and host (absent in reports of older haltpoints and in merged reports). */
+  host?: HostFacts;
   summary: { runs: number; passed: number; flaky: number; failed: number; notRun: number; loadErrors: number };
   tests: JsonTest[];
   loadErrors: { file: string; error: string }[];
@@ -143,6 +158,7 @@ export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonRepo
     ...(s.plan.stressMs ? { stressMs: s.plan.stressMs } : {}),
     jobs: s.plan.jobs,
     logDir: s.plan.logDir,
+    ...(s.plan.host ? { host: s.plan.host } : {}),
     summary: { runs: s.results.length, passed: count("passed"), flaky: count("flaky"), failed: count("failed"), notRun: s.notRun.length, loadErrors: s.plan.loadErrors.length },
     tests: [...byTest.values()],
     loadErrors: s.plan.loadErrors,
@@ -153,6 +169,8 @@ function jsonAttempt(run: PlannedRun, a: RunAttempt, lines: AttemptLines | undef
   const j: JsonAttempt = { attempt: a.attempt, outcome: a.outcome, startedAt: new Date(a.startedAt).toISOString(), durationMs: Math.round(a.durationMs), logDir: a.logDir };
   if (a.error) j.error = a.error;
   if (a.reason) j.reason = a.reason;
+  if (a.slot !== undefined) j.slot = a.slot;
+  if (a.halts?.length) j.halts = a.halts.map((h) => ({ ...h, startedAt: new Date(h.startedAt).toISOString(), durationMs: Math.round(h.durationMs) }));
   const log = a.outcome === "failed" ? lines?.get(run.key, a.attempt).slice(-FAILED_LOG_LINES) : undefined;
   if (log?.length) j.log = log;
   return j;
