@@ -3,7 +3,7 @@
 // its screenshot, the timeline, the flake chart, halted time, filters, merge, Ctrl-C.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { haltpoint, watchOutput } from "./helpers/cli.ts";
@@ -12,6 +12,8 @@ import { closeBrowser, openPage, type OpenedPage } from "./helpers/browser.ts";
 import { wilsonInterval } from "../orchestrator/flake-stats.ts";
 import { percent } from "../orchestrator/reporters/format.ts";
 import { html, relativeUrl } from "../orchestrator/reporters/html/html-template.ts";
+import { ImageBudget, TAIL_LINES, attemptArtifacts } from "../orchestrator/reporters/html/artifacts.ts";
+import { runSection } from "../orchestrator/reporters/html/run-section.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hp-html-"));
 after(closeBrowser);
@@ -43,6 +45,31 @@ test("html template: interpolations are escaped, nested templates are not escape
   assert.equal(html`<ul>${["a<", "b"].map((x) => html`<li>${x}</li>`)}</ul>`.text, "<ul><li>a&lt;</li><li>b</li></ul>");
   assert.equal(html`${null}${undefined}${false}${0}`.text, "0");
   assert.equal(relativeUrl("../logs/login#3/out/a b?.png"), "../logs/login%233/out/a%20b%3F.png");
+});
+
+test("a large console log is cut to its tail in the page, with a relative link to the whole file", async () => {
+  const logDir = join(dir, "big", "t#1");
+  mkdirSync(join(logDir, "out"), { recursive: true });
+  const lines = Array.from({ length: 5000 }, (_, i) => `console line ${i + 1} <${"x".repeat(40)}>`);
+  writeFileSync(join(logDir, "m.console.log"), lines.join("\n") + "\n");
+  writeFileSync(join(logDir, "run.jsonl"), JSON.stringify({ level: 50, time: "2026-12-01T00:00:00.000Z", machine: "m", msg: "boom <i>" }) + "\n");
+  const a = await attemptArtifacts(logDir, dir, true, new ImageBudget());
+  const c = a.consoles[0]!;
+  assert.equal(c.machine, "m");
+  assert.equal(c.truncated, true);
+  assert.equal(c.lines.length, TAIL_LINES);
+  assert.deepEqual(c.lines, lines.slice(-TAIL_LINES), "exactly the last lines, none cut in half");
+  assert.equal(c.href, "big/t#1/m.console.log");
+  assert.deepEqual(a.runLog!.entries, [{ time: "2026-12-01T00:00:00.000Z", level: "error", machine: "m", msg: "boom <i>" }]);
+  const section = (await runSection(
+    { name: "t", file: "t.vmtest.ts", retries: 0, runs: [], notRun: [], stats: { runs: 1, attempts: 1, failures: 1, flakyRuns: 0, failedRuns: 1, failureRate: 1, wilson95: { low: 0, high: 1 }, groups: [] } },
+    { run: 1, key: "t#1", outcome: "failed", startedAt: "2026-12-01T00:00:00.000Z", durationMs: 5, logDir, attempts: [{ attempt: 1, outcome: "failed", startedAt: "2026-12-01T00:00:00.000Z", durationMs: 5, logDir, error: { name: "Error", message: "boom <i>" } }] },
+    { pageDir: dir, full: true, images: new ImageBudget(), order: 0 },
+  )).text;
+  assert.match(section, new RegExp(`last ${TAIL_LINES} lines of \\d+\\.\\d KiB; the whole file: <a href="big/t%231/m\\.console\\.log">`));
+  assert.ok(!section.includes("console line 4800 <"), "markup in a log is escaped");
+  assert.ok(section.includes("console line 5000 &lt;x"));
+  assert.ok(!section.includes("console line 4800 &lt;"), "lines before the tail are not in the page");
 });
 
 const qemuPage = join(dir, "qemu.html");
@@ -157,7 +184,7 @@ test("a repeated flaky test: the failure rate with its Wilson interval plotted, 
   await p.context.close();
 });
 
-test("merge --html: one page for the whole suite, each report's runs in their own timeline lanes", async () => {
+test("merge --html: one page for the whole suite, each report's runs in their own timeline lanes", async (t) => {
   assert.ok(existsSync(qemuJson) && existsSync(localJson), "the two runs above wrote their reports");
   const merged = join(dir, "merged.html");
   const r = await haltpoint(["merge", qemuJson, localJson, "--html", merged]);
@@ -174,6 +201,10 @@ test("merge --html: one page for the whole suite, each report's runs in their ow
   // The log dirs are still here: the merged page embeds the screenshot and links the logs.
   assert.equal(await page.locator("section.run.failed img").count(), 1);
   await assertLinksResolve(p, merged);
+  // The README's picture of the page: its top (summary, tests, timeline, flake chart, the first failure).
+  const shot = join(dir, "merged-page.png");
+  await page.screenshot({ path: shot, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1900 } });
+  t.diagnostic(`page screenshot: ${shot}`);
   await p.context.close();
 });
 

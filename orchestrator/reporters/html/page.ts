@@ -104,7 +104,7 @@ export async function renderHtmlReport(input: HtmlReportInput): Promise<string> 
 <h2>Host</h2><table class="hosts"><thead><tr><th></th><th>host</th><th>haltpoint</th><th>QEMU</th><th>Node</th><th>OS</th><th>resources</th></tr></thead><tbody>${hosts}</tbody></table>
 ${loadErrors}
 <h2>Tests</h2>${testsTable(report.tests)}
-<section id="timeline"><h2>Timeline</h2><p class="legend muted"><span>each bar is one run in the job slot that ran it; red: a failed attempt, green: passed, hatched: halted at a breakpoint (its slot given back)</span></p>
+<section id="timeline"><h2>Timeline</h2><p class="legend muted"><span>time from the first run's start; each bar is one run in the job slot that ran it; red: a failed attempt, green: passed, hatched: halted at a breakpoint (its slot given back)</span></p>
 <div class="timeline-wrap">${timelineSvg(input.sources)}</div></section>
 ${flake}
 <h2>Runs</h2>

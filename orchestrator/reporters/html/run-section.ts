@@ -2,7 +2,7 @@
 // halted, and what it left in its log dir (log lines, consoles, screenshots, files).
 import type { JsonAttempt, JsonRun, JsonTest } from "../json-report.ts";
 import { seconds } from "../format.ts";
-import { TAIL_LINES, attemptArtifacts, type AttemptArtifacts, type ImageBudget, type LogTail } from "./artifacts.ts";
+import { attemptArtifacts, type AttemptArtifacts, type ImageBudget, type LogTail } from "./artifacts.ts";
 import { html, relativeUrl, type Html } from "./html-template.ts";
 import { runAnchor } from "./timeline-svg.ts";
 
@@ -60,8 +60,6 @@ async function renderAttempt(a: JsonAttempt, r: JsonRun, pageDir: string, full: 
   return html`<div class="attempt ${a.outcome}" data-attempt="${a.attempt}">${head}${meta}${reason}${error}${haltLines(a)}${renderArtifacts(art, full, failed)}${saved}</div>`;
 }
 
-/** Tail lines per log in the page (for the README and tests). */
-export const RUN_LOG_TAIL_LINES = TAIL_LINES;
 
 export interface RunSectionOptions {
   pageDir: string;

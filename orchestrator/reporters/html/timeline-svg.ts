@@ -64,11 +64,14 @@ function niceStep(spanMs: number): number {
 }
 
 export function timelineSvg(sources: TimelineSource[]): Html {
-  type Block = { label: string; lanes: Lane[]; off: Lane[]; bars: Bar[] };
+  // Each report's time counts from its first run's start: shards run at once on many
+  // machines (whose clocks differ), and merged runs made one after another stay readable.
+  type Block = { label: string; lanes: Lane[]; off: Lane[]; bars: Bar[]; origin: number };
   const blocks: Block[] = [];
-  let t0 = Infinity;
-  let t1 = -Infinity;
+  let span = 1;
   for (const src of sources) {
+    let t0 = Infinity;
+    let t1 = -Infinity;
     const slots = Math.max(1, src.report.jobs || 1);
     const lanes: Lane[] = Array.from({ length: slots }, (_, i) => ({ label: `slot ${i + 1}`, freeAt: -Infinity }));
     const off: Lane[] = [];
@@ -103,15 +106,18 @@ export function timelineSvg(sources: TimelineSource[]): Html {
       const title = `${r.key}: ${r.outcome}, ${seconds(r.durationMs)}` + (attempts.length > 1 ? `, ${attempts.length} attempts` : "") + (halted ? `, halted ${seconds(halted)}` : "");
       bars.push({ key: r.key, outcome: r.outcome, title, parts });
     }
-    blocks.push({ label: src.label, lanes, off, bars });
+    if (!bars.length) continue;
+    blocks.push({ label: src.label, lanes, off, bars, origin: t0 });
+    span = Math.max(span, t1 - t0);
   }
-  if (!Number.isFinite(t0)) return html`<p class="empty">No run started.</p>`;
-  const span = Math.max(1, t1 - t0);
-  const x = (t: number): number => LABEL_W + ((t - t0) / span) * PLOT_W;
+  if (!blocks.length) return html`<p class="empty">No run started.</p>`;
+  let origin = 0;
+  const x = (t: number): number => LABEL_W + ((t - origin) / span) * PLOT_W;
   const rows: Html[] = [];
   const bars: Html[] = [];
   let y = TOP;
   for (const b of blocks) {
+    origin = b.origin;
     if (b.label) {
       rows.push(html`<text class="block" x="0" y="${y + 11}">${b.label}</text>`);
       y += LANE_H;
@@ -140,8 +146,9 @@ export function timelineSvg(sources: TimelineSource[]): Html {
   }
   const step = niceStep(span);
   const ticks: Html[] = [];
+  origin = 0;
   for (let t = 0; t <= span; t += step) {
-    ticks.push(html`<line class="tick" x1="${x(t0 + t).toFixed(1)}" x2="${x(t0 + t).toFixed(1)}" y1="${TOP - 4}" y2="${y}"/><text class="tick" x="${x(t0 + t).toFixed(1)}" y="${TOP - 8}">${tickLabel(t)}</text>`);
+    ticks.push(html`<line class="tick" x1="${x(t).toFixed(1)}" x2="${x(t).toFixed(1)}" y1="${TOP - 4}" y2="${y}"/><text class="tick" x="${x(t).toFixed(1)}" y="${TOP - 8}">${tickLabel(t)}</text>`);
   }
   const height = y + 4;
   return html`<svg class="timeline" role="img" aria-label="timeline of every run across the job slots" viewBox="0 0 ${LABEL_W + PLOT_W + 10} ${height}" width="${LABEL_W + PLOT_W + 10}" height="${height}" xmlns="http://www.w3.org/2000/svg">
