@@ -76,6 +76,11 @@ async function tail(file: string, pageDir: string): Promise<LogTail | undefined>
   }
 }
 
+/** A passing run's log: linked, not read (its size is not shown). */
+function linkOnly(file: string, pageDir: string): LogTail {
+  return { href: href(pageDir, file), bytes: 0, lines: [], truncated: true };
+}
+
 function parseRunLogLine(line: string): RunLogLine {
   try {
     const j = JSON.parse(line) as { time?: string; level?: number; machine?: string; msg?: string; event?: string; err?: { message?: string } };
@@ -101,13 +106,13 @@ export async function attemptArtifacts(logDir: string, pageDir: string, full: bo
   a.found = true;
   if (names.includes("run.jsonl")) {
     const file = join(logDir, "run.jsonl");
-    const t = full ? await tail(file, pageDir) : { href: href(pageDir, file), bytes: (await stat(file).catch(() => undefined))?.size ?? 0, lines: [], truncated: true };
+    const t = full ? await tail(file, pageDir) : linkOnly(file, pageDir);
     if (t) a.runLog = { ...t, entries: t.lines.map(parseRunLogLine) };
   }
   for (const n of names.filter((n) => n.endsWith(".console.log"))) {
     const file = join(logDir, n);
     const machine = n.slice(0, -".console.log".length);
-    const t = full ? await tail(file, pageDir) : { href: href(pageDir, file), bytes: (await stat(file).catch(() => undefined))?.size ?? 0, lines: [], truncated: true };
+    const t = full ? await tail(file, pageDir) : linkOnly(file, pageDir);
     if (t) a.consoles.push({ ...t, machine });
   }
   if (names.includes("out")) {
@@ -117,7 +122,7 @@ export async function attemptArtifacts(logDir: string, pageDir: string, full: bo
       .map((d) => join(d.parentPath ?? (d as unknown as { path: string }).path, d.name))
       .sort();
     for (const file of files) {
-      const bytes = (await stat(file).catch(() => undefined))?.size ?? 0;
+      const bytes = full ? ((await stat(file).catch(() => undefined))?.size ?? 0) : 0;
       const link = href(pageDir, file);
       const name = relative(outDir, file).split(sep).join("/");
       if (file.endsWith(".png") && full) {
