@@ -4,7 +4,9 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import { UsageError } from "./discovery.ts";
 import { runCommand } from "./run-command.ts";
 import parseMs from "ms";
-import { parseShard, type Shard } from "./shard.ts";
+import { parseShard } from "./shard.ts";
+import { parseShardSpec, type ShardSpec } from "./selection.ts";
+import { addEnvVars, resolveSettings } from "./run-settings.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
@@ -25,9 +27,9 @@ function wholeNumber(flag: string) {
   };
 }
 
-function shard(v: string): Shard {
+function shard(v: string): ShardSpec {
   try {
-    return parseShard(v);
+    return parseShardSpec(v, parseShard);
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
@@ -66,6 +68,23 @@ function regex(v: string): RegExp {
   }
 }
 
+/** Options `haltpoint run` and `haltpoint list` share: which tests, and with what settings. */
+function selectionOptions(): Option[] {
+  return [
+    new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"),
+    new Option("--filter <regex>", "only tests whose name or file matches").argParser(regex),
+    new Option("--shard <K/N>", "only slice K of N of the suite (by test name, or by time with --durations); auto or auto/N: K and N from the CI").argParser(shard),
+    new Option("--durations <reports...>", "JSON reports of earlier runs: --shard balances the shards by these durations"),
+    new Option("--rerun-failed <report>", "only the runs that failed or were flaky in this JSON report"),
+    new Option("--pass-with-no-tests", "selecting no test passes (else exit status 4)").default(false),
+    new Option("--retries <n>", "run a failed run again up to N times; failed then passed is FLAKY (default: each test's `retries`, else 0)").argParser(wholeNumber("--retries")),
+    new Option("--timeout <duration>", "every test's global timeout (overrides its globalTimeout), e.g. 10m").argParser(duration("--timeout")),
+    new Option("--slow-timeout <duration>", "print a SLOW line for a run still going after this long (and each time again), e.g. 60s").argParser(duration("--slow-timeout")),
+    new Option("--config <file>", "config file (default: haltpoint.config.json, .mjs or .ts in the working directory)"),
+    new Option("--profile <name>", "the config file's profile to use"),
+  ];
+}
+
 /** The `haltpoint` command line. Resolves with the process exit status. */
 export async function main(argv: string[]): Promise<number> {
   let status = 0;
@@ -76,19 +95,16 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError("(run haltpoint --help for usage)")
     .configureOutput({ outputError: (s, write) => write(s.startsWith("error:") ? `haltpoint: ${s}` : s) });
 
-  program
+  const run = program
     .command("run")
     .description("run the VM tests in the given files and directories (default: .)")
     .argument("[paths...]", "test files (*.vmtest.ts, .mts, .js, .mjs) or directories to search")
     .option("-j, --jobs <n>", "tests run at once", positiveInt("--jobs"), availableParallelism())
-    .addOption(new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"))
     .option("--repeat <n>", "run each test N times", positiveInt("--repeat"), 1)
-    .option("--until-fail", "start no more runs after the first failure", false)
+    .option("--until-fail", "start no more runs after the first failure (--max-fail 1)", false)
+    .option("--max-fail <n>", "start no more runs after N failed runs", positiveInt("--max-fail"))
     .addOption(new Option("--stress-duration <duration>", "repeat the runs until this much time is up (e.g. 10m, 90s)").argParser(duration("--stress-duration")).conflicts("repeat"))
-    .option("--retries <n>", "run a failed run again up to N times; failed then passed is FLAKY (default: each test's `retries`, else 0)", wholeNumber("--retries"))
     .option("--flaky-fails", "a FLAKY run fails the suite", false)
-    .option("--shard <K/N>", "run only slice K of N of the suite (stable by test name), e.g. for a CI matrix", shard)
-    .option("--filter <regex>", "run only tests whose name or file matches", regex)
     .option("--log-dir <dir>", "where run logs and consoles go (default .haltpoint/runs/<timestamp>)")
     .option("--junit <file>", "write a JUnit XML report")
     .option("--json <file>", "write a JSON report")
@@ -107,15 +123,23 @@ export async function main(argv: string[]): Promise<number> {
     .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
     .option("--freeze-ttl <duration>", "release a forgotten breakpoint after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
-    .action(async (paths: string[], opts) => {
+    .action(async (cliPaths: string[], opts, cmd: Command) => {
+      const settings = await resolveSettings(cmd, cliPaths, cmd.options);
+      if (opts.rerunFailed && (opts.repeat > 1 || opts.stressDuration)) throw new UsageError("--rerun-failed runs the failed runs again, each once: it takes no --repeat or --stress-duration");
+      if (opts.untilFail && opts.maxFail !== undefined && opts.maxFail !== 1) throw new UsageError(`--until-fail is --max-fail 1: it cannot go with --max-fail ${opts.maxFail}`);
       status = await runCommand({
-        paths,
+        paths: settings.paths,
         jobs: opts.jobs,
         backend: opts.backend,
         repeat: opts.repeat,
         untilFail: opts.untilFail,
+        maxFail: opts.maxFail,
+        passWithNoTests: opts.passWithNoTests,
+        durations: opts.durations,
+        rerunFailed: opts.rerunFailed,
+        testSettings: settings.layers,
         stressDuration: opts.stressDuration,
-        retries: opts.retries,
+        retries: settings.layers.strong.retries,
         flakyFails: opts.flakyFails,
         shard: opts.shard,
         filter: opts.filter,
@@ -139,6 +163,32 @@ export async function main(argv: string[]): Promise<number> {
       });
     });
 
+  for (const o of selectionOptions()) run.addOption(o);
+  addEnvVars(run);
+
+  const list = program
+    .command("list")
+    .description("list the tests a run would run (name, file, nodes, retries, timeout) without running them")
+    .argument("[paths...]", "test files or directories to search (default: .)")
+    .option("--json", "print the list as JSON", false);
+  for (const o of selectionOptions()) list.addOption(o);
+  addEnvVars(list);
+  list.action(async (cliPaths: string[], opts, cmd: Command) => {
+    const settings = await resolveSettings(cmd, cliPaths, run.options, { except: ["json"] });
+    const { listCommand } = await import("./list-command.ts");
+    status = await listCommand({
+      paths: settings.paths,
+      backend: opts.backend,
+      filter: opts.filter,
+      shard: opts.shard,
+      durations: opts.durations,
+      rerunFailed: opts.rerunFailed,
+      passWithNoTests: opts.passWithNoTests,
+      json: opts.json,
+      testSettings: settings.layers,
+    });
+  });
+
   program
     .command("merge")
     .description("merge JSON reports (e.g. of --shard K/N runs) into one summary, JUnit and JSON report, and exit status")
@@ -148,9 +198,10 @@ export async function main(argv: string[]): Promise<number> {
     .option("--html <file>", "write one HTML report for all the reports")
     .option("--flaky-fails", "a FLAKY run fails the suite (also on when any report was made with it)", false)
     .option("--allow-missing-shards", "merge even if some shards of a --shard run have no report", false)
-    .action(async (reports: string[], opts: { junit?: string; json?: string; html?: string; flakyFails: boolean; allowMissingShards: boolean }) => {
+    .option("--pass-with-no-tests", "reports holding no test pass (else exit status 4; also on when any report was made with it)", false)
+    .action(async (reports: string[], opts: { junit?: string; json?: string; html?: string; flakyFails: boolean; allowMissingShards: boolean; passWithNoTests: boolean }) => {
       const { mergeCommand } = await import("./merge-command.ts");
-      status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, html: opts.html, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards });
+      status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, html: opts.html, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards, passWithNoTests: opts.passWithNoTests });
     });
   program
     .command("ls")

@@ -21,6 +21,8 @@ export interface MergeOptions {
   flakyFails?: boolean;
   /** Merge although some shards of a sharded run have no report. */
   allowMissingShards?: boolean;
+  /** Reports holding no test pass (else exit status 4). */
+  passWithNoTests?: boolean;
   /** Print the summary (false in tests that only want the reports). */
   terminal?: boolean;
   out?: NodeJS.WritableStream;
@@ -109,11 +111,13 @@ export interface Merged {
 }
 
 /** Merge reports into one suite summary (pure apart from its errors, which are UsageErrors). */
-export function mergeReports(files: ReportFile[], o: { flakyFails?: boolean; allowMissingShards?: boolean } = {}): Merged {
-  if (!files.length) throw new UsageError("merge needs at least one report");
-  const shards = checkShards(files, o.allowMissingShards ?? false);
+export function mergeReports(given: ReportFile[], o: { flakyFails?: boolean; allowMissingShards?: boolean; passWithNoTests?: boolean } = {}): Merged {
+  if (!given.length) throw new UsageError("merge needs at least one report");
+  // A --rerun-failed report continues runs of an earlier one: read the earlier first.
+  const files = [...given].sort((a, b) => Number(Boolean(a.report.rerunOf)) - Number(Boolean(b.report.rerunOf)) || Date.parse(a.report.startedAt) - Date.parse(b.report.startedAt));
+  const shards = checkShards(files.filter((f) => !f.report.rerunOf), o.allowMissingShards ?? false);
   const tests = new Map<string, { test: PlannedTest; from: string }>();
-  const results: RunResult[] = [];
+  const byKey = new Map<string, { run: PlannedRun; attempts: RunAttempt[] }>();
   const notRun: PlannedRun[] = [];
   const runFrom = new Map<string, string>();
   const logs: Merged["logs"] = [];
@@ -131,10 +135,21 @@ export function mergeReports(files: ReportFile[], o: { flakyFails?: boolean; all
         runFrom.set(key, file);
       };
       for (const r of t.runs) {
+        const earlier = report.rerunOf ? byKey.get(r.key) : undefined;
+        // A rerun's attempts follow the original's: one run, every attempt counted once.
+        if (earlier) {
+          runFrom.set(r.key, file);
+          const n = earlier.attempts.length;
+          for (const a of attemptsOf(r)) {
+            earlier.attempts.push(toAttempt({ ...a, attempt: n + a.attempt }));
+            if (a.log?.length) logs.push({ key: r.key, attempt: n + a.attempt, lines: a.log });
+          }
+          continue;
+        }
         claim(r.key);
         const run: PlannedRun = { key: r.key, test: entry.test, index: r.run };
         const attempts = attemptsOf(r);
-        results.push(resultFromAttempts(run, attempts.map(toAttempt)));
+        byKey.set(r.key, { run, attempts: attempts.map(toAttempt) });
         for (const a of attempts) if (a.log?.length) logs.push({ key: r.key, attempt: a.attempt, lines: a.log });
       }
       for (const n of t.notRun ?? []) {
@@ -145,6 +160,7 @@ export function mergeReports(files: ReportFile[], o: { flakyFails?: boolean; all
     }
     for (const e of report.loadErrors ?? []) loadErrors.set(`${e.file}\0${e.error}`, e);
   }
+  const results = [...byKey.values()].map((r) => resultFromAttempts(r.run, r.attempts));
   const starts = files.map((f) => Date.parse(f.report.startedAt));
   const ends = files.map((f, i) => starts[i]! + f.report.durationMs);
   const sortedTests = [...tests.values()].map((e) => e.test).sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.name.localeCompare(b.name)));
@@ -158,6 +174,7 @@ export function mergeReports(files: ReportFile[], o: { flakyFails?: boolean; all
       jobs: files.reduce((s, f) => s + (f.report.jobs ?? 0), 0),
       logDir: logDirs.join(", "),
       flakyFails: (o.flakyFails ?? false) || files.some((f) => f.report.flakyFails),
+      passWithNoTests: (o.passWithNoTests ?? false) || files.some((f) => f.report.passWithNoTests),
       ...(retries.size === 1 && [...retries][0] != null ? { retries: [...retries][0]! } : {}),
     },
     results: results.sort((a, b) => a.startedAt - b.startedAt),

@@ -10,6 +10,8 @@ export interface PlannedTest {
   enableDebugHook: boolean;
   /** Retries after a failure (`retries:` in the test; --retries overrides). Default 0. */
   retries?: number;
+  /** Seconds after which a run is reported SLOW (--slow-timeout or a config file). */
+  slowTimeout?: number;
 }
 
 /** One run of one test: `name#index`. */

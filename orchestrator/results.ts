@@ -85,6 +85,10 @@ export interface SuitePlan {
   logDir: string;
   /** A flaky run fails the suite (--flaky-fails). */
   flakyFails?: boolean;
+  /** A run that selects no test passes (--pass-with-no-tests); else it exits 4. */
+  passWithNoTests?: boolean;
+  /** --rerun-failed: the report whose failed runs these are, and when that run started. */
+  rerunOf?: { report: string; startedAt: string };
   /** --retries, when given (it overrides each test's `retries`). */
   retries?: number;
   /** This machine's slice of the suite (--shard K/N). */
@@ -117,6 +121,8 @@ export interface Reporter {
   /** An attempt failed and the run is retried (--retries): attempt `next` logs to `logDir`. */
   onRetry?(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void;
   onRunEnd?(result: RunResult): void;
+  /** An attempt is still running `elapsedMs` after it started (--slow-timeout), repeated each `slowTimeoutMs`. */
+  onSlow?(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void;
   /** A message from the orchestrator itself (interrupts, cleanup). */
   onNotice?(msg: string): void;
   /** A test halted at a breakpoint and can be attached to. */
@@ -145,6 +151,9 @@ export class ReporterSet implements Required<Reporter> {
   onRunEnd(result: RunResult): void {
     for (const r of this.reporters) r.onRunEnd?.(result);
   }
+  onSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void {
+    for (const r of this.reporters) r.onSlow?.(run, attempt, elapsedMs, slowTimeoutMs);
+  }
   onNotice(msg: string): void {
     for (const r of this.reporters) r.onNotice?.(msg);
   }
@@ -163,12 +172,17 @@ export class ReporterSet implements Required<Reporter> {
 }
 
 /** The exit status DESIGN.md fixes: 0 passed, 1 a test failed (or was flaky, with
- *  --flaky-fails), 2 a file could not load, 130 interrupted. */
+ *  --flaky-fails), 2 a file could not load, 4 no test was selected (unless
+ *  --pass-with-no-tests), 130 interrupted. */
 export function exitStatus(s: SuiteSummary): number {
   if (s.interrupted) return 130;
   if (s.plan.loadErrors.length) return 2;
+  if (!s.plan.tests.length && !s.plan.passWithNoTests) return NO_TESTS_EXIT_STATUS;
   return s.results.some((r) => failsSuite(r, s.plan.flakyFails ?? false)) ? 1 : 0;
 }
+
+/** Like nextest's: a run that selects no test (a --filter typo, an empty shard) is not a pass. */
+export const NO_TESTS_EXIT_STATUS = 4;
 
 export function runMessage(r: RunResult): string {
   if (r.outcome === "passed") return "";

@@ -2,11 +2,12 @@ import { rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
-import { StressRuns, expandRuns, findDuplicateNames, selectTests } from "./plan.ts";
-import type { Shard } from "./shard.ts";
+import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
+import { selectTests, type ShardSpec } from "./selection.ts";
+import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
-import { ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
+import { NO_TESTS_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
 import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
@@ -24,14 +25,24 @@ export interface RunOptions {
   backend: "local" | "qemu";
   repeat: number;
   untilFail: boolean;
+  /** Start no more runs after this many failed runs (--max-fail). */
+  maxFail?: number;
+  /** A run that selects no test passes (--pass-with-no-tests); else it exits 4. */
+  passWithNoTests?: boolean;
+  /** Earlier JSON reports: --shard balances by their durations (--durations). */
+  durations?: string[];
+  /** Run again only the failed and flaky runs of this JSON report (--rerun-failed). */
+  rerunFailed?: string;
+  /** Per-test retries, timeouts and slow timeouts from the CLI, environment and config file. */
+  testSettings?: SettingLayers;
   /** Retries of a failed run for every test (--retries; default: each test's `retries`). */
   retries?: number;
   /** A flaky run fails the suite (--flaky-fails). */
   flakyFails?: boolean;
   /** Seconds: repeat the runs until this much time is up (--stress-duration). */
   stressDuration?: number;
-  /** Run only this slice of the suite (--shard K/N). */
-  shard?: Shard;
+  /** Run only this slice of the suite (--shard K/N, auto, auto/N). */
+  shard?: ShardSpec;
   filter?: RegExp;
   logDir?: string;
   junit?: string;
@@ -140,6 +151,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     defaultBackend: o.backend,
     abortGraceMs: o.abortGrace * 1000,
     untilFail: o.untilFail,
+    ...(o.maxFail !== undefined ? { maxFail: o.maxFail } : {}),
     retries: o.retries,
     flakyFails: o.flakyFails ?? false,
     broker,
@@ -170,11 +182,20 @@ export async function runCommand(o: RunOptions): Promise<number> {
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
     loadErrors.push(...findDuplicateNames(tests));
-    const runnable = tests.filter((t) => !loadErrors.some((e) => e.file === t.file));
-    const selected = selectTests(runnable, o.filter, o.shard);
+    const runnable = applyTestSettings(
+      tests.filter((t) => !loadErrors.some((e) => e.file === t.file)),
+      o.testSettings ?? { strong: {}, overrides: [], weak: {} },
+    );
+    const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, where: (o.paths.length ? o.paths : ["."]).join(", ") });
+    const selected = sel.tests;
+    for (const n of sel.notices) out.onNotice(n);
+    if (!selected.length && !loadErrors.length) {
+      out.onNotice(`no test selected: ${sel.emptyReason ?? "none"}${o.passWithNoTests ? " (--pass-with-no-tests)" : ` (exit status ${NO_TESTS_EXIT_STATUS}; --pass-with-no-tests allows it)`}`);
+    }
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
     const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000) : undefined;
-    const runs = stress ? [] : expandRuns(selected, o.repeat);
+    const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
+    const rerunOf = o.rerunFailed ? await rerunSource(o.rerunFailed) : undefined;
     const plan: SuitePlan = {
       tests: selected,
       runs,
@@ -183,7 +204,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
       logDir,
       flakyFails: o.flakyFails ?? false,
       ...(o.retries !== undefined ? { retries: o.retries } : {}),
-      ...(o.shard ? { shard: o.shard } : {}),
+      ...(sel.shard ? { shard: sel.shard } : {}),
+      ...(o.passWithNoTests ? { passWithNoTests: true } : {}),
+      ...(rerunOf ? { rerunOf } : {}),
       ...(stress ? { stressMs: o.stressDuration! * 1000 } : {}),
       ...(host ? { host: await host } : {}),
     };
@@ -219,6 +242,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
     process.off("exit", onExit);
     rmSync(stateRoot, { recursive: true, force: true });
   }
+}
+
+/** The report a --rerun-failed run continues: `haltpoint merge` appends this run's attempts to its runs. */
+async function rerunSource(file: string): Promise<{ report: string; startedAt: string }> {
+  const { readReport } = await import("./merge-command.ts");
+  return { report: resolve(file), startedAt: (await readReport(file)).report.startedAt };
 }
 
 function handleControl(broker: BreakpointBroker, req: ControlRequest): ControlReply {

@@ -3,7 +3,8 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
 import type { Piscina } from "piscina";
-import type { CollectResult, CollectTask, RunTask, WorkerEvent } from "../worker/events.ts";
+import type { RunTask, WorkerEvent } from "../worker/events.ts";
+import { collectTests } from "./collect-tests.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
@@ -24,6 +25,8 @@ export interface SchedulerOptions {
   abortGraceMs: number;
   /** Stop admitting runs at the first failure (--until-fail). */
   untilFail: boolean;
+  /** Stop admitting runs after this many failed runs (--max-fail; --until-fail is 1). */
+  maxFail?: number;
   /** Memory and cores that qemu machines may take at once (--memory, --cores). */
   budget: ResourceBudget;
   /** Holds halted tests (--debug-hook); without it no test halts. */
@@ -74,31 +77,16 @@ export class Scheduler {
   private seq = 0;
   /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
   private readonly slotsTaken: boolean[] = [];
+  /** Runs that failed (counted once each, for --max-fail). */
+  private readonly failedRuns = new Set<string>();
 
   constructor(private readonly o: SchedulerOptions) {
     this.queue = new PQueue({ concurrency: o.jobs });
   }
 
   /** Load every file in a worker and learn what it declares. */
-  async collect(files: string[]): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
-    const results = await Promise.all(
-      files.map(async (file): Promise<CollectResult> => {
-        const task: CollectTask = { kind: "collect", file, defaultBackend: this.o.defaultBackend };
-        try {
-          return (await this.o.pool.run(task)) as CollectResult;
-        } catch (e) {
-          return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
-        }
-      }),
-    );
-    const tests: PlannedTest[] = [];
-    const loadErrors: LoadError[] = [];
-    results.forEach((r, i) => {
-      const file = files[i]!;
-      if (r.ok) tests.push({ file, name: r.name, nodes: r.nodes, globalTimeout: r.globalTimeout, enableDebugHook: r.enableDebugHook, retries: r.retries ?? 0 });
-      else loadErrors.push({ file, error: r.error });
-    });
-    return { tests, loadErrors };
+  collect(files: string[]): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
+    return collectTests(this.o.pool, files, this.o.defaultBackend);
   }
 
   /**
@@ -220,11 +208,14 @@ export class Scheduler {
     return result;
   }
 
-  /** --until-fail: the first failure stops admission (at the failure, even if it then halts). */
+  /** --max-fail N / --until-fail: the Nth failed run stops admission (at the failure, even if it then halts). */
   private stopOnFailure(run: PlannedRun, what = "failed"): void {
-    if (!this.o.untilFail || !this.admitting) return;
+    this.failedRuns.add(run.key);
+    const limit = this.o.maxFail ?? (this.o.untilFail ? 1 : undefined);
+    if (limit === undefined || !this.admitting || this.failedRuns.size < limit) return;
     this.stopAdmission();
-    this.o.reporters.onNotice(`--until-fail: ${run.key} ${what}; starting no more runs`);
+    const flag = this.o.maxFail !== undefined ? `--max-fail ${this.o.maxFail}` : "--until-fail";
+    this.o.reporters.onNotice(`${flag}: ${run.key} ${what}${limit > 1 ? ` (${limit} failed runs)` : ""}; starting no more runs`);
   }
 
   /**
@@ -275,6 +266,9 @@ export class Scheduler {
     // The test's clock starts when its worker picks it up, not while it waits for a
     // thread, and stops while the test is halted at a breakpoint.
     let timeoutTimer: NodeJS.Timeout | undefined;
+    // --slow-timeout: a SLOW event each time another slow-timeout passes (not while halted).
+    let slowTimer: NodeJS.Timeout | undefined;
+    const slowMs = run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined;
     let timeLeftMs = run.test.globalTimeout * 1000;
     let clockStarted = 0;
     const startClock = (): void => {
@@ -291,7 +285,15 @@ export class Scheduler {
         if (e.alive) ledger.add(run.key, e.pid, e.machine);
         else ledger.remove(run.key, e.pid);
       }
-      if (e.t === "start") startClock();
+      if (e.t === "start") {
+        startClock();
+        if (slowMs !== undefined && !slowTimer) {
+          const since = performance.now();
+          slowTimer = setInterval(() => {
+            if (!a.halted) reporters.onSlow(run, attemptNo, performance.now() - since, slowMs);
+          }, slowMs).unref();
+        }
+      }
       if (e.t === "halt") {
         if (!broker || a.reason) {
           e.console.close();
@@ -350,6 +352,7 @@ export class Scheduler {
       crash = a.kill.signal.aborted ? `worker killed after ${this.o.abortGraceMs / 1000} s` : `worker crashed: ${(e as Error).message}`;
     } finally {
       clearTimeout(timeoutTimer);
+      clearInterval(slowTimer);
       clearTimeout(a.killTimer);
       this.active.delete(a);
       port1.close();

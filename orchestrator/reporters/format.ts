@@ -51,6 +51,11 @@ export function percent(x: number): string {
   return `${p < 1 ? p.toFixed(2) : p.toFixed(1)}%`;
 }
 
+/** `SLOW t#2: still running after 60.02 s (slow timeout 60.00 s)`; the attempt when retried. */
+export function formatSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): string {
+  return `SLOW ${run.key}${attempt > 1 ? ` (attempt ${attempt})` : ""}: still running after ${seconds(elapsedMs)} (slow timeout ${seconds(slowTimeoutMs)})`;
+}
+
 export function seconds(ms: number): string {
   return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
 }

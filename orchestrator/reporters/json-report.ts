@@ -93,6 +93,10 @@ export interface JsonReport {
   interrupted: boolean;
   exitStatus: number;
   flakyFails: boolean;
+  /** --pass-with-no-tests: an empty run passed. */
+  passWithNoTests?: boolean;
+  /** The report whose failed runs this run ran again (--rerun-failed): its runs continue those. */
+  rerunOf?: { report: string; startedAt: string };
   /** --retries, if given (it overrode every test's own). */
   retries: number | null;
   shard: Shard | null;
@@ -153,6 +157,8 @@ export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonRepo
     interrupted: s.interrupted,
     exitStatus: exitStatus(s),
     flakyFails: s.plan.flakyFails ?? false,
+    ...(s.plan.passWithNoTests ? { passWithNoTests: true } : {}),
+    ...(s.plan.rerunOf ? { rerunOf: s.plan.rerunOf } : {}),
     retries: s.plan.retries ?? null,
     shard: s.plan.shard ?? null,
     ...(s.plan.stressMs ? { stressMs: s.plan.stressMs } : {}),

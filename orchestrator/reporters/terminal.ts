@@ -5,7 +5,7 @@ import type { PlannedRun } from "../plan.ts";
 import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
 import { breakpointSshLines } from "../../hooks/ssh-lines.ts";
 import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
-import { formatEvent, formatResult, formatRetry, seconds } from "./format.ts";
+import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./format.ts";
 import { flakeStats } from "../flake-stats.ts";
 import { formatFlakeStats } from "./flake-summary.ts";
 import { formatShard } from "../shard.ts";
@@ -62,6 +62,10 @@ export class TerminalReporter implements Reporter {
     const s = formatResult(r);
     if (r.outcome === "flaky") this.line(pc.bold(pc.yellow(s)) + pc.dim(`  logs: ${r.logDir}`));
     else this.line(r.outcome === "passed" ? pc.green(s) : pc.red(s) + pc.dim(`  logs: ${r.logDir}`));
+  }
+
+  onSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void {
+    this.line(pc.yellow(formatSlow(run, attempt, elapsedMs, slowTimeoutMs)));
   }
 
   onRetry(run: PlannedRun, failed: RunAttempt, next: number): void {

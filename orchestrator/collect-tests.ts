@@ -1,0 +1,25 @@
+import type { Piscina } from "piscina";
+import type { CollectResult, CollectTask } from "../worker/events.ts";
+import type { LoadError, PlannedTest } from "./plan.ts";
+
+/** Load every file in a worker (a file that throws or exits cannot take the orchestrator down) and learn what it declares. */
+export async function collectTests(pool: Piscina, files: string[], defaultBackend: string): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
+  const results = await Promise.all(
+    files.map(async (file): Promise<CollectResult> => {
+      const task: CollectTask = { kind: "collect", file, defaultBackend };
+      try {
+        return (await pool.run(task)) as CollectResult;
+      } catch (e) {
+        return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
+      }
+    }),
+  );
+  const tests: PlannedTest[] = [];
+  const loadErrors: LoadError[] = [];
+  results.forEach((r, i) => {
+    const file = files[i]!;
+    if (r.ok) tests.push({ file, name: r.name, nodes: r.nodes, globalTimeout: r.globalTimeout, enableDebugHook: r.enableDebugHook, retries: r.retries ?? 0 });
+    else loadErrors.push({ file, error: r.error });
+  });
+  return { tests, loadErrors };
+}
