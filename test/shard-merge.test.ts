@@ -123,7 +123,7 @@ test("--shard 1/3, 2/3, 3/3 cover the suite with no overlap, and merging their r
   assert.match(junk.all, /junk\.json: not a haltpoint JSON report/);
 });
 
-test("merge: --flaky-fails (or a report made with it) makes flaky runs fail; an empty shard passes", async () => {
+test("merge: --flaky-fails (or a report made with it) makes flaky runs fail; an empty shard passes with --pass-with-no-tests", async () => {
   const dir = tmp();
   const r = await haltpoint(["run", "test/fixtures/shard/charlie.vmtest.ts", "-q", "--json", join(dir, "c.json")]);
   assert.equal(r.exitCode, 0, r.all);
@@ -132,8 +132,11 @@ test("merge: --flaky-fails (or a report made with it) makes flaky runs fail; an 
   const strict = await haltpoint(["run", "test/fixtures/shard/charlie.vmtest.ts", "-q", "--flaky-fails", "--json", join(dir, "s.json")]);
   assert.equal(strict.exitCode, 1);
   assert.equal((await haltpoint(["merge", join(dir, "s.json")])).exitCode, 1, "the report remembers --flaky-fails");
-  // A shard can hold no test at all (a small suite on many machines): it passes, and its report merges.
-  const empty = await haltpoint(["run", "test/fixtures/shard/charlie.vmtest.ts", "--shard", `${(shardOf("charlie", 2) % 2) + 1}/2`, "-q", "--json", join(dir, "e.json")]);
+  // A shard can hold no test at all (a small suite on many machines): that exits 4 unless
+  // --pass-with-no-tests says it is expected; then it passes, and its report merges.
+  const emptyShard = ["run", "test/fixtures/shard/charlie.vmtest.ts", "--shard", `${(shardOf("charlie", 2) % 2) + 1}/2`, "-q"];
+  assert.equal((await haltpoint(emptyShard)).exitCode, 4);
+  const empty = await haltpoint([...emptyShard, "--pass-with-no-tests", "--json", join(dir, "e.json")]);
   assert.equal(empty.exitCode, 0, empty.all);
   assert.match(empty.all, /0 tests \(shard \d\/2\), 0 runs/);
   assert.equal(readJson(join(dir, "e.json")).tests.length, 0);
