@@ -6,7 +6,7 @@ import { runCommand } from "./run-command.ts";
 import parseMs from "ms";
 import { parseShard } from "./shard.ts";
 import { parseShardSpec, type ShardSpec } from "./selection.ts";
-import { addEnvVars, resolveSettings } from "./run-settings.ts";
+import { resolveSettings } from "./run-settings.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
@@ -164,7 +164,6 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   for (const o of selectionOptions()) run.addOption(o);
-  addEnvVars(run);
 
   const list = program
     .command("list")
@@ -172,7 +171,6 @@ export async function main(argv: string[]): Promise<number> {
     .argument("[paths...]", "test files or directories to search (default: .)")
     .option("--json", "print the list as JSON", false);
   for (const o of selectionOptions()) list.addOption(o);
-  addEnvVars(list);
   list.action(async (cliPaths: string[], opts, cmd: Command) => {
     const settings = await resolveSettings(cmd, cliPaths, run.options, { except: ["json"] });
     const { listCommand } = await import("./list-command.ts");

@@ -52,7 +52,10 @@ async function readConfig(file: string): Promise<unknown> {
     // A .ts config loads through tsx, which haltpoint ships with (the main thread may run from dist/).
     const mod = file.endsWith(".ts") ? await (await import("tsx/esm/api")).tsImport(url, import.meta.url) : await import(url);
     if (!("default" in mod)) throw new Error("it has no default export (export default { … })");
-    return mod.default;
+    // A .ts file outside an ESM package loads as CommonJS: its `export default` is then one level down.
+    const v = mod.default;
+    if (isObject(v) && "default" in v && Object.keys(v).every((k) => k === "default" || k === "__esModule")) return v.default;
+    return v;
   } catch (e) {
     throw new UsageError(`${file}: cannot load: ${((e as Error).message ?? String(e)).split("\n")[0]}`);
   }
@@ -65,7 +68,12 @@ function suggest(key: string, known: string[]): string | undefined {
   const norm = (s: string) => s.toLowerCase().replace(/[-_]/g, "");
   const exact = known.find((k) => norm(k) === norm(key));
   if (exact) return exact;
-  return known.find((k) => editDistance(norm(k), norm(key)) <= 1);
+  const close = known.find((k) => editDistance(norm(k), norm(key)) <= (key.length >= 5 ? 2 : 1));
+  if (close) return close;
+  // `retry` for `retries`: the same first letters, if only one key has them.
+  const stem = norm(key).slice(0, 4);
+  const same = stem.length === 4 ? known.filter((k) => norm(k).startsWith(stem)) : [];
+  return same.length === 1 ? same[0] : undefined;
 }
 
 function editDistance(a: string, b: string): number {

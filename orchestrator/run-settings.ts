@@ -1,8 +1,8 @@
 // Where a run's options come from, strongest first: the command line, HALTPOINT_*
-// environment variables (commander reads them: `.env()` on each option), the config
-// file's chosen profile, the config file's defaults, and last the test file's own
-// (retries, globalTimeout). Commander records each value's source; a config value is
-// filled in only where the command line and the environment left the default.
+// environment variables (HALTPOINT_MAX_FAIL for --max-fail: every option that takes a
+// value), the config file's chosen profile, the config file's defaults, and last the test
+// file's own (retries, globalTimeout). Commander records each value's source; an
+// environment or config value is filled in only where a stronger layer set none.
 import type { Command, Option } from "commander";
 import { UsageError } from "./discovery.ts";
 import { CONFIG_FILE_NAMES, findConfigFile, loadConfig } from "./config-file.ts";
@@ -15,9 +15,26 @@ export function envVarOf(o: Option): string {
   return `HALTPOINT_${o.attributeName().replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
 }
 
-/** Give every option of `cmd` that takes a value its HALTPOINT_* environment variable. */
-export function addEnvVars(cmd: Command): void {
-  for (const o of cmd.options) if ((o.required || o.optional) && !o.envVar) o.env(envVarOf(o));
+/**
+ * Fill `cmd`'s options from HALTPOINT_* variables where the command line gave none, parsed
+ * as the command line would parse them. (Commander's own `.env()` must be set before an
+ * option is added; this covers options added by any means, and names the variable in errors.)
+ */
+export function applyEnvironment(cmd: Command, env: NodeJS.ProcessEnv = process.env): void {
+  for (const o of cmd.options) {
+    if (!(o.required || o.optional) || o.negate) continue;
+    const name = envVarOf(o);
+    const raw = env[name];
+    const key = o.attributeName();
+    if (raw === undefined || raw === "" || cmd.getOptionValueSource(key) === "cli") continue;
+    let value: unknown = raw;
+    try {
+      if (o.parseArg) value = o.parseArg(raw, undefined);
+    } catch (e) {
+      throw new UsageError(`${name}=${raw}: ${(e as Error).message.replace(/^error: /, "")}`);
+    }
+    cmd.setOptionValueWithSource(key, o.variadic ? (Array.isArray(value) ? value : [value]) : value, "env");
+  }
 }
 
 export interface ResolvedSettings {
@@ -36,6 +53,7 @@ export interface ResolvedSettings {
  * command's); only those `cmd` itself has are filled in (`except` aside).
  */
 export async function resolveSettings(cmd: Command, paths: string[], runOptions: readonly Option[], o: { cwd?: string; except?: string[] } = {}): Promise<ResolvedSettings> {
+  applyEnvironment(cmd);
   const opts = cmd.opts() as { config?: string; profile?: string };
   const cwd = o.cwd ?? process.cwd();
   const file = findConfigFile(cwd, opts.config);
