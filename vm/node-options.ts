@@ -3,7 +3,7 @@ import type { BackendName, NodeOptions } from "./types.ts";
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
 /** Names the test script's context already uses: a node cannot take them. */
-export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run"];
+export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run", "attempt", "pollingCondition", "createMachine", "serialStdout"];
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
   "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs",

@@ -77,6 +77,8 @@ export interface QemuArgvOptions {
   vnet?: VirtualNetwork;
   /** Appended last, so they can override anything above. */
   extraArgs?: string[];
+  /** A guest reboot resets the machine instead of ending QEMU (no -no-reboot). */
+  allowReboot?: boolean;
 }
 
 /**
@@ -185,8 +187,9 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
   if (cpu) argv.push("-cpu", cpu);
   // No window, but a VGA adapter so `screendump` has a screen to capture.
   argv.push("-display", "none", "-vga", "std");
-  // A reboot (panic=-1, `reboot -f`) ends QEMU: a test sees the machine stop.
-  argv.push("-no-reboot");
+  // A reboot (panic=-1, `reboot -f`) ends QEMU: a test sees the machine stop; with
+  // start({allowReboot}) the guest resets instead (NixOS allow_reboot).
+  if (!o.allowReboot) argv.push("-no-reboot");
 
   if (o.kernel) argv.push("-kernel", o.kernel);
   if (o.initrd) argv.push("-initrd", o.initrd);
