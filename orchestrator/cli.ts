@@ -140,6 +140,19 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command("repl")
+    .description("the interactive driver: load a test's nodes, start nothing, and open a REPL with its machines bound")
+    .argument("<file>", "a test file (*.vmtest.ts, .mts, .js, .mjs)")
+    .addOption(new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"))
+    .addOption(new Option("--accel <accel>", "qemu accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
+    .option("--ssh-backdoor", "give every machine an SSH socket")
+    .option("--log-dir <dir>", "where consoles go (default .haltpoint/repl/<timestamp>)")
+    .action(async (file: string, opts: { backend: "local" | "qemu"; accel: "auto" | "kvm" | "tcg"; sshBackdoor?: boolean; logDir?: string }) => {
+      const { replCommand } = await import("./repl-command.ts");
+      status = await replCommand({ file, backend: opts.backend, accel: opts.accel, sshBackdoor: opts.sshBackdoor, logDir: opts.logDir });
+    });
+
+  program
     .command("merge")
     .description("merge JSON reports (e.g. of --shard K/N runs) into one summary, JUnit and JSON report, and exit status")
     .argument("<reports...>", "JSON reports written by haltpoint run --json")
