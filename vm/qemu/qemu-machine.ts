@@ -14,7 +14,7 @@ import { guestAppend } from "../image/guest-params.ts";
 import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
-import type { RunNetwork } from "./run-network.ts";
+import type { RunNetwork, VlanNic } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
@@ -93,7 +93,8 @@ export class QemuMachine extends BaseMachine {
     const sock = (n: string) => join(this.dir, n);
     this.shellListener = await ShellListener.listen(sock("shell.sock"));
     await this.listenSerial(sock("serial.sock"));
-    const hub = this.net?.needed ? await this.net.hub() : undefined;
+    const hub = this.net?.needed ? await this.net.hub(this.net.vlansOf(this.name)[0]) : undefined;
+    const moreVlans = hub ? await vlanNics(this.net!, this.name) : [];
     const o = this.options;
     const vsockArgs: string[] = [];
     if (this.vsockUdsPath) {
@@ -113,6 +114,7 @@ export class QemuMachine extends BaseMachine {
       killSocket: sock("kill.sock"),
       serial: { type: "socket", path: sock("serial.sock") },
       vnet: hub ? { socketPath: hub.path, mac: this.net!.mac(this.name) } : undefined,
+      moreVnets: moreVlans.map((n) => ({ socketPath: n.hubPath, mac: n.mac })),
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
       allowReboot: this.startOptions.allowReboot === true,
     };
@@ -134,7 +136,7 @@ export class QemuMachine extends BaseMachine {
             {
               hostname: this.name,
               ip: hub ? `${this.net!.address(this.name)}/24` : undefined,
-              hosts: hub ? this.net!.hosts() : undefined,
+              hosts: hub ? this.net!.hosts(this.name) : undefined,
             },
             o.append,
           )
@@ -190,6 +192,12 @@ export class QemuMachine extends BaseMachine {
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
     await this.shell.init("/tmp/.hp-out", 30_000);
+    // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
+    const more = this.net?.needed ? this.net.nics(this.name).slice(1) : [];
+    if (more.length) {
+      const r = await this.shell.run(vlanSetupCommand(more), 30_000);
+      if (r.status !== 0) throw this.error(`cannot configure the NICs of vlans ${more.map((n) => n.vlan).join(", ")} (exit code ${r.status})`);
+    }
   }
 
   /** The guest reset itself (allowReboot): its old shell is gone, a new one will come up
@@ -499,6 +507,16 @@ export class QemuMachine extends BaseMachine {
     this.log("unblocking the network link");
     await this.requireQmp().setLink(this.net?.needed ? QEMU_IDS.vnetNic : QEMU_IDS.userNic, true);
   }
+}
+
+/** NICs after the first (eth2, eth3, …): the hub of each one's vlan. */
+async function vlanNics(net: RunNetwork, name: string): Promise<Array<{ hubPath: string; mac: string }>> {
+  return Promise.all(net.nics(name).slice(1).map(async (n) => ({ hubPath: (await net.hub(n.vlan)).path, mac: n.mac })));
+}
+
+/** eth2… in NIC order (PCI slots follow the -device order), addresses /24. */
+function vlanSetupCommand(nics: VlanNic[]): string {
+  return nics.map((n, i) => `ip link set eth${i + 2} up && ip addr add ${n.address}/24 dev eth${i + 2}`).join(" && ");
 }
 
 export function createQemuMachine(node: ResolvedNode, ctx: MachineContext, rt: { qemu?: QemuRuntime; network?: RunNetwork }): QemuMachine {
