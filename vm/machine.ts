@@ -31,6 +31,8 @@ export interface MachineContext {
   consolePath(machine: string): string | undefined;
   /** A private scratch directory for this machine (sockets, state). */
   stateDir(machine: string): string;
+  /** --keep-machine-state: the machine's state directory kept across runs of the test. */
+  keptStateDir?(machine: string): string;
   /** Default target directory of `copyFromMachine`. */
   outputDir: string;
   /** The machine has started (is running): e.g. print how to reach its SSH backdoor. */

@@ -1,5 +1,6 @@
 import type { ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
+import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
@@ -11,10 +12,10 @@ import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
 import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
-import type { RunNetwork, VlanNic } from "./run-network.ts";
+import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
@@ -49,6 +50,8 @@ export class QemuMachine extends BaseMachine {
   private exited: Promise<void> = Promise.resolve();
   private exitHow: string | undefined;
   private stopping = false;
+  /** A kept disk (--keep-machine-state): QEMU must flush it before it is killed. */
+  private keepsDisk = false;
   private qemuGone = new AbortController();
   /** Set while a rebooted guest's backdoor shell is awaited (start({allowReboot})). */
   private reconnecting: Promise<void> | undefined;
@@ -142,7 +145,7 @@ export class QemuMachine extends BaseMachine {
           )
         : undefined;
       file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage });
+      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
     }
 
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
@@ -182,6 +185,12 @@ export class QemuMachine extends BaseMachine {
       throw this.error(`boot failed: ${why}\nlast ${CONSOLE_TAIL_LINES} console lines:\n${this.console.tail(CONSOLE_TAIL_LINES)}`);
     }
     this.log("backdoor shell ready");
+  }
+
+  private async keptDisk(image: string): Promise<string | DiskImage> {
+    const dir = this.ctx.keptStateDir?.(this.name);
+    this.keepsDisk = dir !== undefined;
+    return dir ? keptDiskImage(dir, image, (m) => this.log(m)) : image;
   }
 
   /** Wait for the guest's backdoor shell on hvc0 (at boot, and again after a reboot). */
@@ -269,6 +278,8 @@ export class QemuMachine extends BaseMachine {
 
   protected async doCrash(): Promise<void> {
     this.stopping = true;
+    // QMP quit flushes the qcow2 overlay's metadata, which a SIGKILL would lose.
+    if (this.keepsDisk) await Promise.race([this.qmp?.quit().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
     await this.kill();
   }
 
@@ -507,16 +518,6 @@ export class QemuMachine extends BaseMachine {
     this.log("unblocking the network link");
     await this.requireQmp().setLink(this.net?.needed ? QEMU_IDS.vnetNic : QEMU_IDS.userNic, true);
   }
-}
-
-/** NICs after the first (eth2, eth3, …): the hub of each one's vlan. */
-async function vlanNics(net: RunNetwork, name: string): Promise<Array<{ hubPath: string; mac: string }>> {
-  return Promise.all(net.nics(name).slice(1).map(async (n) => ({ hubPath: (await net.hub(n.vlan)).path, mac: n.mac })));
-}
-
-/** eth2… in NIC order (PCI slots follow the -device order), addresses /24. */
-function vlanSetupCommand(nics: VlanNic[]): string {
-  return nics.map((n, i) => `ip link set eth${i + 2} up && ip addr add ${n.address}/24 dev eth${i + 2}`).join(" && ");
 }
 
 export function createQemuMachine(node: ResolvedNode, ctx: MachineContext, rt: { qemu?: QemuRuntime; network?: RunNetwork }): QemuMachine {

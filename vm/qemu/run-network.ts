@@ -76,3 +76,13 @@ export class RunNetwork {
     for (const h of this.hubs.values()) await (await h.catch(() => undefined))?.close();
   }
 }
+
+/** NICs after the first (eth2, eth3, …): the hub of each one's vlan. */
+export async function vlanNics(net: RunNetwork, name: string): Promise<Array<{ hubPath: string; mac: string }>> {
+  return Promise.all(net.nics(name).slice(1).map(async (n) => ({ hubPath: (await net.hub(n.vlan)).path, mac: n.mac })));
+}
+
+/** The guest command that configures eth2… in NIC order (PCI slots follow the -device order), /24. */
+export function vlanSetupCommand(nics: VlanNic[]): string {
+  return nics.map((n, i) => `ip link set eth${i + 2} up && ip addr add ${n.address}/24 dev eth${i + 2}`).join(" && ");
+}
