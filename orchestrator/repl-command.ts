@@ -5,7 +5,8 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { start as startRepl, type REPLEval, type REPLServer } from "node:repl";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import { RUNS_COMPILED } from "../package-root.ts";
+import { packageFile, RUNS_COMPILED } from "../package-root.ts";
+import { pathToFileURL } from "node:url";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import type { RunNetwork } from "../vm/qemu/run-network.ts";
@@ -43,7 +44,9 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   // Test files are TypeScript, loaded here in the main thread (run loads them in workers).
   const { register: registerTsx } = await import("tsx/esm/api");
   registerTsx();
-  if (RUNS_COMPILED) register(new URL("../worker/resolve-haltpoint.mjs", import.meta.url), { data: { distIndex: new URL("../index.js", import.meta.url).href } });
+  // From dist/, a test file's `import "haltpoint"` gets the compiled copy this process runs
+  // (the same hook the workers use; the .mjs is shipped beside the sources, not in dist/).
+  if (RUNS_COMPILED) register(pathToFileURL(packageFile("worker/resolve-haltpoint.mjs")), { data: { distIndex: new URL("../index.js", import.meta.url).href } });
   let test;
   try {
     test = await loadTestFile(file, o.backend);
