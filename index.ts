@@ -1,7 +1,9 @@
 // haltpoint's public API for test files: `import { defineTest } from "haltpoint"`.
 import type { Machine, NodeOptions } from "./vm/types.ts";
 
-export type { Machine, NodeOptions, ExecuteOptions, ExecuteResult, WaitOptions, PortOptions, BackendName } from "./vm/types.ts";
+export type { Machine, NodeOptions, ExecuteOptions, ExecuteResult, WaitOptions, PortOptions, BackendName, CommandOptions, StartOptions, QmpEventMessage } from "./vm/types.ts";
+export type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
+import type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
 export { MachineError, NotSupportedError } from "./vm/errors.ts";
 
 export interface DebugApi {
@@ -29,6 +31,16 @@ export type TestContext<N extends Record<string, NodeOptions> = Record<string, N
   run: number;
   /** Which attempt of this run this is: 1, then 2… for its retries (`retries`, --retries). */
   attempt: number;
+  /** NixOS `polling_condition`: `fn` must keep holding; it is checked around every machine
+   *  command (at most every `secondsInterval`, default 2 s) until `.stop()`, and a false
+   *  (or throwing) check fails that command with the description. */
+  pollingCondition(description: string, fn: () => boolean | void | Promise<boolean | void>, opts?: PollingConditionOptions): PollingCondition;
+  /** NixOS `create_machine`: a new machine during the test (torn down with the others). */
+  createMachine(name: string, options?: NodeOptions): Promise<Machine>;
+  /** NixOS `serial_stdout_on/off`: echo every machine's console to the terminal. */
+  serialStdout(on: boolean): void;
+  /** With a single node: that node (NixOS's `machine`). */
+  machine: Machine;
 };
 
 export interface TestDefinition<N extends Record<string, NodeOptions> = Record<string, NodeOptions>> {

@@ -117,6 +117,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
     .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
+    .option("-K, --keep-machine-state", "keep each machine's state (local: its directory; qemu: a writable overlay of its disk image) in .haltpoint/state/<test>/<machine> across runs (NixOS -K)", false)
     .option("--ssh-thaws <bool>", "connecting to a frozen machine's SSH socket thaws it (false: refuses)", bool("--ssh-thaws"), true)
     .option("--debug-port <port>", "first TCP port for breakpoint consoles", port("--debug-port"), 4444)
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
@@ -154,6 +155,7 @@ export async function main(argv: string[]): Promise<number> {
         debugHook: opts.debugHook,
         sshBackdoor: opts.sshBackdoor,
         sshThaws: opts.sshThaws,
+        keepMachineState: opts.keepMachineState,
         debugPort: opts.debugPort,
         debugBind: opts.debugBind,
         maxFrozen: opts.maxFrozen,
@@ -186,6 +188,19 @@ export async function main(argv: string[]): Promise<number> {
       testSettings: settings.layers,
     });
   });
+
+  program
+    .command("repl")
+    .description("the interactive driver: load a test's nodes, start nothing, and open a REPL with its machines bound")
+    .argument("<file>", "a test file (*.vmtest.ts, .mts, .js, .mjs)")
+    .addOption(new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"))
+    .addOption(new Option("--accel <accel>", "qemu accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
+    .option("--ssh-backdoor", "give every machine an SSH socket")
+    .option("--log-dir <dir>", "where consoles go (default .haltpoint/repl/<timestamp>)")
+    .action(async (file: string, opts: { backend: "local" | "qemu"; accel: "auto" | "kvm" | "tcg"; sshBackdoor?: boolean; logDir?: string }) => {
+      const { replCommand } = await import("./repl-command.ts");
+      status = await replCommand({ file, backend: opts.backend, accel: opts.accel, sshBackdoor: opts.sshBackdoor, logDir: opts.logDir });
+    });
 
   program
     .command("merge")

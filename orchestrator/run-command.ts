@@ -64,6 +64,8 @@ export interface RunOptions {
   sshBackdoor?: boolean;
   /** Connecting to a frozen machine's SSH socket thaws it (--ssh-thaws, default true). */
   sshThaws?: boolean;
+  /** Keep machine state across runs in .haltpoint/state/<test>/<machine> (--keep-machine-state). */
+  keepMachineState?: boolean;
   debugPort?: number;
   debugBind?: string;
   maxFrozen?: number;
@@ -158,6 +160,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     debugHook: o.debugHook ?? false,
     sshBackdoor: o.sshBackdoor,
     sshThaws: o.sshThaws ?? true,
+    keepStateRoot: o.keepMachineState ? resolve(".haltpoint", "state") : undefined,
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),

@@ -37,6 +37,8 @@ export interface SchedulerOptions {
   sshBackdoor?: boolean;
   /** A connection to a frozen machine's SSH socket thaws it (--ssh-thaws). */
   sshThaws?: boolean;
+  /** --keep-machine-state: where kept machine state lives (per test, per machine). */
+  keepStateRoot?: string;
   /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
@@ -341,6 +343,7 @@ export class Scheduler {
       debugHook: this.o.debugHook,
       sshBackdoor: this.o.sshBackdoor,
       sshThaws: this.o.sshThaws,
+      keepStateRoot: this.o.keepStateRoot,
       qemu: this.qemu,
       port: port2,
     };

@@ -79,6 +79,14 @@ describe("buildQemuArgv", () => {
     assert.throws(() => buildQemuArgv({ ...base, vnet: { socketPath: "/x", mac: "nope" } }), /invalid MAC/);
   });
 
+  it("gives a machine on more vlans one NIC per vlan, in order after the first, and -no-reboot unless allowReboot", () => {
+    const argv = buildQemuArgv({ ...base, vnet: { socketPath: "/run/v1.sock", mac: "52:54:00:12:01:02" }, moreVnets: [{ socketPath: "/run/v2.sock", mac: "52:54:00:12:02:02" }] });
+    assert.deepEqual(values(argv, "-netdev").slice(1), ["stream,id=vnet0,server=off,addr.type=unix,addr.path=/run/v1.sock", "stream,id=vnet1,server=off,addr.type=unix,addr.path=/run/v2.sock"]);
+    assert.deepEqual(values(argv, "-device").slice(-2), ["virtio-net-pci,netdev=vnet0,id=vnic0,mac=52:54:00:12:01:02", "virtio-net-pci,netdev=vnet1,id=vnic1,mac=52:54:00:12:02:02"]);
+    assert.ok(argv.includes("-no-reboot"));
+    assert.ok(!buildQemuArgv({ ...base, allowReboot: true }).includes("-no-reboot"));
+  });
+
   it("boots a disk image (snapshot by default) and escapes commas in paths", () => {
     const { kernel: _k, initrd: _i, append: _a, ...noKernel } = base;
     const argv = buildQemuArgv({ ...noKernel, diskImage: "/vm/a,b.qcow2" });

@@ -74,15 +74,27 @@ export class BackdoorShell {
   private closedWith: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
+  private readonly listeners: Array<[Readable | Writable, string, (...a: any[]) => void]>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
   constructor(
     private readonly input: Writable,
     output: Readable,
     private readonly onNoise: (line: string) => void = () => {},
   ) {
-    output.on("data", (chunk: Buffer) => this.feed(chunk.toString("latin1")));
-    output.on("close", () => this.close(new ShellClosedError("shell closed its output")));
-    output.on("error", (e) => this.close(new ShellClosedError(`shell output failed: ${e.message}`)));
-    input.on("error", (e) => this.close(new ShellClosedError(`shell input failed: ${e.message}`)));
+    this.listeners = [
+      [output, "data", (chunk: Buffer) => this.feed(chunk.toString("latin1"))],
+      [output, "close", () => this.close(new ShellClosedError("shell closed its output"))],
+      [output, "error", (e: Error) => this.close(new ShellClosedError(`shell output failed: ${e.message}`))],
+      [input, "error", (e: Error) => this.close(new ShellClosedError(`shell input failed: ${e.message}`))],
+    ];
+    for (const [stream, event, fn] of this.listeners) stream.on(event, fn);
+  }
+
+  /** Stop reading the streams (they stay open: a rebooted guest's next shell uses them) and
+   *  fail what is pending with `err`. */
+  detach(err: Error): void {
+    for (const [stream, event, fn] of this.listeners) stream.off(event, fn);
+    this.close(err);
   }
 
   /**

@@ -10,6 +10,8 @@ const MAX_MEMORY_CHARS = 8 * 1024 * 1024;
  */
 export class ConsoleLog {
   private text = "";
+  /** Characters trimmed from the front of `text` so far. */
+  private dropped = 0;
   private partial = "";
   private file: WriteStream | undefined;
   private lineListeners = new Set<(line: string) => void>();
@@ -28,7 +30,11 @@ export class ConsoleLog {
     if (!s) return;
     this.file?.write(s);
     this.text += s;
-    if (this.text.length > MAX_MEMORY_CHARS) this.text = this.text.slice(-MAX_MEMORY_CHARS / 2);
+    if (this.text.length > MAX_MEMORY_CHARS) {
+      const cut = this.text.length - MAX_MEMORY_CHARS / 2;
+      this.text = this.text.slice(cut);
+      this.dropped += cut;
+    }
     const lines = (this.partial + s).split("\n");
     this.partial = lines.pop() ?? "";
     for (const raw of lines) {
@@ -52,26 +58,29 @@ export class ConsoleLog {
     return this.text.replace(/\r/g, "").split("\n").slice(-n).join("\n");
   }
 
+  /** Characters appended so far (an absolute position, unaffected by trimming). */
+  get length(): number {
+    return this.dropped + this.text.length;
+  }
+
   /**
-   * Resolves with the first match of `regex` in text appended after `fromOffset`
-   * (default: the whole log), or rejects when `signal` aborts.
+   * Resolves with the first match of `regex` in the text from absolute position `from`
+   * (default: the whole log) and the absolute position where the match ends, or rejects
+   * when `signal` aborts.
    */
-  waitFor(regex: RegExp, signal: AbortSignal, fromOffset = 0): Promise<string> {
+  waitFor(regex: RegExp, signal: AbortSignal, from = 0): Promise<{ match: string; end: number }> {
     return new Promise((resolve, reject) => {
-      const base = this.text.length;
-      let dropped = 0; // characters trimmed from the front since we started
       const check = (): boolean => {
-        const start = Math.max(0, fromOffset - dropped);
-        const m = regex.exec(this.text.slice(start));
+        const start = Math.max(0, from - this.dropped);
+        const m = new RegExp(regex.source, regex.flags.replace("g", "")).exec(this.text.slice(start));
         if (m) {
           cleanup();
-          resolve(m[0]);
+          resolve({ match: m[0], end: this.dropped + start + m.index + m[0].length });
           return true;
         }
         return false;
       };
       const onChange = (): void => {
-        if (this.text.length < base) dropped = base - this.text.length;
         check();
       };
       const onAbort = (): void => {

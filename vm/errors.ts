@@ -17,3 +17,8 @@ export class NotSupportedError extends MachineError {
     super(machine, `${method}() is not supported by the ${backend} backend`);
   }
 }
+
+/** The machine went away (powered off, rebooted, QEMU exited) while a command ran. */
+export class ConnectionLostError extends MachineError {
+  override name = "ConnectionLostError";
+}

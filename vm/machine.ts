@@ -3,16 +3,20 @@ import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { ConsoleLog } from "./console-log.ts";
 import { ansiCQuote } from "./backdoor-shell.ts";
-import { MachineError, NotSupportedError } from "./errors.ts";
+import { ConnectionLostError, MachineError, NotSupportedError } from "./errors.ts";
+import { splitCommandOptions, ttyTextCommand } from "./machine-commands.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "./poll.ts";
 import type {
   BackendName,
+  CommandOptions,
   ExecuteOptions,
   ExecuteResult,
   Machine,
   MachineState,
   NodeOptions,
   PortOptions,
+  QmpEventMessage,
+  StartOptions,
   WaitOptions,
 } from "./types.ts";
 
@@ -27,10 +31,14 @@ export interface MachineContext {
   consolePath(machine: string): string | undefined;
   /** A private scratch directory for this machine (sockets, state). */
   stateDir(machine: string): string;
+  /** --keep-machine-state: the machine's state directory kept across runs of the test. */
+  keptStateDir?(machine: string): string;
   /** Default target directory of `copyFromMachine`. */
   outputDir: string;
   /** The machine has started (is running): e.g. print how to reach its SSH backdoor. */
   started?(machine: string): void;
+  /** Runs before and after every command (the test's polling conditions); throws to fail it. */
+  aroundCommand?(machine: string): Promise<void>;
 }
 
 /**
@@ -41,6 +49,10 @@ export abstract class BaseMachine implements Machine {
   abstract readonly backend: BackendName;
   state: MachineState = "created";
   readonly console: ConsoleLog;
+  /** How the last start() was asked for. */
+  protected startOptions: StartOptions = {};
+  /** waitForConsoleText consumes what it matched (NixOS): it searches from here. */
+  private consoleMark = 0;
 
   constructor(
     readonly name: string,
@@ -75,8 +87,10 @@ export abstract class BaseMachine implements Machine {
     if (this.state === "created") await this.start();
   }
 
-  async start(): Promise<void> {
+  async start(opts: StartOptions = {}): Promise<void> {
     if (this.isUp || this.state === "starting") return;
+    this.startOptions = opts;
+    this.consoleMark = this.console.length;
     this.state = "starting";
     this.log("starting");
     try {
@@ -125,16 +139,33 @@ export abstract class BaseMachine implements Machine {
     if (this.state === "frozen") throw this.error(`cannot run \`${cmd}\`: the machine is frozen (thaw() it first)`, cmd);
     if (!this.isUp) throw this.error(`cannot run \`${cmd}\`: the machine is ${this.state}`, cmd);
     const timeout = opts.timeout ?? DEFAULT_WAIT_SECONDS;
-    const r = await this.rawExecute(cmd, timeout * 1000);
-    return { status: r.status, stdout: opts.encoding === "buffer" ? r.stdout : r.stdout.toString("utf8") };
+    const empty = opts.encoding === "buffer" ? Buffer.alloc(0) : "";
+    await this.ctx.aroundCommand?.(this.name);
+    const running = this.rawExecute(cmd, timeout * 1000);
+    if (opts.checkOutput === false) {
+      // NixOS: sent, not waited for (a command that reboots or powers off the machine).
+      running.catch(() => {});
+      return { status: -2, stdout: empty };
+    }
+    let r: { status: number; stdout: Buffer };
+    try {
+      r = await running;
+    } catch (e) {
+      if (opts.checkReturn === false && e instanceof ConnectionLostError) return { status: -1, stdout: empty };
+      throw e;
+    }
+    await this.ctx.aroundCommand?.(this.name);
+    const stdout = opts.encoding === "buffer" ? r.stdout : r.stdout.toString("utf8");
+    return { status: opts.checkReturn === false ? -1 : r.status, stdout };
   }
 
-  async succeed(...cmds: string[]): Promise<string> {
+  async succeed(...args: Array<string | CommandOptions>): Promise<string> {
     await this.autoStart();
+    const { cmds, timeout } = splitCommandOptions(this.name, "succeed", args);
     let out = "";
     for (const cmd of cmds) {
       this.log(`must succeed: ${cmd}`);
-      const r = await this.execute(cmd);
+      const r = await this.execute(cmd, { timeout });
       if (r.status !== 0) {
         throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd);
       }
@@ -143,16 +174,25 @@ export abstract class BaseMachine implements Machine {
     return out;
   }
 
-  async fail(...cmds: string[]): Promise<string> {
+  async fail(...args: Array<string | CommandOptions>): Promise<string> {
     await this.autoStart();
+    const { cmds, timeout } = splitCommandOptions(this.name, "fail", args);
     let out = "";
     for (const cmd of cmds) {
       this.log(`must fail: ${cmd}`);
-      const r = await this.execute(cmd);
+      const r = await this.execute(cmd, { timeout });
       if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd);
       out += r.stdout;
     }
     return out;
+  }
+
+  /** NixOS `sleep`: in guest time, so a frozen guest's sleep does not run down. */
+  async sleep(seconds: number): Promise<void> {
+    if (!(typeof seconds === "number" && seconds >= 0 && Number.isFinite(seconds))) throw this.error(`sleep(${seconds}): seconds must be a number, 0 or more`);
+    this.log(`sleeping ${seconds} s (guest time)`);
+    const r = await this.execute(`sleep ${seconds}`, { timeout: seconds + DEFAULT_WAIT_SECONDS });
+    if (r.status !== 0) throw this.error(`sleep ${seconds} failed in the machine (exit code ${r.status})`);
   }
 
   waitUntilSucceeds(cmd: string, opts: WaitOptions = {}): Promise<string> {
@@ -213,7 +253,10 @@ export abstract class BaseMachine implements Machine {
     this.log(`waiting for ${re} to appear on the console`);
     const signal = AbortSignal.timeout(timeout * 1000);
     try {
-      return await this.console.waitFor(re, signal);
+      // As NixOS: text a match used is consumed, so the next wait needs new text.
+      const { match, end } = await this.console.waitFor(re, signal, this.consoleMark);
+      this.consoleMark = end;
+      return match;
     } catch (e) {
       if (signal.aborted) throw this.error(`timed out after ${timeout} s waiting for ${re} on the console`);
       throw e;
@@ -279,6 +322,60 @@ export abstract class BaseMachine implements Machine {
 
   consoleLog(): string {
     return this.console.contents;
+  }
+
+  /** NixOS `get_tty_text`: what virtual terminal `tty` shows, cut into its rows. */
+  async getTtyText(tty: number | string): Promise<string> {
+    const r = await this.execute(ttyTextCommand(tty));
+    if (r.status !== 0) throw this.error(`getTtyText(${tty}): cannot read /dev/vcs${tty} (exit code ${r.status})`);
+    return r.stdout;
+  }
+
+  async waitUntilTtyMatches(tty: number | string, regex: RegExp | string, opts: WaitOptions = {}): Promise<void> {
+    const re = typeof regex === "string" ? new RegExp(regex) : regex;
+    this.log(`waiting for ${re} to appear on tty ${tty}`);
+    await this.wrapWait(undefined, () =>
+      pollUntil(`${re} on tty ${tty}`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
+        const text = await this.getTtyText(tty);
+        return re.test(text) ? { done: true, value: undefined } : { done: false, last: `it shows: ${JSON.stringify(text.replace(/\s+/g, " ").trim().slice(-200))}` };
+      }),
+    );
+  }
+
+  /** Text on the machine's screen, read by OCR (tesseract). */
+  getScreenText(): Promise<string> {
+    return Promise.reject(new NotSupportedError(this.name, "getScreenText", this.backend));
+  }
+
+  async waitForText(regex: RegExp | string, opts: WaitOptions = {}): Promise<string> {
+    const re = typeof regex === "string" ? new RegExp(regex) : regex;
+    this.log(`waiting for ${re} to appear on the screen`);
+    return this.wrapWait(undefined, () =>
+      pollUntil(`${re} on the screen`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
+        const text = await this.getScreenText();
+        const m = re.exec(text);
+        return m ? { done: true, value: m[0] } : { done: false, last: `OCR read: ${JSON.stringify(text.replace(/\s+/g, " ").trim().slice(-200))}` };
+      }),
+    );
+  }
+
+  sendKey(_keys: string, _opts?: { delay?: number }): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "sendKey", this.backend));
+  }
+  sendChars(_text: string, _opts?: { delay?: number }): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "sendChars", this.backend));
+  }
+  sendConsole(_text: string): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "sendConsole", this.backend));
+  }
+  waitForQmpEvent(_filter: (e: QmpEventMessage) => boolean, _opts?: WaitOptions): Promise<QmpEventMessage> {
+    return Promise.reject(new NotSupportedError(this.name, "waitForQmpEvent", this.backend));
+  }
+  reboot(): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "reboot", this.backend));
+  }
+  waitForShutdown(_opts?: WaitOptions): Promise<void> {
+    return Promise.reject(new NotSupportedError(this.name, "waitForShutdown", this.backend));
   }
 
   /** Tear down whatever state the machine is in; never throws. Used at the end of a run. */

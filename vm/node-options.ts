@@ -3,10 +3,10 @@ import type { BackendName, NodeOptions } from "./types.ts";
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
 /** Names the test script's context already uses: a node cannot take them. */
-export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run"];
+export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run", "attempt", "pollingCondition", "createMachine", "serialStdout"];
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
-  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs",
+  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans",
 ]);
 
 export interface ResolvedNode {
@@ -50,6 +50,12 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (!Number.isInteger(cores) || cores < 1 || cores > 256) throw new Error(`${where}: cores must be an integer from 1 to 256, got ${JSON.stringify(opts.cores)}`);
     if (opts.bootTimeout !== undefined && !(typeof opts.bootTimeout === "number" && opts.bootTimeout > 0)) {
       throw new Error(`${where}: bootTimeout must be a positive number of seconds`);
+    }
+    if (opts.vlans !== undefined) {
+      const v = opts.vlans;
+      if (!Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1 || x > 255) || new Set(v).size !== v.length) {
+        throw new Error(`${where}: vlans must be a non-empty list of distinct integers from 1 to 255, got ${JSON.stringify(v)}`);
+      }
     }
     out.push({ name, backend, memory, cores, options: { ...opts, backend } });
   }

@@ -25,6 +25,9 @@ export interface NodeOptions {
   bootTimeout?: number;
   /** qemu: extra command-line arguments. */
   qemuArgs?: string[];
+  /** qemu: the virtual networks this machine is on (NixOS `virtualisation.vlans`), 1–255;
+   *  only machines sharing a vlan reach each other. Default [1]: every machine on one. */
+  vlans?: number[];
 }
 
 export interface ExecuteOptions {
@@ -32,6 +35,31 @@ export interface ExecuteOptions {
   timeout?: number;
   /** "utf8" (default) returns stdout as a string, "buffer" the exact bytes. */
   encoding?: "utf8" | "buffer";
+  /** NixOS `check_return`: false returns status -1 and does not fail when the machine goes
+   *  away during the command (for commands that power off or reboot it). Default true. */
+  checkReturn?: boolean;
+  /** NixOS `check_output`: false sends the command and returns `{status: -2, stdout: ""}`
+   *  at once, without waiting for it. Default true. */
+  checkOutput?: boolean;
+}
+
+/** Options of `succeed`/`fail`, given as their last argument. */
+export interface CommandOptions {
+  /** Seconds each command may take. Default 900. */
+  timeout?: number;
+}
+
+export interface StartOptions {
+  /** qemu: a guest reboot resets the machine and the backdoor reconnects, instead of
+   *  ending QEMU (NixOS `allow_reboot`). Default false. */
+  allowReboot?: boolean;
+}
+
+/** A QMP event as QEMU sent it. */
+export interface QmpEventMessage {
+  event: string;
+  data?: Record<string, unknown>;
+  timestamp?: { seconds: number; microseconds: number };
 }
 
 export interface ExecuteResult<T extends string | Buffer = string> {
@@ -55,13 +83,15 @@ export interface Machine {
   readonly name: string;
   readonly backend: BackendName;
   readonly state: MachineState;
-  start(): Promise<void>;
+  start(opts?: StartOptions): Promise<void>;
   shutdown(): Promise<void>;
   crash(): Promise<void>;
   execute(cmd: string, opts?: ExecuteOptions & { encoding?: "utf8" }): Promise<ExecuteResult<string>>;
   execute(cmd: string, opts: ExecuteOptions & { encoding: "buffer" }): Promise<ExecuteResult<Buffer>>;
-  succeed(...cmds: string[]): Promise<string>;
-  fail(...cmds: string[]): Promise<string>;
+  succeed(...cmds: Array<string | CommandOptions>): Promise<string>;
+  fail(...cmds: Array<string | CommandOptions>): Promise<string>;
+  /** Sleep in guest time (a frozen guest's sleep does not advance). */
+  sleep(seconds: number): Promise<void>;
   waitUntilSucceeds(cmd: string, opts?: WaitOptions): Promise<string>;
   waitUntilFails(cmd: string, opts?: WaitOptions): Promise<string>;
   waitForFile(path: string, opts?: WaitOptions): Promise<void>;
@@ -79,4 +109,14 @@ export interface Machine {
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   consoleLog(): string;
+  waitForQmpEvent(filter: (e: QmpEventMessage) => boolean, opts?: WaitOptions): Promise<QmpEventMessage>;
+  sendKey(keys: string, opts?: { delay?: number }): Promise<void>;
+  sendChars(text: string, opts?: { delay?: number }): Promise<void>;
+  sendConsole(text: string): Promise<void>;
+  getScreenText(): Promise<string>;
+  waitForText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
+  getTtyText(tty: number | string): Promise<string>;
+  waitUntilTtyMatches(tty: number | string, regex: RegExp | string, opts?: WaitOptions): Promise<void>;
+  reboot(): Promise<void>;
+  waitForShutdown(opts?: WaitOptions): Promise<void>;
 }

@@ -55,6 +55,8 @@ export interface RunTask {
   sshBackdoor?: boolean;
   /** A connection to a frozen machine's backdoor thaws it (--ssh-thaws, default true). */
   sshThaws?: boolean;
+  /** --keep-machine-state: machines keep their state in <root>/<test>/<machine> across runs. */
+  keepStateRoot?: string;
   /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
   qemu?: QemuRuntime;
   port: MessagePort;

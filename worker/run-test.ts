@@ -7,6 +7,7 @@ import { BreakpointHook } from "../hooks/breakpoint-hook.ts";
 import type { RunNetwork } from "../vm/qemu/run-network.ts";
 import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
+import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
 import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
 
@@ -49,9 +50,13 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       trackProcess: (machine, pid, alive) => emit({ t: "process", machine, pid, alive }),
       consolePath: (machine) => join(task.logDir, `${machine}.console.log`),
       stateDir: (machine) => join(task.stateDir, machine),
+      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, test.name.replace(/[^A-Za-z0-9._-]/g, "_"), machine) : undefined,
       outputDir: join(task.logDir, "out"),
       started: (machine) => backdoor?.announce(machine),
+      aroundCommand: () => driver.conditions.checkAll(),
     };
+    let scriptCtx: Record<string, unknown> = {};
+    const driver = new DriverApi(machines, ctx, { qemu: task.qemu }, task.defaultBackend, emit, (m) => (scriptCtx[m.name] ??= m));
     if (test.nodes.length) mkdirSync(task.stateDir, { recursive: true });
     if (test.nodes.some((n) => n.backend === "qemu")) {
       const { RunNetwork } = await import("../vm/qemu/run-network.ts");
@@ -73,7 +78,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
         await Promise.race([hook!.halt("breakpoint"), aborted]);
       },
     };
-    const scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1);
+    scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1, driver) as Record<string, unknown>;
     await Promise.race([test.def.testScript(scriptCtx as never), aborted]);
   } catch (e) {
     outcome = "failed";

@@ -2,6 +2,7 @@ import type { DebugApi, TestContext } from "../index.ts";
 import type { BaseMachine } from "../vm/machine.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "../vm/poll.ts";
 import { serializeError, type WorkerEvent } from "./events.ts";
+import type { DriverApi } from "./driver-api.ts";
 
 /** Build the object a test script receives: its machines by name, and the helpers. */
 export function buildTestContext(
@@ -10,6 +11,7 @@ export function buildTestContext(
   emit: (e: WorkerEvent) => void,
   debug: DebugApi,
   attempt = 1,
+  driver?: DriverApi,
 ): TestContext {
   const log = (msg: string): void => emit({ t: "log", time: Date.now(), msg });
   const ctx: Record<string, unknown> = {
@@ -41,6 +43,13 @@ export function buildTestContext(
       );
     },
   };
+  if (driver) {
+    ctx.pollingCondition = driver.pollingCondition.bind(driver);
+    ctx.createMachine = driver.createMachine.bind(driver);
+    ctx.serialStdout = driver.serialStdout.bind(driver);
+  }
   for (const m of machines) ctx[m.name] = m;
+  // NixOS: a test with a single node also has it as `machine`.
+  if (machines.length === 1 && !("machine" in ctx)) ctx.machine = machines[0];
   return ctx as TestContext;
 }

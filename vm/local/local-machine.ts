@@ -32,7 +32,8 @@ export class LocalMachine extends BaseMachine {
 
   constructor(name: string, options: NodeOptions, ctx: MachineContext) {
     super(name, options, ctx);
-    this.dir = ctx.stateDir(name);
+    // --keep-machine-state: the directory (cwd, $HOME) outlives the run.
+    this.dir = ctx.keptStateDir?.(name) ?? ctx.stateDir(name);
   }
 
   /** PID of the process group leader (the sandbox), for freeze and teardown. */

@@ -75,8 +75,12 @@ export interface QemuArgvOptions {
   userNetForwards?: Array<{ hostPort: number; guestPort: number }>;
   /** A second NIC on a host-run hub (`-netdev stream`, see vnet frame format below). */
   vnet?: VirtualNetwork;
+  /** NICs on further hubs (node option `vlans`), after `vnet`: eth2, eth3, … */
+  moreVnets?: VirtualNetwork[];
   /** Appended last, so they can override anything above. */
   extraArgs?: string[];
+  /** A guest reboot resets the machine instead of ending QEMU (no -no-reboot). */
+  allowReboot?: boolean;
 }
 
 /**
@@ -185,8 +189,9 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
   if (cpu) argv.push("-cpu", cpu);
   // No window, but a VGA adapter so `screendump` has a screen to capture.
   argv.push("-display", "none", "-vga", "std");
-  // A reboot (panic=-1, `reboot -f`) ends QEMU: a test sees the machine stop.
-  argv.push("-no-reboot");
+  // A reboot (panic=-1, `reboot -f`) ends QEMU: a test sees the machine stop; with
+  // start({allowReboot}) the guest resets instead (NixOS allow_reboot).
+  if (!o.allowReboot) argv.push("-no-reboot");
 
   if (o.kernel) argv.push("-kernel", o.kernel);
   if (o.initrd) argv.push("-initrd", o.initrd);
@@ -204,6 +209,11 @@ export function buildQemuArgv(o: QemuArgvOptions): string[] {
     if (!MAC.test(o.vnet.mac)) throw new Error(`invalid MAC address ${JSON.stringify(o.vnet.mac)}`);
     argv.push("-netdev", `stream,id=${QEMU_IDS.vnetNetdev},server=off,addr.type=unix,addr.path=${qemuOptValue(checkSocketPath(o.vnet.socketPath, "vnet"))}`);
     argv.push("-device", `virtio-net-pci,netdev=${QEMU_IDS.vnetNetdev},id=${QEMU_IDS.vnetNic},mac=${o.vnet.mac}`);
+    (o.moreVnets ?? []).forEach((v, i) => {
+      if (!MAC.test(v.mac)) throw new Error(`invalid MAC address ${JSON.stringify(v.mac)}`);
+      argv.push("-netdev", `stream,id=vnet${i + 1},server=off,addr.type=unix,addr.path=${qemuOptValue(checkSocketPath(v.socketPath, "vnet"))}`);
+      argv.push("-device", `virtio-net-pci,netdev=vnet${i + 1},id=vnic${i + 1},mac=${v.mac}`);
+    });
   }
   if (o.diskImage) argv.push(...diskArgs(o.diskImage));
 

@@ -1,17 +1,21 @@
 import type { ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
+import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
 import type { ResolvedNode } from "../node-options.ts";
-import type { NodeOptions } from "../types.ts";
+import type { NodeOptions, QmpEventMessage, WaitOptions } from "../types.ts";
+import { ConnectionLostError } from "../errors.ts";
+import { QemuScreenAndKeys } from "./screen-and-keys.ts";
+import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
-import type { RunNetwork } from "./run-network.ts";
+import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
@@ -46,7 +50,14 @@ export class QemuMachine extends BaseMachine {
   private exited: Promise<void> = Promise.resolve();
   private exitHow: string | undefined;
   private stopping = false;
-  private readonly qemuGone = new AbortController();
+  /** A kept disk (--keep-machine-state): QEMU must flush it before it is killed. */
+  private keepsDisk = false;
+  private qemuGone = new AbortController();
+  /** Set while a rebooted guest's backdoor shell is awaited (start({allowReboot})). */
+  private reconnecting: Promise<void> | undefined;
+  private serialSocket: Socket | undefined;
+  private readonly events = new QmpEventLog();
+  private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
   /** Loopback ports that forward to guest ports (user networking), by guest port. */
   private readonly loopbackForwards = new Map<number, Promise<number>>();
   /** Set before start: give the guest a vhost-user vsock device served by vhost-device-vsock. */
@@ -75,11 +86,18 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected async doStart(): Promise<void> {
+    // A machine started again (after a shutdown or a reboot without allowReboot) starts afresh.
+    await this.dispose();
+    this.qemuGone = new AbortController();
+    this.stopping = false;
+    this.exitHow = undefined;
+    this.events.clear();
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const sock = (n: string) => join(this.dir, n);
     this.shellListener = await ShellListener.listen(sock("shell.sock"));
     await this.listenSerial(sock("serial.sock"));
-    const hub = this.net?.needed ? await this.net.hub() : undefined;
+    const hub = this.net?.needed ? await this.net.hub(this.net.vlansOf(this.name)[0]) : undefined;
+    const moreVlans = hub ? await vlanNics(this.net!, this.name) : [];
     const o = this.options;
     const vsockArgs: string[] = [];
     if (this.vsockUdsPath) {
@@ -99,7 +117,9 @@ export class QemuMachine extends BaseMachine {
       killSocket: sock("kill.sock"),
       serial: { type: "socket", path: sock("serial.sock") },
       vnet: hub ? { socketPath: hub.path, mac: this.net!.mac(this.name) } : undefined,
+      moreVnets: moreVlans.map((n) => ({ socketPath: n.hubPath, mac: n.mac })),
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
+      allowReboot: this.startOptions.allowReboot === true,
     };
     let file: string;
     let args: string[];
@@ -119,13 +139,13 @@ export class QemuMachine extends BaseMachine {
             {
               hostname: this.name,
               ip: hub ? `${this.net!.address(this.name)}/24` : undefined,
-              hosts: hub ? this.net!.hosts() : undefined,
+              hosts: hub ? this.net!.hosts(this.name) : undefined,
             },
             o.append,
           )
         : undefined;
       file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage });
+      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
     }
 
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
@@ -143,21 +163,21 @@ export class QemuMachine extends BaseMachine {
       this.qemuGone.abort(new Error(`qemu exited (${how})`));
       this.shell?.close(new ShellClosedError(`qemu exited (${how})`));
       if (!this.stopping && this.isUp) {
-        this.state = "crashed";
-        this.log(`qemu exited unexpectedly (${how})`);
+        // Exit code 0: the guest powered itself off (or rebooted under -no-reboot).
+        this.state = how === "exit code 0" ? "stopped" : "crashed";
+        this.log(how === "exit code 0" ? "the guest powered off (qemu exited)" : `qemu exited unexpectedly (${how})`);
       }
     });
 
     try {
       this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
       this.qmp.on("close", () => {});
+      this.qmp.on("event", (e) => {
+        this.events.push(e);
+        if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
+      });
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
-      const bootTimeout = o.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
-      const ready = await this.shellListener.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
-      this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
-      if (ready.rest.length) ready.socket.unshift(ready.rest);
-      ready.socket.resume();
-      await this.shell.init("/tmp/.hp-out", 30_000);
+      await this.connectShell();
     } catch (e) {
       const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
       await this.kill();
@@ -167,9 +187,45 @@ export class QemuMachine extends BaseMachine {
     this.log("backdoor shell ready");
   }
 
+  private async keptDisk(image: string): Promise<string | DiskImage> {
+    const dir = this.ctx.keptStateDir?.(this.name);
+    this.keepsDisk = dir !== undefined;
+    return dir ? keptDiskImage(dir, image, (m) => this.log(m)) : image;
+  }
+
+  /** Wait for the guest's backdoor shell on hvc0 (at boot, and again after a reboot). */
+  private async connectShell(): Promise<void> {
+    const bootTimeout = this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
+    const ready = await this.shellListener!.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
+    this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
+    if (ready.rest.length) ready.socket.unshift(ready.rest);
+    ready.socket.resume();
+    await this.shell.init("/tmp/.hp-out", 30_000);
+    // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
+    const more = this.net?.needed ? this.net.nics(this.name).slice(1) : [];
+    if (more.length) {
+      const r = await this.shell.run(vlanSetupCommand(more), 30_000);
+      if (r.status !== 0) throw this.error(`cannot configure the NICs of vlans ${more.map((n) => n.vlan).join(", ")} (exit code ${r.status})`);
+    }
+  }
+
+  /** The guest reset itself (allowReboot): its old shell is gone, a new one will come up
+   *  on the same virtconsole; commands wait for it (NixOS reconnects the same way). */
+  private onGuestReset(): void {
+    if (this.reconnecting || !this.shell) return;
+    this.shell.detach(new ConnectionLostError(this.name, "the guest rebooted"));
+    this.shell = undefined;
+    this.log("the guest rebooted: waiting for its backdoor shell");
+    this.reconnecting = this.connectShell()
+      .then(() => this.log("backdoor shell ready (after reboot)"))
+      .finally(() => (this.reconnecting = undefined));
+    this.reconnecting.catch((e: Error) => this.log(`no backdoor shell after the reboot: ${e.message}`));
+  }
+
   private async listenSerial(path: string): Promise<void> {
     await rm(path, { force: true });
     const server = createServer((s) => {
+      this.serialSocket = s;
       s.on("data", (c: Buffer) => this.console.append(c));
       s.on("error", () => {});
     });
@@ -181,6 +237,7 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected async rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }> {
+    if (this.reconnecting) await this.reconnecting.catch(() => {});
     if (!this.shell) throw this.error("not started");
     try {
       return await this.shell.run(cmd, timeoutMs, () => this.killPort?.killRunningCommand());
@@ -188,7 +245,7 @@ export class QemuMachine extends BaseMachine {
       if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
       if (e instanceof ShellClosedError) {
         await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
-        throw this.error(`${this.exitHow ? `qemu exited (${this.exitHow})` : e.message} during \`${cmd}\``, cmd);
+        throw new ConnectionLostError(this.name, `${this.exitHow ? `qemu exited (${this.exitHow})` : e.message} during \`${cmd}\``, cmd);
       }
       throw e;
     }
@@ -221,6 +278,8 @@ export class QemuMachine extends BaseMachine {
 
   protected async doCrash(): Promise<void> {
     this.stopping = true;
+    // QMP quit flushes the qcow2 overlay's metadata, which a SIGKILL would lose.
+    if (this.keepsDisk) await Promise.race([this.qmp?.quit().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
     await this.kill();
   }
 
@@ -238,6 +297,78 @@ export class QemuMachine extends BaseMachine {
     await this.exited;
   }
 
+  override async reboot(): Promise<void> {
+    await this.autoStart();
+    const timeoutMs = (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000;
+    // NixOS presses Ctrl-Alt-Delete; `reboot` does the same on systemd guests and is what
+    // haltpoint's busybox init (no Ctrl-Alt-Delete handler) understands.
+    if (this.startOptions.allowReboot) {
+      this.log("rebooting (the guest resets; QEMU keeps running)");
+      const reset = this.requireQmp().waitForEvent("RESET", timeoutMs);
+      await this.execute("reboot", { checkOutput: false });
+      await reset;
+      await this.reconnecting;
+      return;
+    }
+    this.log("rebooting (QEMU ends with -no-reboot, then starts again)");
+    this.stopping = true;
+    await this.execute("reboot", { checkOutput: false });
+    await this.waitForExit(timeoutMs, "reboot");
+    this.state = "stopped";
+    await this.start(this.startOptions);
+  }
+
+  override async waitForShutdown(opts: WaitOptions = {}): Promise<void> {
+    if (!this.isUp) return;
+    this.log("waiting for the guest to power off");
+    await this.waitForExit((opts.timeout ?? 900) * 1000, "waitForShutdown");
+    this.state = "stopped";
+  }
+
+  private async waitForExit(timeoutMs: number, what: string): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs)));
+    const late = await Promise.race([this.exited.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (late) throw this.error(`${what}: the guest did not power off within ${timeoutMs / 1000} s`);
+  }
+
+  override waitForQmpEvent(filter: (e: QmpEventMessage) => boolean, opts: WaitOptions = {}): Promise<QmpEventMessage> {
+    const timeout = opts.timeout ?? 600;
+    this.log(`waiting for a QMP event`);
+    return this.events.next(filter, timeout * 1000).catch((e: Error) => {
+      throw this.error(`waitForQmpEvent: ${e.message}`);
+    });
+  }
+
+  override sendKey(keys: string, opts: { delay?: number } = {}): Promise<void> {
+    return this.withCommandChecks(() => this.screen.sendKey(keys, opts.delay));
+  }
+
+  override sendChars(text: string, opts: { delay?: number } = {}): Promise<void> {
+    return this.withCommandChecks(() => this.screen.sendChars(text, opts.delay));
+  }
+
+  /** Type on the serial console (the guest's ttyS0), as NixOS `send_console`. */
+  override async sendConsole(text: string): Promise<void> {
+    if (!this.serialSocket || this.serialSocket.destroyed) throw this.error("sendConsole: the serial console is not connected (is the machine running?)");
+    this.log(`sending to the serial console: ${JSON.stringify(text)}`);
+    const s = this.serialSocket;
+    await new Promise<void>((resolve, reject) => s.write(text, (e) => (e ? reject(e) : resolve())));
+  }
+
+  override getScreenText(): Promise<string> {
+    return this.withCommandChecks(() => this.screen.screenText(join(this.dir, "ocr-screen")));
+  }
+
+  private async withCommandChecks<T>(fn: () => Promise<T>): Promise<T> {
+    await this.autoStart();
+    await this.ctx.aroundCommand?.(this.name);
+    const r = await fn();
+    await this.ctx.aroundCommand?.(this.name);
+    return r;
+  }
+
   protected override async dispose(): Promise<void> {
     if (this.vsock) {
       const pid = this.vsock.pid;
@@ -249,6 +380,8 @@ export class QemuMachine extends BaseMachine {
     this.killPort?.close();
     await this.shellListener?.close().catch(() => {});
     this.serialServer?.close();
+    this.serialSocket?.destroy();
+    this.events.clear();
   }
 
   override async screenshot(name: string): Promise<string> {

@@ -2,13 +2,21 @@ import { join } from "node:path";
 import type { ResolvedNode } from "../node-options.ts";
 import { VnetHub, vnetAddress, vnetMac } from "./vnet-hub.ts";
 
+/** One NIC of a machine: on which vlan, with which address and MAC. */
+export interface VlanNic {
+  vlan: number;
+  address: string;
+  mac: string;
+}
+
 /**
- * One run's virtual network: every qemu machine of the test gets a second NIC on the
- * run's own hub, an address by node order, and every other machine's name in /etc/hosts
+ * One run's virtual networks: each vlan (node option `vlans`, default [1], as NixOS) is a hub
+ * of its own, and a qemu machine gets one NIC per vlan it is on, an address by node order
+ * (192.168.<vlan>.<n>), and in /etc/hosts the name of every machine it shares a vlan with
  * (so `server` resolves inside `client`). Only built when a test has two or more guests.
  */
 export class RunNetwork {
-  private hubPromise: Promise<VnetHub> | undefined;
+  private readonly hubs = new Map<number, Promise<VnetHub>>();
   private readonly members: ResolvedNode[];
 
   constructor(
@@ -22,9 +30,10 @@ export class RunNetwork {
     return this.members.length >= 2;
   }
 
-  hub(): Promise<VnetHub> {
-    this.hubPromise ??= VnetHub.listen(join(this.stateDir, "vnet.sock"));
-    return this.hubPromise;
+  hub(vlan = 1): Promise<VnetHub> {
+    let h = this.hubs.get(vlan);
+    if (!h) this.hubs.set(vlan, (h = VnetHub.listen(join(this.stateDir, vlan === 1 ? "vnet.sock" : `vnet${vlan}.sock`))));
+    return h;
   }
 
   private index(name: string): number {
@@ -33,19 +42,47 @@ export class RunNetwork {
     return i;
   }
 
+  vlansOf(name: string): number[] {
+    return this.members[this.index(name)]!.options.vlans ?? [1];
+  }
+
+  /** The machine's NICs in order: the first is eth1 (after the user-network eth0), then eth2, … */
+  nics(name: string): VlanNic[] {
+    const i = this.index(name);
+    return this.vlansOf(name).map((vlan) => ({ vlan, address: vnetAddress(i, vlan), mac: vnetMac(i, vlan) }));
+  }
+
   address(name: string): string {
-    return vnetAddress(this.index(name));
+    return this.nics(name)[0]!.address;
   }
 
   mac(name: string): string {
-    return vnetMac(this.index(name));
+    return this.nics(name)[0]!.mac;
   }
 
-  hosts(): Record<string, string> {
-    return Object.fromEntries(this.members.map((n, i) => [n.name, vnetAddress(i)]));
+  /** Names `name` can reach, with the address on the first vlan they share. */
+  hosts(name?: string): Record<string, string> {
+    const mine = name ? this.vlansOf(name) : undefined;
+    const out: Record<string, string> = {};
+    this.members.forEach((n, i) => {
+      const theirs = n.options.vlans ?? [1];
+      const shared = mine ? mine.find((v) => theirs.includes(v)) : theirs[0];
+      if (shared !== undefined) out[n.name] = vnetAddress(i, shared);
+    });
+    return out;
   }
 
   async close(): Promise<void> {
-    if (this.hubPromise) await (await this.hubPromise.catch(() => undefined))?.close();
+    for (const h of this.hubs.values()) await (await h.catch(() => undefined))?.close();
   }
+}
+
+/** NICs after the first (eth2, eth3, …): the hub of each one's vlan. */
+export async function vlanNics(net: RunNetwork, name: string): Promise<Array<{ hubPath: string; mac: string }>> {
+  return Promise.all(net.nics(name).slice(1).map(async (n) => ({ hubPath: (await net.hub(n.vlan)).path, mac: n.mac })));
+}
+
+/** The guest command that configures eth2… in NIC order (PCI slots follow the -device order), /24. */
+export function vlanSetupCommand(nics: VlanNic[]): string {
+  return nics.map((n, i) => `ip link set eth${i + 2} up && ip addr add ${n.address}/24 dev eth${i + 2}`).join(" && ");
 }

@@ -60,12 +60,12 @@ export class VnetHub {
   }
 }
 
-/** Addresses on a run's virtual network, by node order: 192.168.1.1, .2, … */
-export function vnetAddress(index: number): string {
+/** Addresses on a run's virtual network (vlan), by node order, as NixOS: 192.168.<vlan>.1, .2, … */
+export function vnetAddress(index: number, vlan = 1): string {
   if (index < 0 || index > 250) throw new Error("at most 250 machines on one virtual network");
-  return `192.168.1.${index + 1}`;
+  return `192.168.${vlan}.${index + 1}`;
 }
 
-export function vnetMac(index: number): string {
-  return `52:54:00:12:01:${(index + 1).toString(16).padStart(2, "0")}`;
+export function vnetMac(index: number, vlan = 1): string {
+  return `52:54:00:12:${vlan.toString(16).padStart(2, "0")}:${(index + 1).toString(16).padStart(2, "0")}`;
 }
