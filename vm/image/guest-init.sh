@@ -93,8 +93,13 @@ if [ -n "$hp_key" ]; then
 fi
 # Login records dropbear writes (it complains on the console when they are missing).
 touch /var/log/lastlog /var/log/wtmp /run/utmp
-# -R: host keys generated on first use; -B: blank root password allowed; -E: log to console.
-dropbear -R -B -E -p 22
+# One dropbear per connection (inetd mode behind busybox nc): a listening dropbear drops
+# connections beyond 5 unauthenticated ones per source address, and every connection
+# through the user-network forward comes from 10.0.2.2, so 8 ssh sessions opened at once
+# lost some. -R: host keys generated on first use (written atomically, so concurrent
+# first connections agree); -B: blank root password allowed. (-E, log to stderr, is
+# refused in inetd mode.)
+nc -ll -p 22 -e /usr/sbin/dropbear -i -R -B </dev/null &
 
 # ACPI power button (QMP system_powerdown) -> poweroff, where button and evdev loaded.
 if [ -d /sys/module/button ] && [ -d /sys/module/evdev ]; then
