@@ -6,7 +6,7 @@ export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run", "attempt", "pollingCondition", "createMachine", "serialStdout"];
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
-  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans",
+  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot",
 ]);
 
 export interface ResolvedNode {
@@ -51,6 +51,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (opts.bootTimeout !== undefined && !(typeof opts.bootTimeout === "number" && opts.bootTimeout > 0)) {
       throw new Error(`${where}: bootTimeout must be a positive number of seconds`);
     }
+    if (opts.snapshotBoot !== undefined && typeof opts.snapshotBoot !== "boolean") throw new Error(`${where}: snapshotBoot must be true or false, got ${JSON.stringify(opts.snapshotBoot)}`);
     if (opts.vlans !== undefined) {
       const v = opts.vlans;
       if (!Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1 || x > 255) || new Set(v).size !== v.length) {

@@ -19,6 +19,10 @@ export const GUEST_MODULES: readonly string[] = [
   "virtio_pci_modern_dev",
   "virtio_pci",
   "virtio_console",
+  // virtio-rng: host entropy, so the kernel's CRNG is ready within the boot (TCG has no
+  // RDRAND) and reseeds when a restored guest's VM generation id changes
+  "rng_core",
+  "virtio_rng",
   "failover",
   "net_failover",
   "virtio_net",

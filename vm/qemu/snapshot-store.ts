@@ -1,0 +1,194 @@
+// Where snapshots live and which one a machine may start from. A snapshot is only valid for
+// the exact QEMU, kernel, initrd and machine shape it was saved from (everything that must
+// match for `-incoming`), so the key hashes all of them; it sits beside the guest image it
+// was booted from, so `haltpoint image prune` removing an image removes its snapshots too.
+
+import { createHash } from "node:crypto";
+import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
+import { readdir, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { findOnPath } from "../find-on-path.ts";
+import { DEFAULT_APPEND } from "../image/guest-params.ts";
+import { QEMU_BINARY } from "./qemu-argv.ts";
+import { SNAPSHOT_FORMAT_VERSION } from "./snapshot-format.ts";
+
+/** Everything about a machine that its snapshot must share with it. */
+export interface SnapshotShape {
+  kernel: string;
+  initrd: string;
+  memoryMiB: number;
+  cores: number;
+  accel: string;
+  /** NICs on virtual networks (each is a device in the saved state). */
+  vnets: number;
+  /** The node's own qemuArgs and kernel append, which may add devices or change the guest. */
+  extraArgs: readonly string[];
+  append: string;
+  allowReboot: boolean;
+}
+
+function fileIdentity(path: string): string {
+  const real = realpathSync(path);
+  const s = statSync(real);
+  return `${real}:${s.size}:${s.mtimeMs}`;
+}
+
+let qemuIdentity: string | undefined;
+
+/** The QEMU binary as a snapshot sees it: a new QEMU build cannot load an old stream safely. */
+function qemuBinaryIdentity(): string {
+  if (qemuIdentity === undefined) {
+    const bin = findOnPath(QEMU_BINARY);
+    qemuIdentity = bin ? fileIdentity(bin) : "missing";
+  }
+  return qemuIdentity;
+}
+
+/** The snapshot directory of the image whose kernel is `kernel`. */
+export function snapshotDirOf(kernel: string): string {
+  return join(dirname(kernel), "snapshots");
+}
+
+export function snapshotKey(shape: SnapshotShape): string {
+  const facts = {
+    ...shape,
+    format: SNAPSHOT_FORMAT_VERSION,
+    qemu: qemuBinaryIdentity(),
+    kernel: fileIdentity(shape.kernel),
+    initrd: fileIdentity(shape.initrd),
+    defaultAppend: DEFAULT_APPEND,
+  };
+  return createHash("sha256").update(JSON.stringify(facts)).digest("hex").slice(0, 16);
+}
+
+/** The snapshot file for a shape; it exists once some machine of that shape saved it. */
+export class SnapshotSlot {
+  readonly file: string;
+  private readonly lock: string;
+  private locked = false;
+
+  constructor(
+    readonly dir: string,
+    readonly key: string,
+  ) {
+    this.file = join(dir, `${key}.zst`);
+    this.lock = join(dir, `${key}.lock`);
+  }
+
+  static forShape(shape: SnapshotShape): SnapshotSlot {
+    return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape));
+  }
+
+  /** The snapshot is there (and marked used now, for `image prune`). */
+  available(): boolean {
+    try {
+      const now = new Date();
+      utimesSync(this.file, now, now);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Become the one machine that saves this snapshot. False when another live process is
+   * saving it (this machine then boots cold and saves nothing); a lock left by a dead
+   * process is taken over.
+   */
+  claim(): boolean {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(this.lock, "wx", 0o600);
+        writeSync(fd, String(process.pid));
+        closeSync(fd);
+        this.locked = true;
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") return false;
+        const owner = Number(readFileSafe(this.lock));
+        if (owner > 0 && isAlive(owner)) return false;
+        try {
+          unlinkSync(this.lock);
+        } catch {
+          /* someone else took it over */
+        }
+      }
+    }
+    return false;
+  }
+
+  /** Where the saver writes before the snapshot is complete (renamed into place after). */
+  get partialFile(): string {
+    return `${this.file}.partial-${process.pid}`;
+  }
+
+  release(): void {
+    if (!this.locked) return;
+    this.locked = false;
+    try {
+      unlinkSync(this.lock);
+    } catch {
+      /* gone */
+    }
+  }
+
+  /** A snapshot that failed to load is removed, so the next machine saves a good one. */
+  discard(): void {
+    try {
+      unlinkSync(this.file);
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+function readFileSafe(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+export interface CachedSnapshot {
+  file: string;
+  bytes: number;
+  lastUsedMs: number;
+}
+
+/** Snapshots under one image's snapshot dir. */
+export async function listSnapshots(dir: string): Promise<CachedSnapshot[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const out: CachedSnapshot[] = [];
+  for (const n of names) {
+    if (!/\.zst$/.test(n)) continue;
+    const s = await stat(join(dir, n)).catch(() => undefined);
+    if (s) out.push({ file: join(dir, n), bytes: s.size, lastUsedMs: s.mtimeMs });
+  }
+  return out;
+}
+
+/** Remove snapshots not used since `cutoffMs` (and half-written ones of dead savers). */
+export async function pruneSnapshots(dir: string, cutoffMs: number): Promise<CachedSnapshot[]> {
+  const removed: CachedSnapshot[] = [];
+  for (const s of await listSnapshots(dir)) {
+    if (s.lastUsedMs >= cutoffMs) continue;
+    await rm(s.file, { force: true });
+    removed.push(s);
+  }
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    const m = /\.partial-(\d+)$/.exec(n);
+    if (m && !isAlive(Number(m[1]))) await rm(join(dir, n), { force: true });
+  }
+  return removed;
+}
