@@ -73,6 +73,7 @@ export class QemuMachine extends BaseMachine {
   private reconnecting: Promise<void> | undefined;
   /** Snapshot boots: the guest booted with the image's generic identity and got its own through the shell. */
   private identityByShell = false;
+  private coldNextStart = false;
   private serialSocket: Socket | undefined;
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
@@ -104,8 +105,11 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected async doStart(): Promise<void> {
+    // reboot() means a real boot: the kernel starts again, not a restore.
+    const snapshotsAllowed = !this.coldNextStart;
+    this.coldNextStart = false;
     try {
-      await this.bootOnce(true);
+      await this.bootOnce(snapshotsAllowed);
     } catch (e) {
       if (!(e instanceof SnapshotRestoreFailed)) throw e;
       e.slot.discard();
@@ -230,6 +234,8 @@ export class QemuMachine extends BaseMachine {
       }
       await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
       if (snapshot?.mode === "save") await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m));
+      // The stop and cont of saving and restoring are haltpoint's, not the test's events.
+      if (snapshot) this.events.clear();
       this.identityByShell = snapshot !== undefined;
       if (snapshot) await this.personalize(snapshot.mode === "restore");
     } catch (e) {
@@ -399,6 +405,7 @@ export class QemuMachine extends BaseMachine {
     await this.execute("reboot", { checkOutput: false });
     await this.waitForExit(timeoutMs, "reboot");
     this.state = "stopped";
+    this.coldNextStart = true;
     await this.start(this.startOptions);
   }
 
