@@ -25,12 +25,13 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; nowMs?: number }): string {
   const name = id.hostname ?? "haltpoint";
   const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
-  const parts: string[] = [];
+  // First, so that the time is the host's when the command is sent, to within its latency.
+  // Also for the guest that saved the snapshot: its clock stood still while it was saved.
+  const parts: string[] = [`date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`];
   if (o.restored) {
     parts.push(
       `i=0; until dmesg | grep -c ${q(VMFORK_RESEED_LINE)} > /dev/null; do i=$((i+1)); [ $i -gt 100 ] && { echo "haltpoint: the kernel did not reseed its CRNG after the restore" >&2; break; }; usleep 10000; done`,
       `echo ${randomBytes(32).toString("base64")} | base64 -d > /dev/urandom`,
-      `date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`,
     );
   }
   parts.push(`hostname ${q(name)}`, `echo ${q(name)} > /etc/hostname`, `printf '%s\\n' ${hosts.map(q).join(" ")} > /etc/hosts`);

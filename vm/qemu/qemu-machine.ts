@@ -106,19 +106,20 @@ export class QemuMachine extends BaseMachine {
 
   protected async doStart(): Promise<void> {
     // reboot() means a real boot: the kernel starts again, not a restore.
-    const snapshotsAllowed = !this.coldNextStart;
+    const snapshots = this.coldNextStart ? "none" : "any";
     this.coldNextStart = false;
     try {
-      await this.bootOnce(snapshotsAllowed);
+      await this.bootOnce(snapshots);
     } catch (e) {
       if (!(e instanceof SnapshotRestoreFailed)) throw e;
       e.slot.discard();
       this.log(`could not start from snapshot ${e.slot.file} (${e.message}): removed it, booting cold`);
-      await this.bootOnce(false);
+      // Cold, and saving a good snapshot for the machines after this one.
+      await this.bootOnce("save-only");
     }
   }
 
-  private async bootOnce(snapshotsAllowed: boolean): Promise<void> {
+  private async bootOnce(snapshots: "any" | "save-only" | "none"): Promise<void> {
     // A machine started again (after a shutdown or a reboot without allowReboot) starts afresh.
     await this.dispose();
     this.qemuGone = new AbortController();
@@ -164,7 +165,7 @@ export class QemuMachine extends BaseMachine {
       file = o.startScript;
       args = [];
       env = { QEMU_OPTS: startScriptArgs(base).join(" ") };
-    } else if (snapshotsAllowed && snapshotEligible(o, this.rt.snapshotBoot === true, this.vsockUdsPath !== undefined)) {
+    } else if (snapshots !== "none" && snapshotEligible(o, this.rt.snapshotBoot === true, this.vsockUdsPath !== undefined)) {
       base.extraArgs = [...IDENTITY_DEVICES, ...(base.extraArgs ?? [])];
       snapshot = planSnapshotBoot({
         kernel: this.rt.kernel,
@@ -176,7 +177,8 @@ export class QemuMachine extends BaseMachine {
         extraArgs: base.extraArgs ?? [],
         append: o.append ?? "",
         allowReboot: base.allowReboot === true,
-      });
+      }, { restore: snapshots === "any" });
+      if (snapshot?.mode === "save" && snapshot.replaced) this.log(snapshot.replaced);
       // The snapshot's guest booted with the image's generic identity; this machine's own
       // is applied through the shell (personalize below), restored or not.
       const append = snapshot ? guestAppend({}, o.append) : this.ownAppend(hub !== undefined);
@@ -225,7 +227,7 @@ export class QemuMachine extends BaseMachine {
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
       if (snapshot?.mode === "restore") {
         try {
-          await waitRestored(this.qmp, 20_000);
+          await waitRestored(this.qmp, 60_000);
         } catch (e) {
           const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
           await this.kill();

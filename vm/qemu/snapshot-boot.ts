@@ -3,13 +3,13 @@
 // saves the snapshot once its backdoor shell is up, and then, like every machine restored
 // from it later, takes its own identity through the shell (guest-personalize.ts).
 
-import { rename, rm, stat } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import type { NodeOptions } from "../types.ts";
 import type { QmpClient } from "./qmp.ts";
 import { saveSnapshot } from "./snapshot-format.ts";
 import { SnapshotSlot, type SnapshotShape } from "./snapshot-store.ts";
 
-export type SnapshotBoot = { mode: "restore"; slot: SnapshotSlot } | { mode: "save"; slot: SnapshotSlot };
+export type SnapshotBoot = { mode: "restore"; slot: SnapshotSlot } | { mode: "save"; slot: SnapshotSlot; replaced?: string };
 
 /**
  * Devices that make a restored guest its own: a new VM generation id on every QEMU start
@@ -24,10 +24,16 @@ export function snapshotEligible(o: NodeOptions, runAllows: boolean, hasVsock: b
 }
 
 /** Restore when the snapshot is there; else save it if no other live machine is saving it; else undefined (plain cold boot). */
-export function planSnapshotBoot(shape: SnapshotShape): SnapshotBoot | undefined {
+export function planSnapshotBoot(shape: SnapshotShape, o: { restore: boolean }): SnapshotBoot | undefined {
   const slot = SnapshotSlot.forShape(shape);
-  if (slot.available()) return { mode: "restore", slot };
-  if (slot.claim()) return { mode: "save", slot };
+  const found = slot.check();
+  if (found === "ok" && o.restore) return { mode: "restore", slot };
+  if (found !== "ok" && found !== "absent") {
+    slot.discard();
+    const replaced = `snapshot ${slot.file} is damaged (${found.damaged}): removed it, booting cold`;
+    return slot.claim() ? { mode: "save", slot, replaced } : undefined;
+  }
+  if (found === "absent" && slot.claim()) return { mode: "save", slot };
   return undefined;
 }
 
@@ -41,7 +47,7 @@ export async function saveForLater(qmp: QmpClient, slot: SnapshotSlot, log: (m: 
     await qmp.stop();
     try {
       await saveSnapshot(qmp, slot.partialFile);
-      await rename(slot.partialFile, slot.file);
+      await slot.commit();
     } finally {
       await qmp.cont();
     }

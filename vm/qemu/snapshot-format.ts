@@ -53,6 +53,8 @@ export async function waitRestored(qmp: QmpClient, timeoutMs: number): Promise<v
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
     const status = ((await qmp.execute("query-status")) as { status?: string }).status;
     if (status === "running") return;
+    const migration = ((await qmp.execute("query-migrate")) as MigrateInfo).status;
+    if (migration === "failed") throw new Error("QEMU could not load it");
     // The guest was stopped when it was saved, and QEMU keeps a loaded guest in the run
     // state it was saved in: start it.
     if (status === "paused") {

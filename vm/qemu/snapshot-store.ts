@@ -4,8 +4,8 @@
 // was booted from, so `haltpoint image prune` removing an image removes its snapshots too.
 
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, unlinkSync, utimesSync, writeSync } from "node:fs";
-import { readdir, rm, stat } from "node:fs/promises";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { findOnPath } from "../find-on-path.ts";
 import { DEFAULT_APPEND } from "../image/guest-params.ts";
@@ -34,6 +34,9 @@ function fileIdentity(path: string): string {
 }
 
 let qemuIdentity: string | undefined;
+
+/** The first four bytes of every zstd frame. */
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
 /** The QEMU binary as a snapshot sees it: a new QEMU build cannot load an old stream safely. */
 function qemuBinaryIdentity(): string {
@@ -79,15 +82,42 @@ export class SnapshotSlot {
     return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape));
   }
 
-  /** The snapshot is there (and marked used now, for `image prune`). */
-  available(): boolean {
+  /**
+   * Whether the snapshot is there and looks whole: a zstd frame of the size recorded when
+   * it was saved. "absent", "ok", or why it is damaged (a truncated or overwritten file is
+   * found here, before QEMU tries to load it). Marks a good one used now, for `image prune`.
+   */
+  check(): "absent" | "ok" | { damaged: string } {
+    let size: number;
     try {
-      const now = new Date();
-      utimesSync(this.file, now, now);
-      return true;
+      size = statSync(this.file).size;
     } catch {
-      return false;
+      return "absent";
     }
+    const recorded = Number(readFileSafe(this.sizeFile));
+    if (size !== recorded) return { damaged: `${size} bytes, ${recorded ? `${recorded} were saved` : "its size record is missing"}` };
+    const magic = Buffer.alloc(4);
+    const fd = openSync(this.file, "r");
+    try {
+      readSync(fd, magic, 0, 4, 0);
+    } finally {
+      closeSync(fd);
+    }
+    if (!magic.equals(ZSTD_MAGIC)) return { damaged: "not a zstd stream" };
+    const now = new Date();
+    utimesSync(this.file, now, now);
+    return "ok";
+  }
+
+  private get sizeFile(): string {
+    return `${this.file}.size`;
+  }
+
+  /** Move a completely written snapshot into place, with its size beside it. */
+  async commit(): Promise<void> {
+    const size = statSync(this.partialFile).size;
+    writeFileSync(this.sizeFile, String(size));
+    await rename(this.partialFile, this.file);
   }
 
   /**
@@ -135,10 +165,12 @@ export class SnapshotSlot {
 
   /** A snapshot that failed to load is removed, so the next machine saves a good one. */
   discard(): void {
-    try {
-      unlinkSync(this.file);
-    } catch {
-      /* gone */
+    for (const f of [this.file, this.sizeFile]) {
+      try {
+        unlinkSync(f);
+      } catch {
+        /* gone */
+      }
     }
   }
 }
@@ -184,6 +216,7 @@ export async function pruneSnapshots(dir: string, cutoffMs: number): Promise<Cac
   for (const s of await listSnapshots(dir)) {
     if (s.lastUsedMs >= cutoffMs) continue;
     await rm(s.file, { force: true });
+    await rm(`${s.file}.size`, { force: true });
     removed.push(s);
   }
   for (const n of await readdir(dir).catch(() => [] as string[])) {
