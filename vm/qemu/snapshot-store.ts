@@ -94,7 +94,7 @@ export class SnapshotSlot {
     } catch {
       return "absent";
     }
-    const recorded = Number(readFileSafe(this.sizeFile));
+    const recorded = readRecord(this.sizeFile)?.bytes ?? 0;
     if (size !== recorded) return { damaged: `${size} bytes, ${recorded ? `${recorded} were saved` : "its size record is missing"}` };
     const magic = Buffer.alloc(4);
     const fd = openSync(this.file, "r");
@@ -110,13 +110,13 @@ export class SnapshotSlot {
   }
 
   private get sizeFile(): string {
-    return `${this.file}.size`;
+    return recordFileOf(this.file);
   }
 
   /** Move a completely written snapshot into place, with its size beside it. */
   async commit(): Promise<void> {
     const size = statSync(this.partialFile).size;
-    writeFileSync(this.sizeFile, String(size));
+    writeFileSync(this.sizeFile, JSON.stringify({ bytes: size, qemu: qemuBinaryIdentity() } satisfies SnapshotRecord));
     await rename(this.partialFile, this.file);
   }
 
@@ -175,6 +175,23 @@ export class SnapshotSlot {
   }
 }
 
+/** What is written beside a snapshot when it is complete. */
+interface SnapshotRecord {
+  bytes: number;
+  /** The QEMU binary that saved it: once QEMU is upgraded the snapshot is stale. */
+  qemu: string;
+}
+
+const recordFileOf = (file: string) => `${file}.json`;
+
+function readRecord(path: string): SnapshotRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as SnapshotRecord;
+  } catch {
+    return undefined;
+  }
+}
+
 function readFileSafe(path: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -196,6 +213,8 @@ export interface CachedSnapshot {
   file: string;
   bytes: number;
   lastUsedMs: number;
+  /** Saved by another QEMU binary than the one on PATH now (so never used again). */
+  otherQemu: boolean;
 }
 
 /** Snapshots under one image's snapshot dir. */
@@ -204,19 +223,23 @@ export async function listSnapshots(dir: string): Promise<CachedSnapshot[]> {
   const out: CachedSnapshot[] = [];
   for (const n of names) {
     if (!/\.zst$/.test(n)) continue;
-    const s = await stat(join(dir, n)).catch(() => undefined);
-    if (s) out.push({ file: join(dir, n), bytes: s.size, lastUsedMs: s.mtimeMs });
+    const file = join(dir, n);
+    const s = await stat(file).catch(() => undefined);
+    if (s) out.push({ file, bytes: s.size, lastUsedMs: s.mtimeMs, otherQemu: readRecord(recordFileOf(file))?.qemu !== qemuBinaryIdentity() });
   }
   return out;
 }
 
-/** Remove snapshots not used since `cutoffMs` (and half-written ones of dead savers). */
+/**
+ * Remove the stale snapshots of one image: saved by another QEMU, not used since
+ * `cutoffMs`, and half-written ones of savers that are gone.
+ */
 export async function pruneSnapshots(dir: string, cutoffMs: number): Promise<CachedSnapshot[]> {
   const removed: CachedSnapshot[] = [];
   for (const s of await listSnapshots(dir)) {
-    if (s.lastUsedMs >= cutoffMs) continue;
+    if (!s.otherQemu && s.lastUsedMs >= cutoffMs) continue;
     await rm(s.file, { force: true });
-    await rm(`${s.file}.size`, { force: true });
+    await rm(recordFileOf(s.file), { force: true });
     removed.push(s);
   }
   for (const n of await readdir(dir).catch(() => [] as string[])) {
