@@ -8,7 +8,7 @@ import { execa } from "execa";
 
 /**
  * Load order (dependencies first); busybox insmod does not resolve dependencies.
- * The Debian cloud kernel builds all of these as modules; a kernel that builds one in
+ * Debian's kernels build all of these as modules; a kernel that builds one in
  * (or lacks it) simply has no file for it, and /init skips it.
  */
 export const GUEST_MODULES: readonly string[] = [
