@@ -1,9 +1,9 @@
 import type { BackendName, NodeOptions } from "./types.ts";
+import { RESERVED_NAMES } from "../worker/context-names.ts";
 
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
-/** Names the test script's context already uses: a node cannot take them. */
-export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run", "attempt", "pollingCondition", "createMachine", "serialStdout"];
+export { RESERVED_NAMES };
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
   "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot",
@@ -36,7 +36,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(name)) {
       throw new Error(`${where}: a node name must start with a letter and hold only letters, digits, '-' and '_'`);
     }
-    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context (${RESERVED_NAMES.join(", ")})`);
+    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context or the breakpoint console (${RESERVED_NAMES.join(", ")})`);
     const opts = (raw ?? {}) as NodeOptions;
     if (typeof opts !== "object" || Array.isArray(opts)) throw new Error(`${where}: options must be an object`);
     for (const key of Object.keys(opts)) {
