@@ -1,3 +1,4 @@
+import { dropOutputWhenReaderLeaves } from "./closed-output.ts";
 import { availableParallelism } from "node:os";
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
@@ -87,6 +88,7 @@ function selectionOptions(): Option[] {
 
 /** The `haltpoint` command line. Resolves with the process exit status. */
 export async function main(argv: string[]): Promise<number> {
+  dropOutputWhenReaderLeaves();
   let status = 0;
   const program = new Command("haltpoint")
     .description("Run VM tests in parallel; halt a failing test at a breakpoint you can attach to.")
