@@ -183,7 +183,7 @@ export class QemuMachine extends BaseMachine {
       // is applied through the shell (personalize below), restored or not.
       const append = snapshot ? guestAppend({}, o.append) : this.ownAppend(hub !== undefined);
       file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, kernel: this.rt.kernel, initrd: this.rt.initrd, append });
+      args = buildQemuArgv({ ...base, shellPort: "named", kernel: this.rt.kernel, initrd: this.rt.initrd, append });
       if (snapshot?.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
     } else {
       const useOwnKernel = !o.diskImage || o.kernel;
@@ -191,7 +191,9 @@ export class QemuMachine extends BaseMachine {
       const initrd = o.initrd ?? (o.kernel ? undefined : useOwnKernel ? this.rt.initrd : undefined);
       const append = kernel ? this.ownAppend(hub !== undefined) : undefined;
       file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
+      // haltpoint's own initramfs reads its shell from the named port; other guests from hvc0.
+      const ownImage = initrd === this.rt.initrd;
+      args = buildQemuArgv({ ...base, shellPort: ownImage ? "named" : "console", kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
     }
 
     const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
