@@ -1,6 +1,8 @@
-// bench/vm: boot-to-backdoor time and command round trip on real guests (under the
-// accelerator haltpoint chooses here), next to the local backend; and the throughput of
-// 8 qemu test runs at --jobs 1 and 2.   npm run bench:vm
+// bench/vm: boot-to-backdoor time of real guests (under the accelerator haltpoint chooses
+// here), cold and restored from a snapshot, next to the local backend; the command round
+// trip, next to the NixOS driver's framing on the same guest; the throughput of 8 qemu test
+// runs at --jobs 1 and 2; and 20 runs at --jobs 2 with and without snapshot boots.
+//   npm run bench:vm
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,39 +30,77 @@ const ctx = (name: string): MachineContext => ({
 
 const qemu = await prepareQemu("auto", (l) => console.error(l));
 
-async function measure(label: string, make: (i: number) => BaseMachine): Promise<(string | number)[]> {
+async function bootTimes(make: (i: number) => BaseMachine): Promise<{ boots: number[]; last: BaseMachine }> {
   const boots: number[] = [];
-  let m: BaseMachine | undefined;
+  let last: BaseMachine | undefined;
   for (let i = 0; i < BOOTS; i++) {
     const machine = make(i);
     const t = performance.now();
     await machine.start();
     boots.push(performance.now() - t);
     if (i < BOOTS - 1) await machine.cleanup();
-    else m = machine;
+    else last = machine;
   }
-  for (let i = 0; i < 20; i++) await m!.succeed("true");
+  return { boots: boots.sort((a, b) => a - b), last: last! };
+}
+
+async function roundTrips(m: BaseMachine, cmd: (m: BaseMachine) => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < 20; i++) await cmd(m);
   const rt: number[] = [];
   for (let i = 0; i < COMMANDS; i++) {
     const t = performance.now();
-    await m!.succeed("true");
+    await cmd(m);
     rt.push(performance.now() - t);
   }
-  await m!.cleanup();
-  boots.sort((a, b) => a - b);
-  rt.sort((a, b) => a - b);
-  return [label, BOOTS, fmt(percentile(boots, 0.5), 0), fmt(boots.at(-1)!, 0), COMMANDS, fmt(percentile(rt, 0.5), 2), fmt(percentile(rt, 0.95), 2)];
+  return rt.sort((a, b) => a - b);
 }
 
-const rows = [
-  await measure(`qemu (${qemu.accel}), haltpoint guest`, (i) => new QemuMachine("vm", { memory: 256 }, ctx(`q${i}`), qemu, undefined)),
-  await measure("local sandbox", (i) => new LocalMachine("m", {}, ctx(`l${i}`))),
-];
+const bootRow = (label: string, boots: number[]) => [label, boots.length, fmt(percentile(boots, 0.5), 0), fmt(percentile(boots, 0.95), 0), fmt(boots.at(-1)!, 0)];
+const succeedTrue = (m: BaseMachine) => m.succeed("true");
+// The NixOS driver's framing (machine.py execute): the command's output base64'd on one
+// line, then a second round trip for its status. Sent through haltpoint's shell, so this
+// row is haltpoint's transport plus what NixOS adds per command (forks, a round trip).
+const nixosFraming = async (m: BaseMachine) => {
+  await m.execute("timeout 900 bash -c 'true' | (base64 -w 0; echo)");
+  await m.execute("echo ${PIPESTATUS[0]}");
+};
+
+const cold = { ...qemu, snapshotBoot: false };
+const coldQemu = await bootTimes((i) => new QemuMachine("vm", { memory: 256 }, ctx(`c${i}`), cold, undefined));
+// The first snapshot-booted machine saves the snapshot (if none is cached): not counted.
+await (async () => {
+  const saver = new QemuMachine("vm", { memory: 256 }, ctx("save"), qemu, undefined);
+  await saver.start();
+  await saver.cleanup();
+})();
+const restored = await bootTimes((i) => new QemuMachine("vm", { memory: 256 }, ctx(`r${i}`), qemu, undefined));
+const local = await bootTimes((i) => new LocalMachine("m", {}, ctx(`l${i}`)));
 printTable(
-  "bench/vm: boot to backdoor shell, and succeed(\"true\") round trip",
-  ["machine", "boots", "boot median ms", "boot max ms", "commands", "succeed median ms", "succeed p95 ms"],
-  rows,
+  "bench/vm: start to a ready backdoor shell",
+  ["machine", "boots", "median ms", "p95 ms", "max ms"],
+  [
+    bootRow(`qemu (${qemu.accel}), haltpoint guest, cold boot`, coldQemu.boots),
+    bootRow(`qemu (${qemu.accel}), haltpoint guest, restored from a snapshot`, restored.boots),
+    bootRow("local sandbox", local.boots),
+  ],
 );
+await coldQemu.last.cleanup();
+const rtRow = (label: string, rt: number[]) => [label, COMMANDS, fmt(percentile(rt, 0.5), 2), fmt(percentile(rt, 0.95), 2)];
+const ours = await roundTrips(restored.last, succeedTrue);
+const nixos = await roundTrips(restored.last, nixosFraming);
+const localRt = await roundTrips(local.last, succeedTrue);
+await restored.last.cleanup();
+await local.last.cleanup();
+printTable(
+  "bench/vm: one command's round trip",
+  ["command", "commands", "median ms", "p95 ms"],
+  [
+    rtRow(`haltpoint succeed("true"), qemu guest`, ours),
+    rtRow(`NixOS framing of \`true\` (2 round trips), same guest`, nixos),
+    rtRow(`haltpoint succeed("true"), local sandbox`, localRt),
+  ],
+);
+console.log(`NixOS framing / haltpoint, median: ${fmt(percentile(nixos, 0.5) / percentile(ours, 0.5), 2)}x`);
 
 const fixture = fileURLToPath(new URL("./fixtures/vm/one-qemu.vmtest.ts", import.meta.url));
 const through: (string | number)[][] = [];
@@ -78,4 +118,25 @@ for (const jobs of [1, 2]) {
   through.push([jobs, RUNS, fmt(wall[jobs] / 1000, 2), fmt((RUNS / wall[jobs]) * 60000, 1), jobs === 1 ? "1.00x" : `${fmt(wall[1]! / wall[jobs], 2)}x`]);
 }
 printTable(`bench/vm: ${RUNS} runs of a one-guest test (boot, one command, teardown)`, ["--jobs", "runs", "wall s", "runs/min", "speed-up vs --jobs 1"], through);
+
+// 20 runs at --jobs 2, every guest cold vs snapshot boots (the snapshot is cached by now).
+const FLAKE_RUNS = 20;
+const hunt: (string | number)[][] = [];
+const huntWall: Record<string, number> = {};
+const runMs: Record<string, number[]> = { cold: [], snapshot: [] };
+for (const mode of ["cold", "snapshot"] as const) {
+  let passed = 0;
+  const t = performance.now();
+  const status = await runCommand({
+    paths: [fixture], jobs: 2, backend: "qemu", repeat: FLAKE_RUNS, untilFail: false, quiet: true, abortGrace: 10,
+    logDir: join(scratch, `hunt-${mode}`), terminal: false, snapshotBoot: mode === "snapshot",
+    reporters: [{ onRunEnd: (r) => void (r.outcome === "passed" && (passed++, runMs[mode]!.push(r.durationMs))) }],
+  });
+  huntWall[mode] = performance.now() - t;
+  if (status !== 0 || passed !== FLAKE_RUNS) throw new Error(`${mode} runs: status ${status}, ${passed}/${FLAKE_RUNS} passed`);
+  const sorted = runMs[mode]!.sort((a, b) => a - b);
+  hunt.push([mode === "cold" ? "cold boots" : "snapshot boots", FLAKE_RUNS, fmt(percentile(sorted, 0.5) / 1000, 2), fmt(huntWall[mode] / 1000, 2), fmt((FLAKE_RUNS / huntWall[mode]) * 60000, 1)]);
+}
+hunt.push(["snapshot vs cold", "", `${fmt(percentile(runMs.cold!, 0.5) / percentile(runMs.snapshot!, 0.5), 2)}x shorter`, "", `${fmt(huntWall.cold! / huntWall.snapshot!, 2)}x more runs/min`]);
+printTable(`bench/vm: ${FLAKE_RUNS} runs of a one-guest test at --jobs 2`, ["boots", "runs", "median run s", "wall s", "runs/min"], hunt);
 rmSync(scratch, { recursive: true, force: true });

@@ -2,6 +2,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { BaseMachine } from "../vm/machine.ts";
 import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
 import { ConsoleReplHost } from "./console-repl.ts";
+import { CONSOLE_NAMES } from "../worker/context-names.ts";
 
 type Answer = Extract<ControlMessage, { t: "halted" | "halt-refused" }>;
 
@@ -72,7 +73,7 @@ export class BreakpointHook {
     const released = new Promise<string>((r) => (this.release = r));
     if (this.pendingRelease) this.leave(this.pendingRelease);
     const host = new ConsoleReplHost(port1, {
-      context: this.context(error, () => this.leave("release() in the console")),
+      context: this.consoleScope(error, () => this.leave("release() in the console")),
       banner: this.banner(kind, a.id, error),
       prompt: `${this.testName}> `,
     });
@@ -94,7 +95,8 @@ export class BreakpointHook {
     for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch(() => {});
   }
 
-  private context(error: unknown, release: () => void): Record<string, unknown> {
+  /** What a console session has in scope: the machines and CONSOLE_NAMES (worker/context-names.ts). */
+  consoleScope(error: unknown, release: () => void): Record<string, unknown> {
     const byName = (name?: string): BaseMachine[] => {
       if (name === undefined) return this.machines;
       const m = this.machines.find((x) => x.name === name);
@@ -128,7 +130,7 @@ export class BreakpointHook {
     return [
       `haltpoint breakpoint ${id}: ${this.testName} ${why}`,
       `machines: ${state}`,
-      `in scope: ${[...this.machines.map((m) => m.name), "machines", "error", "thaw()", "freeze()", "release()"].join(", ")}`,
+      `in scope: ${[...this.machines.map((m) => m.name), ...CONSOLE_NAMES.map((n) => (n === "machines" || n === "error" ? n : `${n}()`))].join(", ")}`,
       `commands need a running machine: await thaw() first, then e.g. await ${this.machines[0]?.name ?? "machine"}.succeed("dmesg | tail")`,
       ...(this.socketDir ? [`ssh: haltpoint ssh ${id} ${this.machines[0]?.name ?? "MACHINE"} (from another terminal; it thaws the machine unless the run has --ssh-thaws=false)`] : []),
       `release() ends the breakpoint${kind === "failure" ? " (the test then fails and tears down)" : " (the test goes on)"}; closing this connection does not`,

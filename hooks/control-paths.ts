@@ -12,8 +12,8 @@ import { join } from "node:path";
 
 /** The per-user control socket directory, created 0700 and verified. Throws if unsafe. */
 export function controlDir(): string {
-  const base = process.env.XDG_RUNTIME_DIR;
   const uid = process.getuid?.() ?? 0;
+  const base = usableRuntimeDir(process.env.XDG_RUNTIME_DIR, uid);
   const dir = base ? join(base, "haltpoint") : join("/tmp", `haltpoint-${uid}`);
   try {
     mkdirSync(dir, { mode: 0o700 });
@@ -31,6 +31,22 @@ export function controlDir(): string {
     throw new Error(`refusing control socket directory ${dir}: mode ${mode} lets others in (chmod 700 ${dir})`);
   }
   return dir;
+}
+
+/**
+ * $XDG_RUNTIME_DIR when it is a directory of this user; else undefined. `su`, `sudo -u` and
+ * `setpriv` pass the first user's value on (/run/user/0 to uid 65534), and a dir that does
+ * not exist or is not ours must not stop the run: /tmp/haltpoint-<uid> serves instead, and
+ * `haltpoint ls` in the same environment makes the same choice.
+ */
+function usableRuntimeDir(base: string | undefined, uid: number): string | undefined {
+  if (!base) return undefined;
+  try {
+    const st = lstatSync(base);
+    return st.isDirectory() && st.uid === uid ? base : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The control socket of the orchestrator with process id `pid`. */

@@ -1,3 +1,4 @@
+import { dropOutputWhenReaderLeaves } from "./closed-output.ts";
 import { availableParallelism } from "node:os";
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
@@ -87,6 +88,7 @@ function selectionOptions(): Option[] {
 
 /** The `haltpoint` command line. Resolves with the process exit status. */
 export async function main(argv: string[]): Promise<number> {
+  dropOutputWhenReaderLeaves();
   let status = 0;
   const program = new Command("haltpoint")
     .description("Run VM tests in parallel; halt a failing test at a breakpoint you can attach to.")
@@ -118,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
     .option("-K, --keep-machine-state", "keep each machine's state (local: its directory; qemu: a writable overlay of its disk image) in .haltpoint/state/<test>/<machine> across runs (NixOS -K)", false)
+    .option("--no-snapshot-boot", "boot every qemu machine cold instead of starting it from a saved snapshot of an identical machine")
     .option("--ssh-thaws <bool>", "connecting to a frozen machine's SSH socket thaws it (false: refuses)", bool("--ssh-thaws"), true)
     .option("--debug-port <port>", "first TCP port for breakpoint consoles", port("--debug-port"), 4444)
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
@@ -156,6 +159,7 @@ export async function main(argv: string[]): Promise<number> {
         sshBackdoor: opts.sshBackdoor,
         sshThaws: opts.sshThaws,
         keepMachineState: opts.keepMachineState,
+        snapshotBoot: opts.snapshotBoot,
         debugPort: opts.debugPort,
         debugBind: opts.debugBind,
         maxFrozen: opts.maxFrozen,

@@ -66,6 +66,8 @@ export interface RunOptions {
   sshThaws?: boolean;
   /** Keep machine state across runs in .haltpoint/state/<test>/<machine> (--keep-machine-state). */
   keepMachineState?: boolean;
+  /** Start qemu machines of haltpoint's image from a saved snapshot (default true; --no-snapshot-boot). */
+  snapshotBoot?: boolean;
   debugPort?: number;
   debugBind?: string;
   maxFrozen?: number;
@@ -216,7 +218,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     out.onPlan(plan);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
-        scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line));
+        scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot });
       } catch (e) {
         scheduler.qemuUnavailable = `the qemu backend is not ready: ${(e as Error).message}`;
         out.onNotice(scheduler.qemuUnavailable);

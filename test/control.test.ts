@@ -131,6 +131,20 @@ test("controlDir without XDG_RUNTIME_DIR is /tmp/haltpoint-<uid>", (t) => {
   });
   assert.equal(controlDir(), expected);
   assert.equal(statSync(expected).mode & 0o777, 0o700);
+  // An XDG_RUNTIME_DIR passed on by su/setpriv from another user, or one that does not
+  // exist, is not ours: the same fallback, not a crash.
+  process.env.XDG_RUNTIME_DIR = "/nonexistent/run/user/0";
+  assert.equal(controlDir(), expected);
+  if (process.getuid?.() === 0) {
+    const foreign = mkdtempSync(join(tmpdir(), "hp-foreign-run-"));
+    chownSync(foreign, 4242, 4242);
+    process.env.XDG_RUNTIME_DIR = foreign;
+    try {
+      assert.equal(controlDir(), expected);
+    } finally {
+      rmSync(foreign, { recursive: true, force: true });
+    }
+  }
 });
 
 test("round trip: ls, release, errors, socket 0600, removed on close", async (t) => {

@@ -68,9 +68,38 @@ test("haltpoint image prune removes every image but the current one and says wha
     assert.equal(r.exitCode, 0, r.all);
     assert.match(r.all, /^removed 4444444444444444 \(3\.0 MiB, last used \d{4}-\d\d-\d\dT/m);
     assert.match(r.all, /^removed 5555555555555555 \(3\.0 MiB/m);
-    assert.match(r.all, new RegExp(`^2 images removed from ${root}, 6\\.0 MiB freed$`, "m"));
+    assert.match(r.all, new RegExp(`^2 images and 0 snapshots removed from ${root}, 6\\.0 MiB freed$`, "m"));
     assert.ok(!existsSync(join(root, "4444444444444444")) && !existsSync(join(root, "5555555555555555")));
   } finally {
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("pruneSnapshots removes snapshots saved by another QEMU or unused too long, and keeps the rest", async () => {
+  const { pruneSnapshots, listSnapshots } = await import("../vm/qemu/snapshot-store.ts");
+  const dir = mkdtempSync(join(tmpdir(), "hp-snapcache-"));
+  try {
+    // A record written by this QEMU: the same identity snapshotKey uses (commit() writes it).
+    const { SnapshotSlot } = await import("../vm/qemu/snapshot-store.ts");
+    const make = async (key: string, daysAgo: number, qemu?: string) => {
+      const slot = new SnapshotSlot(dir, key);
+      writeFileSync(slot.partialFile, Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(2044)]));
+      await slot.commit();
+      if (qemu) writeFileSync(`${slot.file}.json`, JSON.stringify({ bytes: 2048, qemu }));
+      const t = new Date(Date.now() - daysAgo * DAY);
+      utimesSync(slot.file, t, t);
+      return slot;
+    };
+    const fresh = await make("aaaaaaaaaaaaaaaa", 1);
+    await make("bbbbbbbbbbbbbbbb", 10);
+    await make("cccccccccccccccc", 0, "/usr/bin/qemu-system-x86_64:1:1");
+    writeFileSync(join(dir, "dddddddddddddddd.zst.partial-999999999"), "half");
+    assert.equal(fresh.check(), "ok");
+    const removed = await pruneSnapshots(dir, Date.now() - 7 * DAY);
+    assert.deepEqual(removed.map((s) => [s.file.slice(-20), s.otherQemu]).sort(), [["bbbbbbbbbbbbbbbb.zst", false], ["cccccccccccccccc.zst", true]]);
+    assert.deepEqual((await listSnapshots(dir)).map((s) => s.file), [fresh.file]);
+    assert.deepEqual(readdirSync(dir).sort(), ["aaaaaaaaaaaaaaaa.zst", "aaaaaaaaaaaaaaaa.zst.json"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

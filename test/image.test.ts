@@ -42,7 +42,7 @@ describe("image build", () => {
     assert.equal(image.reused, false);
     assert.equal(image.dir, join(cacheDir, image.key));
     assert.match(image.key, /^[0-9a-f]{16}$/);
-    assert.match(image.kernelVersion, /-cloud-amd64$/);
+    assert.match(image.kernelVersion, /^\d+\.\d+\.\d+-\d+-amd64$/, "the generic kernel (it has CONFIG_VMGENID, which snapshot boots need)");
     assert.ok((await stat(image.kernel)).size > 1_000_000, "kernel present");
     const initrd = await readFile(image.initrd);
     assert.deepEqual([...initrd.subarray(0, 2)], [0x1f, 0x8b], "initrd is gzip");
@@ -65,7 +65,7 @@ describe("image build", () => {
     try {
       await assert.rejects(
         buildImage({ cacheDir, aptArgs: ["-o", `Dir::State::Lists=${empty}`] }),
-        /^ImageBuildError: haltpoint image: apt-get cannot find linux-image-cloud-amd64; run `apt-get update` first/,
+        /^ImageBuildError: haltpoint image: apt-get cannot find linux-image-amd64; run `apt-get update` first/,
       );
     } finally {
       await rm(empty, { recursive: true, force: true });

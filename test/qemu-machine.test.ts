@@ -51,6 +51,20 @@ describe("a qemu guest", () => {
     assert.equal(readFileSync(disk).subarray(0, 15).toString(), "haltpoint disk\n", "the image file itself is untouched");
   });
 
+  test("a large output survives a host that reads nothing for seconds (QEMU drops a virtconsole's output; the shell's port is throttled)", async () => {
+    await m.succeed("head -c 3000000 /dev/urandom > /tmp/big; sha256sum /tmp/big | cut -d' ' -f1 > /tmp/bigsum");
+    const want = (await m.succeed("cat /tmp/bigsum")).trim();
+    const out = m.execute("cat /tmp/big", { encoding: "buffer" });
+    // Not synchronisation: once the guest is writing, this thread stops reading for 3 s, so
+    // the socket between QEMU and the host fills up, as it does on a loaded host.
+    await new Promise((r) => setTimeout(r, 200));
+    const end = Date.now() + 3000;
+    while (Date.now() < end);
+    const r = await out;
+    assert.equal(r.stdout.length, 3_000_000);
+    assert.equal(createHash("sha256").update(r.stdout).digest("hex"), want);
+  });
+
   test("binary output comes back byte for byte", async () => {
     const r = await m.execute("head -c 300000 /dev/urandom > /tmp/blob; sha256sum /tmp/blob | cut -d' ' -f1 > /tmp/sum; cat /tmp/blob", { encoding: "buffer" });
     assert.equal(r.stdout.length, 300000);

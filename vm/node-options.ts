@@ -1,12 +1,12 @@
 import type { BackendName, NodeOptions } from "./types.ts";
+import { RESERVED_NAMES } from "../worker/context-names.ts";
 
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
-/** Names the test script's context already uses: a node cannot take them. */
-export const RESERVED_NAMES = ["machines", "startAll", "subtest", "retry", "debug", "log", "run", "attempt", "pollingCondition", "createMachine", "serialStdout"];
+export { RESERVED_NAMES };
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
-  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans",
+  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot",
 ]);
 
 export interface ResolvedNode {
@@ -36,7 +36,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(name)) {
       throw new Error(`${where}: a node name must start with a letter and hold only letters, digits, '-' and '_'`);
     }
-    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context (${RESERVED_NAMES.join(", ")})`);
+    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context or the breakpoint console (${RESERVED_NAMES.join(", ")})`);
     const opts = (raw ?? {}) as NodeOptions;
     if (typeof opts !== "object" || Array.isArray(opts)) throw new Error(`${where}: options must be an object`);
     for (const key of Object.keys(opts)) {
@@ -51,6 +51,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (opts.bootTimeout !== undefined && !(typeof opts.bootTimeout === "number" && opts.bootTimeout > 0)) {
       throw new Error(`${where}: bootTimeout must be a positive number of seconds`);
     }
+    if (opts.snapshotBoot !== undefined && typeof opts.snapshotBoot !== "boolean") throw new Error(`${where}: snapshotBoot must be true or false, got ${JSON.stringify(opts.snapshotBoot)}`);
     if (opts.vlans !== undefined) {
       const v = opts.vlans;
       if (!Array.isArray(v) || v.length === 0 || v.some((x) => !Number.isInteger(x) || x < 1 || x > 255) || new Set(v).size !== v.length) {

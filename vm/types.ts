@@ -25,6 +25,9 @@ export interface NodeOptions {
   bootTimeout?: number;
   /** qemu: extra command-line arguments. */
   qemuArgs?: string[];
+  /** qemu, haltpoint's own image: start from a saved snapshot of an identical machine
+   *  instead of booting (default true; the run's --no-snapshot-boot turns it off for all). */
+  snapshotBoot?: boolean;
   /** qemu: the virtual networks this machine is on (NixOS `virtualisation.vlans`), 1–255;
    *  only machines sharing a vlan reach each other. Default [1]: every machine on one. */
   vlans?: number[];

@@ -9,7 +9,7 @@ export interface ResolvedPackage {
 }
 
 /** The kernel metapackage; it depends on the real, ABI-versioned kernel package. */
-export const KERNEL_METAPACKAGE = "linux-image-cloud-amd64";
+export const KERNEL_METAPACKAGE = "linux-image-amd64";
 
 /** Userland packages taken from Debian (libz, libcrypt, libc, ld-linux come from the host). */
 export const USERLAND_PACKAGES: readonly string[] = [
@@ -79,8 +79,8 @@ export async function resolveGuestPackages(opts: AptOptions = {}): Promise<Resol
     candidates([KERNEL_METAPACKAGE, ...USERLAND_PACKAGES], opts),
   ]);
   if (!userland.has(KERNEL_METAPACKAGE)) throw notFound(KERNEL_METAPACKAGE);
-  const kernel = /Depends:\s+(linux-image-\S+-cloud-amd64)\s*$/m.exec(deps.stdout)?.[1];
-  if (!kernel) throw new ImageBuildError(`haltpoint image: cannot tell which kernel ${KERNEL_METAPACKAGE} depends on (apt-cache depends printed no linux-image-*-cloud-amd64); ${UPDATE_HINT}`);
+  const kernel = /Depends:\s+(linux-image-\S+-amd64)\s*$/m.exec(deps.stdout)?.[1];
+  if (!kernel) throw new ImageBuildError(`haltpoint image: cannot tell which kernel ${KERNEL_METAPACKAGE} depends on (apt-cache depends printed no linux-image-*-amd64); ${UPDATE_HINT}`);
   const versions = new Map([...userland, ...(await candidates([kernel], opts))]);
   return [kernel, ...USERLAND_PACKAGES].map((name) => {
     const version = versions.get(name);

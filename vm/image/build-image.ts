@@ -1,4 +1,4 @@
-// haltpoint's default guest image: the Debian cloud kernel plus an initramfs holding
+// haltpoint's default guest image: Debian's generic kernel (it has CONFIG_VMGENID, for snapshot boots) plus an initramfs holding
 // busybox, bash, dropbear and guest-init.sh, cached per set of inputs.
 
 import { createHash } from "node:crypto";
@@ -117,7 +117,7 @@ function imageAt(dir: string, key: string, kernelVersion: string, reused: boolea
   return { dir, kernel: join(dir, KERNEL_FILE), initrd: join(dir, INITRD_FILE), key, reused, kernelVersion };
 }
 
-/** "linux-image-6.1.0-56-cloud-amd64" → "6.1.0-56-cloud-amd64" */
+/** "linux-image-6.1.0-57-amd64" → "6.1.0-57-amd64" */
 function kernelRelease(kernelPackage: string): string {
   return kernelPackage.replace(/^linux-image-/, "");
 }

@@ -2,7 +2,12 @@
 // print where it is. `haltpoint image prune`: remove every other cached image.
 
 import { buildImage, DEFAULT_APPEND, defaultImageCacheRoot, imageInputs } from "./build-image.ts";
+import { join } from "node:path";
 import { listCachedImages, pruneImages } from "./image-cache.ts";
+import { pruneSnapshots } from "../qemu/snapshot-store.ts";
+
+/** A snapshot of the current image not restored for this long is removed by `image prune`. */
+const UNUSED_SNAPSHOT_DAYS = 7;
 
 export interface ImageBuildCommandOptions {
   cacheDir?: string;
@@ -55,8 +60,13 @@ export async function imagePruneCommand(opts: { cacheDir?: string }): Promise<nu
       process.stdout.write(`removed ${i.key} (${mib(i.bytes)}, last used ${new Date(i.lastUsedMs).toISOString()})\n`);
     }
     for (const i of kept) process.stdout.write(`kept    ${i.key} (${mib(i.bytes)}, the current image)\n`);
-    const freed = removed.reduce((n, i) => n + i.bytes, 0);
-    process.stdout.write(`${removed.length} image${removed.length === 1 ? "" : "s"} removed from ${root}, ${mib(freed)} freed\n`);
+    // The current image's snapshots (those of removed images went with them).
+    const staleSnapshots = (await Promise.all(kept.map((i) => pruneSnapshots(join(i.dir, "snapshots"), Date.now() - UNUSED_SNAPSHOT_DAYS * 86_400_000)))).flat();
+    for (const s of staleSnapshots) {
+      process.stdout.write(`removed snapshot ${s.file} (${mib(s.bytes)}, ${s.otherQemu ? "saved by another QEMU" : `unused since ${new Date(s.lastUsedMs).toISOString()}`})\n`);
+    }
+    const freed = [...removed, ...staleSnapshots].reduce((n, i) => n + i.bytes, 0);
+    process.stdout.write(`${removed.length} image${removed.length === 1 ? "" : "s"} and ${staleSnapshots.length} snapshot${staleSnapshots.length === 1 ? "" : "s"} removed from ${root}, ${mib(freed)} freed\n`);
     return 0;
   } catch (e) {
     return failed(e);

@@ -9,8 +9,8 @@
 # Network: eth0 is QEMU user networking, configured statically (10.0.2.15/24, gateway
 #   10.0.2.2, DNS 10.0.2.3); eth1 only gets hp.ip.
 # SSH: dropbear on port 22, root with a blank password (-B) or the authorized key.
-# Readiness: "Spawning backdoor root shell..." on /dev/hvc0 (and on the console); then
-#   bash reads commands from hvc0 (raw, no echo), writes stdout there and stderr to the
+# Readiness: "Spawning backdoor root shell..." on the virtio-serial port org.haltpoint.shell
+#   (and on the console); then bash reads commands from it, writes stdout there and stderr to the
 #   serial console.
 # Power: poweroff/halt (-f or not), the ACPI power button (QMP system_powerdown) and the
 #   backdoor shell exiting all power the guest off; reboot reboots, which ends a QEMU
@@ -109,11 +109,25 @@ if [ -d /sys/module/button ] && [ -d /sys/module/evdev ]; then
   acpid # daemonises; logs to /var/log/acpid.log (it exits at once if it cannot open that)
 fi
 
-# The virtconsole's port shows up a moment after virtio_console loads.
+# The backdoor shell's port (vm/qemu/qemu-argv.ts SHELL_PORT_NAME): a virtio-serial port, not
+# hvc0, because QEMU drops a virtconsole's output when the host reads too slowly and throttles a
+# plain port instead. It shows up a moment after virtio_console loads; hvc0 serves when QEMU
+# was started with a virtconsole (an older argv).
+named_port() { # $1: port name -> /dev/vportNpM, or nothing
+  for p in /sys/class/virtio-ports/*; do
+    [ "$(cat "$p/name" 2>/dev/null)" = "$1" ] && echo "/dev/${p##*/}"
+  done
+}
 i=0
-while [ ! -e /dev/hvc0 ] && [ "$i" -lt 500 ]; do usleep 10000; i=$((i + 1)); done
-if [ ! -e /dev/hvc0 ]; then
-  echo "haltpoint init: /dev/hvc0 never appeared (no virtconsole?); shell on the console"
+shell_dev=
+while [ -z "$shell_dev" ] && [ "$i" -lt 500 ]; do
+  shell_dev=$(named_port org.haltpoint.shell)
+  [ -z "$shell_dev" ] && [ -e /dev/hvc0 ] && [ "$i" -gt 50 ] && shell_dev=/dev/hvc0
+  [ -n "$shell_dev" ] || usleep 10000
+  i=$((i + 1))
+done
+if [ -z "$shell_dev" ]; then
+  echo "haltpoint init: no backdoor shell port (org.haltpoint.shell or hvc0) appeared; shell on the console"
   exec sh
 fi
 
@@ -133,9 +147,7 @@ serve_kill_requests() { # $1: the backdoor shell's pid
   port=
   i=0
   while [ -z "$port" ] && [ "$i" -lt 100 ]; do
-    for p in /sys/class/virtio-ports/*; do
-      [ "$(cat "$p/name" 2>/dev/null)" = org.haltpoint.kill ] && port=/dev/${p##*/}
-    done
+    port=$(named_port org.haltpoint.kill)
     [ -n "$port" ] || { usleep 50000; i=$((i + 1)); }
   done
   [ -n "$port" ] || return 0 # started without the port: nothing to serve
@@ -153,9 +165,9 @@ serve_kill_requests() { # $1: the backdoor shell's pid
 }
 
 cd /root
-# hvc resets its termios on last close, so keep it open here for as long as bash runs.
-exec 3<>/dev/hvc0
-stty raw -echo <&3
+# Kept open here for as long as bash runs (hvc resets its termios on last close).
+exec 3<>"$shell_dev"
+[ "$shell_dev" = /dev/hvc0 ] && stty raw -echo <&3
 echo "Spawning backdoor root shell..." >&3
 echo "Spawning backdoor root shell..."
 
@@ -164,8 +176,16 @@ echo "Spawning backdoor root shell..."
 trap 'poweroff -f' USR1 USR2
 trap 'reboot -f' TERM
 # A script argument (not stdin) keeps bash non-interactive, as on NixOS guests.
-env -i PATH="$PATH" HOME=/root USER=root \
-  /bin/bash --norc --noprofile /dev/hvc0 0<&3 1>&3 2>/dev/console 3>&- &
+# A virtio-serial port can be open only once (init holds it as fd 3), so there bash reads
+# its commands from stdin: not a tty, so non-interactive too (it reads a byte at a time, as
+# it does from hvc0).
+if [ "$shell_dev" = /dev/hvc0 ]; then
+  env -i PATH="$PATH" HOME=/root USER=root \
+    /bin/bash --norc --noprofile /dev/hvc0 0<&3 1>&3 2>/dev/console 3>&- &
+else
+  env -i PATH="$PATH" HOME=/root USER=root \
+    /bin/bash --norc --noprofile -s 0<&3 1>&3 2>/dev/console 3>&- &
+fi
 shell=$!
 serve_kill_requests "$shell" 3>&- &
 while :; do

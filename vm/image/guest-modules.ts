@@ -8,7 +8,7 @@ import { execa } from "execa";
 
 /**
  * Load order (dependencies first); busybox insmod does not resolve dependencies.
- * The Debian cloud kernel builds all of these as modules; a kernel that builds one in
+ * Debian's kernels build all of these as modules; a kernel that builds one in
  * (or lacks it) simply has no file for it, and /init skips it.
  */
 export const GUEST_MODULES: readonly string[] = [
@@ -19,6 +19,10 @@ export const GUEST_MODULES: readonly string[] = [
   "virtio_pci_modern_dev",
   "virtio_pci",
   "virtio_console",
+  // virtio-rng: host entropy, so the kernel's CRNG is ready within the boot (TCG has no
+  // RDRAND) and reseeds when a restored guest's VM generation id changes
+  "rng_core",
+  "virtio_rng",
   "failover",
   "net_failover",
   "virtio_net",

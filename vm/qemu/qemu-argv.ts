@@ -5,6 +5,13 @@ export const QEMU_BINARY = "qemu-system-x86_64";
 
 /** The name of the virtio-serial port the guest's init reads kill requests from. */
 export const KILL_PORT_NAME = "org.haltpoint.kill";
+/**
+ * The virtio-serial port haltpoint's own image runs its backdoor shell on. Not a
+ * virtconsole (hvc0): QEMU drops what a virtconsole writes when the host's socket is full
+ * (hw/char/virtio-console.c flush_buf: only non-console ports are throttled), which lost
+ * base64 lines of large outputs whenever the worker was slow to read; a plain port waits.
+ */
+export const SHELL_PORT_NAME = "org.haltpoint.shell";
 
 /** Ids on the command line that QMP/HMP commands refer to. */
 export const QEMU_IDS = {
@@ -61,9 +68,12 @@ export interface QemuArgvOptions {
   qmpSocket: string;
   /**
    * The backdoor shell: a UNIX socket the HOST listens on before QEMU starts; QEMU
-   * connects to it and attaches it to the guest's /dev/hvc0 (virtconsole).
+   * connects to it and attaches it to the guest's /dev/hvc0 (virtconsole), or with
+   * `shellPort: "named"` to the virtio-serial port SHELL_PORT_NAME.
    */
   shellSocket: string;
+  /** "console" (default): hvc0, what NixOS guests and other images read; "named": haltpoint's image. */
+  shellPort?: "console" | "named";
   /**
    * The kill port: QEMU listens here (server=on,wait=off) and passes what haltpoint writes
    * to a virtio-serial port the guest knows by name (vm/qemu/kill-port.ts). Optional: a
@@ -133,7 +143,7 @@ function serialArgs(serial: SerialOutput): string[] {
  * backdoor shell on a virtconsole (haltpoint listens). Also what a NixOS-style start
  * script gets through QEMU_OPTS.
  */
-export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket" | "killSocket" | "serial">): string[] {
+export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket" | "shellPort" | "killSocket" | "serial">): string[] {
   const kill = o.killSocket
     ? [
         "-chardev", `socket,id=${QEMU_IDS.killChardev},path=${qemuOptValue(checkSocketPath(o.killSocket, "kill"))},server=on,wait=off`,
@@ -146,7 +156,8 @@ export function controlArgs(o: Pick<QemuArgvOptions, "qmpSocket" | "shellSocket"
     ...serialArgs(o.serial),
     // Backdoor shell: client socket (no server=on) → QEMU fails at once if nobody listens.
     "-chardev", `socket,id=${QEMU_IDS.shellChardev},path=${qemuOptValue(checkSocketPath(o.shellSocket, "shell"))}`,
-    "-device", "virtio-serial", "-device", `virtconsole,chardev=${QEMU_IDS.shellChardev}`,
+    "-device", "virtio-serial",
+    "-device", o.shellPort === "named" ? `virtserialport,chardev=${QEMU_IDS.shellChardev},name=${SHELL_PORT_NAME}` : `virtconsole,chardev=${QEMU_IDS.shellChardev}`,
     ...kill,
   ];
 }

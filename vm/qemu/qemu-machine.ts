@@ -22,12 +22,28 @@ import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
 import { GuestKillPort } from "./kill-port.ts";
 import { descendantsOf } from "../local/process-tree.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
+import { personalizeCommand } from "../image/guest-personalize.ts";
+import { planSnapshotBoot, saveForLater, snapshotEligible, IDENTITY_DEVICES, type SnapshotBoot } from "./snapshot-boot.ts";
+import { restoreArgs, waitRestored } from "./snapshot-format.ts";
+import type { SnapshotSlot } from "./snapshot-store.ts";
+
+/** A snapshot that did not load: the machine falls back to a cold boot. */
+class SnapshotRestoreFailed extends Error {
+  constructor(
+    readonly slot: SnapshotSlot,
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 /** What the main thread decided for every qemu machine of the run. */
 export interface QemuRuntime {
   kernel: string;
   initrd: string;
   accel: "kvm" | "tcg";
+  /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
+  snapshotBoot?: boolean;
 }
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
@@ -55,6 +71,9 @@ export class QemuMachine extends BaseMachine {
   private qemuGone = new AbortController();
   /** Set while a rebooted guest's backdoor shell is awaited (start({allowReboot})). */
   private reconnecting: Promise<void> | undefined;
+  /** Snapshot boots: the guest booted with the image's generic identity and got its own through the shell. */
+  private identityByShell = false;
+  private coldNextStart = false;
   private serialSocket: Socket | undefined;
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
@@ -86,6 +105,21 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected async doStart(): Promise<void> {
+    // reboot() means a real boot: the kernel starts again, not a restore.
+    const snapshots = this.coldNextStart ? "none" : "any";
+    this.coldNextStart = false;
+    try {
+      await this.bootOnce(snapshots);
+    } catch (e) {
+      if (!(e instanceof SnapshotRestoreFailed)) throw e;
+      e.slot.discard();
+      this.log(`could not start from snapshot ${e.slot.file} (${e.message}): removed it, booting cold`);
+      // Cold, and saving a good snapshot for the machines after this one.
+      await this.bootOnce("save-only");
+    }
+  }
+
+  private async bootOnce(snapshots: "any" | "save-only" | "none"): Promise<void> {
     // A machine started again (after a shutdown or a reboot without allowReboot) starts afresh.
     await this.dispose();
     this.qemuGone = new AbortController();
@@ -124,31 +158,47 @@ export class QemuMachine extends BaseMachine {
     let file: string;
     let args: string[];
     let env: Record<string, string> = {};
+    let snapshot: SnapshotBoot | undefined;
     if (o.startScript) {
       // A NixOS-style run-<name>-vm script brings its own kernel, disk and memory; we add
       // our sockets through QEMU_OPTS, as the NixOS driver does.
       file = o.startScript;
       args = [];
       env = { QEMU_OPTS: startScriptArgs(base).join(" ") };
+    } else if (snapshots !== "none" && snapshotEligible(o, this.rt.snapshotBoot === true, this.vsockUdsPath !== undefined)) {
+      base.extraArgs = [...IDENTITY_DEVICES, ...(base.extraArgs ?? [])];
+      snapshot = planSnapshotBoot({
+        kernel: this.rt.kernel,
+        initrd: this.rt.initrd,
+        memoryMiB: base.memoryMiB,
+        cores: base.cores,
+        accel: base.accel,
+        vnets: (hub ? 1 : 0) + moreVlans.length,
+        extraArgs: base.extraArgs ?? [],
+        append: o.append ?? "",
+        allowReboot: base.allowReboot === true,
+      }, { restore: snapshots === "any" });
+      if (snapshot?.mode === "save" && snapshot.replaced) this.log(snapshot.replaced);
+      // The snapshot's guest booted with the image's generic identity; this machine's own
+      // is applied through the shell (personalize below), restored or not.
+      const append = snapshot ? guestAppend({}, o.append) : this.ownAppend(hub !== undefined);
+      file = QEMU_BINARY;
+      args = buildQemuArgv({ ...base, shellPort: "named", kernel: this.rt.kernel, initrd: this.rt.initrd, append });
+      if (snapshot?.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
     } else {
       const useOwnKernel = !o.diskImage || o.kernel;
       const kernel = o.kernel ?? (useOwnKernel ? this.rt.kernel : undefined);
       const initrd = o.initrd ?? (o.kernel ? undefined : useOwnKernel ? this.rt.initrd : undefined);
-      const append = kernel
-        ? guestAppend(
-            {
-              hostname: this.name,
-              ip: hub ? `${this.net!.address(this.name)}/24` : undefined,
-              hosts: hub ? this.net!.hosts(this.name) : undefined,
-            },
-            o.append,
-          )
-        : undefined;
+      const append = kernel ? this.ownAppend(hub !== undefined) : undefined;
       file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
+      // haltpoint's own initramfs reads its shell from the named port; other guests from hvc0.
+      const ownImage = initrd === this.rt.initrd;
+      args = buildQemuArgv({ ...base, shellPort: ownImage ? "named" : "console", kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
     }
 
-    this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"})`);
+    const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
+    this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
+    const t0 = performance.now();
     // Its own process group: the ledger can kill a start script and its QEMU together.
     const { proc, exited } = spawnMachineProcess(this.ctx, this.name, [file, ...args], {
       cwd: this.dir,
@@ -177,14 +227,50 @@ export class QemuMachine extends BaseMachine {
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
       });
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
-      await this.connectShell();
+      if (snapshot?.mode === "restore") {
+        try {
+          await waitRestored(this.qmp, 60_000);
+        } catch (e) {
+          const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
+          await this.kill();
+          throw new SnapshotRestoreFailed(snapshot.slot, `${why}; ${this.console.tail(3).trim().split("\n").at(-1) ?? ""}`.replace(/; $/, ""));
+        }
+      }
+      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
+      if (snapshot?.mode === "save") await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m));
+      // The stop and cont of saving and restoring are haltpoint's, not the test's events.
+      if (snapshot) this.events.clear();
+      this.identityByShell = snapshot !== undefined;
+      if (snapshot) await this.personalize(snapshot.mode === "restore");
     } catch (e) {
+      if (e instanceof SnapshotRestoreFailed) throw e;
+      if (snapshot?.mode === "save") snapshot.slot.release();
       const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
       await this.kill();
       await new Promise((r) => setTimeout(r, 50)); // let the last console bytes arrive
       throw this.error(`boot failed: ${why}\nlast ${CONSOLE_TAIL_LINES} console lines:\n${this.console.tail(CONSOLE_TAIL_LINES)}`);
     }
-    this.log("backdoor shell ready");
+    this.log(snapshot?.mode === "restore" ? `backdoor shell ready (restored in ${((performance.now() - t0) / 1000).toFixed(2)} s)` : "backdoor shell ready");
+  }
+
+  /** The kernel command line that gives this machine its identity at boot (cold boots). */
+  private ownAppend(onVnet: boolean): string {
+    return guestAppend(
+      {
+        hostname: this.name,
+        ip: onVnet ? `${this.net!.address(this.name)}/24` : undefined,
+        hosts: onVnet ? this.net!.hosts(this.name) : undefined,
+      },
+      this.options.append,
+    );
+  }
+
+  /** This run's identity for a guest that booted with the generic one (snapshot boots). */
+  private async personalize(restored: boolean): Promise<void> {
+    const nics = this.net?.needed ? this.net.nics(this.name).map((n) => ({ mac: n.mac, ip: `${n.address}/24` })) : [];
+    const cmd = personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored });
+    const r = await this.shell!.run(cmd, 30_000);
+    if (r.status !== 0) throw this.error(`cannot give the guest its identity after a snapshot boot (exit code ${r.status})`);
   }
 
   private async keptDisk(image: string): Promise<string | DiskImage> {
@@ -193,16 +279,22 @@ export class QemuMachine extends BaseMachine {
     return dir ? keptDiskImage(dir, image, (m) => this.log(m)) : image;
   }
 
-  /** Wait for the guest's backdoor shell on hvc0 (at boot, and again after a reboot). */
-  private async connectShell(): Promise<void> {
+  /**
+   * Wait for the guest's backdoor shell on hvc0 (at boot, and again after a reboot).
+   * `personalizedLater`: the NICs are set up by personalize(); `restored`: the shell is
+   * already up in the snapshot and prints no marker.
+   */
+  private async connectShell(personalizedLater = false, restored = false): Promise<void> {
     const bootTimeout = this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
-    const ready = await this.shellListener!.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
+    const ready = restored
+      ? await this.shellListener!.waitForConnection(30_000, this.qemuGone.signal)
+      : await this.shellListener!.waitForMarker(bootTimeout * 1000, this.qemuGone.signal);
     this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
     await this.shell.init("/tmp/.hp-out", 30_000);
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
-    const more = this.net?.needed ? this.net.nics(this.name).slice(1) : [];
+    const more = this.net?.needed && !personalizedLater ? this.net.nics(this.name).slice(1) : [];
     if (more.length) {
       const r = await this.shell.run(vlanSetupCommand(more), 30_000);
       if (r.status !== 0) throw this.error(`cannot configure the NICs of vlans ${more.map((n) => n.vlan).join(", ")} (exit code ${r.status})`);
@@ -216,7 +308,9 @@ export class QemuMachine extends BaseMachine {
     this.shell.detach(new ConnectionLostError(this.name, "the guest rebooted"));
     this.shell = undefined;
     this.log("the guest rebooted: waiting for its backdoor shell");
-    this.reconnecting = this.connectShell()
+    // A snapshot-booted guest's kernel command line has the generic identity: give it its own again.
+    this.reconnecting = this.connectShell(this.identityByShell)
+      .then(() => (this.identityByShell ? this.personalize(false) : undefined))
       .then(() => this.log("backdoor shell ready (after reboot)"))
       .finally(() => (this.reconnecting = undefined));
     this.reconnecting.catch((e: Error) => this.log(`no backdoor shell after the reboot: ${e.message}`));
@@ -315,6 +409,7 @@ export class QemuMachine extends BaseMachine {
     await this.execute("reboot", { checkOutput: false });
     await this.waitForExit(timeoutMs, "reboot");
     this.state = "stopped";
+    this.coldNextStart = true;
     await this.start(this.startOptions);
   }
 

@@ -100,6 +100,31 @@ export class ShellListener {
     }
   }
 
+  /**
+   * Wait for QEMU to connect, for a guest restored from a snapshot: its shell was already
+   * up when the snapshot was saved and prints no marker again.
+   */
+  async waitForConnection(timeoutMs: number, signal?: AbortSignal): Promise<ReadyShell> {
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort = () => {};
+    try {
+      const socket = await Promise.race([
+        this.connection,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no backdoor shell on ${this.path}: QEMU did not connect within ${timeoutMs / 1000} s`)), timeoutMs);
+          onAbort = () => reject(new Error(`no backdoor shell on ${this.path}: ${String(signal?.reason ?? "aborted")}`));
+          if (signal?.aborted) onAbort();
+          signal?.addEventListener("abort", onAbort, { once: true });
+        }),
+      ]);
+      socket.pause();
+      return { socket, rest: Buffer.alloc(0) };
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
   /** Stop listening and close the connection, if any; removes the socket file. */
   async close(): Promise<void> {
     this.server.close();

@@ -1,0 +1,48 @@
+// Making a guest restored from a shared snapshot this run's own machine: what /init takes
+// from the kernel command line on a cold boot (guest-params.ts) is applied through the
+// backdoor shell instead, together with what a clone would otherwise share with its
+// siblings (clock, randomness, MAC addresses).
+
+import { randomBytes } from "node:crypto";
+import type { GuestParams } from "./guest-params.ts";
+
+export interface GuestIdentity extends GuestParams {
+  /** MAC and address (ADDR/PREFIX) of each NIC on a virtual network, eth1 first. */
+  nics: { mac: string; ip: string }[];
+}
+
+/** The kernel's line when the VM generation id changed and it reseeded its CRNG. */
+export const VMFORK_RESEED_LINE = "crng reseeded due to virtual machine fork";
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/**
+ * One shell command that gives a restored guest its identity. `restored`: the guest came from
+ * a snapshot, so it also waits (up to about 1 s) for the kernel to reseed its CRNG from the new VM
+ * generation id QEMU's vmgenid device presents — from then on /dev/urandom is its own — and
+ * mixes 32 bytes from the host into the pool as well.
+ */
+export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; nowMs?: number }): string {
+  const name = id.hostname ?? "haltpoint";
+  const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
+  // First, so that the time is the host's when the command is sent, to within its latency.
+  // Also for the guest that saved the snapshot: its clock stood still while it was saved.
+  const parts: string[] = [`date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`];
+  if (o.restored) {
+    parts.push(
+      `i=0; until dmesg | grep -c ${q(VMFORK_RESEED_LINE)} > /dev/null; do i=$((i+1)); [ $i -gt 100 ] && { echo "haltpoint: the kernel did not reseed its CRNG after the restore" >&2; break; }; usleep 10000; done`,
+      `echo ${randomBytes(32).toString("base64")} | base64 -d > /dev/urandom`,
+    );
+  }
+  parts.push(`hostname ${q(name)}`, `echo ${q(name)} > /etc/hostname`, `printf '%s\\n' ${hosts.map(q).join(" ")} > /etc/hosts`);
+  id.nics.forEach((n, i) => {
+    const dev = `eth${i + 1}`;
+    parts.push(`ip link set ${dev} down`, `ip link set ${dev} address ${n.mac}`, `ip addr flush dev ${dev}`, `ip addr add ${n.ip} dev ${dev}`, `ip link set ${dev} up`);
+  });
+  if (id.authorizedKey !== undefined) {
+    parts.push(`printf '%s\\n' ${q(id.authorizedKey.trim())} > /root/.ssh/authorized_keys`, "chmod 0600 /root/.ssh/authorized_keys");
+  }
+  // Neighbours a clone learnt before the snapshot are not this run's.
+  parts.push("ip neigh flush all 2>/dev/null || true");
+  return parts.join("\n");
+}

@@ -1,0 +1,62 @@
+// Snapshot boots: which machines start from a snapshot, and saving one for the machines that
+// come after. The first machine of a shape boots cold with the image's generic identity,
+// saves the snapshot once its backdoor shell is up, and then, like every machine restored
+// from it later, takes its own identity through the shell (guest-personalize.ts).
+
+import { rm, stat } from "node:fs/promises";
+import type { NodeOptions } from "../types.ts";
+import type { QmpClient } from "./qmp.ts";
+import { saveSnapshot } from "./snapshot-format.ts";
+import { SnapshotSlot, type SnapshotShape } from "./snapshot-store.ts";
+
+export type SnapshotBoot = { mode: "restore"; slot: SnapshotSlot } | { mode: "save"; slot: SnapshotSlot; replaced?: string };
+
+/**
+ * Devices that make a restored guest its own: a new VM generation id on every QEMU start
+ * (the kernel reseeds its CRNG when it changes, but only once the CRNG is ready, which under
+ * TCG needs the host entropy of virtio-rng).
+ */
+export const IDENTITY_DEVICES = ["-device", "vmgenid,guid=auto", "-device", "virtio-rng-pci"] as const;
+
+/** Whether a machine can start from a snapshot at all: haltpoint's own kernel and initrd, no disk, no vsock daemon. */
+export function snapshotEligible(o: NodeOptions, runAllows: boolean, hasVsock: boolean): boolean {
+  return runAllows && o.snapshotBoot !== false && !o.startScript && !o.diskImage && !o.kernel && !o.initrd && !hasVsock;
+}
+
+/** Restore when the snapshot is there; else save it if no other live machine is saving it; else undefined (plain cold boot). */
+export function planSnapshotBoot(shape: SnapshotShape, o: { restore: boolean }): SnapshotBoot | undefined {
+  const slot = SnapshotSlot.forShape(shape);
+  const found = slot.check();
+  if (found === "ok" && o.restore) return { mode: "restore", slot };
+  if (found !== "ok" && found !== "absent") {
+    slot.discard();
+    const replaced = `snapshot ${slot.file} is damaged (${found.damaged}): removed it, booting cold`;
+    return slot.claim() ? { mode: "save", slot, replaced } : undefined;
+  }
+  if (found === "absent" && slot.claim()) return { mode: "save", slot };
+  return undefined;
+}
+
+/**
+ * Save the running guest into the slot (stop, migrate, cont) and release it. Never throws:
+ * a snapshot that cannot be saved only means later machines boot cold too.
+ */
+export async function saveForLater(qmp: QmpClient, slot: SnapshotSlot, log: (m: string) => void): Promise<void> {
+  const t0 = performance.now();
+  try {
+    await qmp.stop();
+    try {
+      await saveSnapshot(qmp, slot.partialFile);
+      await slot.commit();
+    } finally {
+      await qmp.cont();
+    }
+    const bytes = (await stat(slot.file)).size;
+    log(`snapshot saved for later machines of this shape: ${slot.file} (${(bytes / 2 ** 20).toFixed(0)} MiB, ${((performance.now() - t0) / 1000).toFixed(2)} s)`);
+  } catch (e) {
+    await rm(slot.partialFile, { force: true });
+    log(`could not save a snapshot (${(e as Error).message}); later machines boot cold`);
+  } finally {
+    slot.release();
+  }
+}

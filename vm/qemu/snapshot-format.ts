@@ -1,0 +1,68 @@
+// The snapshot format: a stopped guest's whole state (RAM and devices) as QEMU's migration
+// stream, compressed with zstd -1 (0.8 s and 43 MiB for haltpoint's 256 MiB guest, against
+// 105 MiB uncompressed). Saving is QMP `migrate` to `exec:zstd`; restoring is a new QEMU with
+// the same argv plus `-incoming exec:zstd -dc`. Chardev paths need not match, so a restored
+// guest reconnects to the new machine's sockets.
+
+import type { QmpClient } from "./qmp.ts";
+
+/** Bumped when what a snapshot holds or how it is applied changes: older ones are not used. */
+export const SNAPSHOT_FORMAT_VERSION = 1;
+
+/** A path as one word for /bin/sh, which QEMU runs `exec:` commands with. */
+function shellWord(path: string): string {
+  return `'${path.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The arguments that make a new QEMU load `file` instead of booting. */
+export function restoreArgs(file: string): string[] {
+  return ["-incoming", `exec:zstd -dc ${shellWord(file)}`];
+}
+
+interface MigrateInfo {
+  status?: string;
+  "error-desc"?: string;
+}
+
+async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    const info = (await qmp.execute("query-migrate")) as MigrateInfo;
+    if (info.status === "completed") return;
+    if (info.status === "failed" || info.status === "cancelled") throw new Error(`migration ${info.status}${info["error-desc"] ? `: ${info["error-desc"]}` : ""}`);
+    if (Date.now() > end) throw new Error(`migration not completed within ${timeoutMs / 1000} s (status ${info.status ?? "none"})`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+/**
+ * Write the stopped guest's state to `file` (through zstd). The guest must be stopped;
+ * it stays stopped (status `postmigrate`) until the caller sends `cont`.
+ */
+export async function saveSnapshot(qmp: QmpClient, file: string, timeoutMs = 120_000): Promise<void> {
+  await qmp.execute("migrate", { uri: `exec:zstd -q -1 > ${shellWord(file)}` });
+  await pollMigration(qmp, timeoutMs);
+}
+
+/**
+ * Wait until a QEMU started with `restoreArgs` has loaded its snapshot, then start the guest
+ * (it was saved stopped). Rejects when the load fails; QEMU then exits by itself.
+ */
+export async function waitRestored(qmp: QmpClient, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    const status = ((await qmp.execute("query-status")) as { status?: string }).status;
+    if (status === "running") return;
+    const migration = ((await qmp.execute("query-migrate")) as MigrateInfo).status;
+    if (migration === "failed") throw new Error("QEMU could not load it");
+    // The guest was stopped when it was saved, and QEMU keeps a loaded guest in the run
+    // state it was saved in: start it.
+    if (status === "paused") {
+      await qmp.cont();
+      continue;
+    }
+    if (status !== "inmigrate" && status !== "prelaunch" && status !== "restore-vm") throw new Error(`after loading the snapshot the guest is ${status}`);
+    if (Date.now() > end) throw new Error(`the snapshot did not load within ${timeoutMs / 1000} s (status ${status})`);
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
