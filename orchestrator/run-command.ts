@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
@@ -94,6 +94,21 @@ function makeStateRoot(): string {
   throw new Error("cannot create a state directory under /var/tmp or the temp directory");
 }
 
+/**
+ * The run's log directory, 0700: it holds every machine's console (and whatever a test
+ * printed there, secrets included) and the pino log of every command.
+ * Only the leaf is made private; everything under it is then out of other users' reach.
+ * An unwritable log dir loses the logs, not the run (the reporters skip what they cannot open).
+ */
+function makePrivateLogDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch {
+    /* see above */
+  }
+}
+
 export function defaultLogDir(now = new Date()): string {
   return join(".haltpoint", "runs", now.toISOString().replace(/[:.]/g, "-"));
 }
@@ -102,6 +117,7 @@ export function defaultLogDir(now = new Date()): string {
 export async function runCommand(o: RunOptions): Promise<number> {
   const startedAt = Date.now();
   const logDir = resolve(o.logDir ?? defaultLogDir());
+  makePrivateLogDir(logDir);
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
