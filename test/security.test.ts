@@ -6,10 +6,10 @@
 // In the same run the owner's telnet, nc, `haltpoint attach` and both printed ssh lines work.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { findOnPath } from "../vm/find-on-path.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
@@ -82,6 +82,17 @@ test("a halted run lets only its owner in: console and SSH refused to uid 65534 
     const guestProxy = line(/^sshhalt#1 guest: ssh backdoor: (ssh -o ProxyCommand=.* root@guest)$/m);
     const guestMux = line(/^sshhalt#1 guest: ssh backdoor: (ssh -o User=root vsock-mux\/\/\S+\/guest_host\.socket)$/m);
 
+    // What the run wrote and listens on in the file system: private to its user.
+    const mode = (p: string): string => (statSync(p).mode & 0o777).toString(8);
+    const socketDir = line(/^!!! sshhalt#1: sockets: (\S+)$/m);
+    assert.equal(mode(socketDir), "700");
+    for (const f of readdirSync(socketDir)) assert.equal(mode(join(socketDir, f)), "600", f);
+    const stateRoot = /^\/var\/tmp\/hp-[0-9a-f]+/.exec(socketDir)?.[0];
+    if (stateRoot) assert.equal(mode(stateRoot), "700");
+    assert.equal(mode(join(work, "logs")), "700");
+    const controlDir = process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, "haltpoint") : `/tmp/haltpoint-${process.getuid!()}`;
+    assert.equal(mode(controlDir), "700");
+
     // The owner's SSH session to the guest, open for the whole of what follows.
     const session = new Peer("bash", ["-c", `${guestProxy} ${SSH_OPTS} 'echo session open; cat'`]);
     peers.push(session);
@@ -97,6 +108,9 @@ test("a halted run lets only its owner in: console and SSH refused to uid 65534 
     assert.notEqual(readlinkSync(`/proc/${qemuPid}/ns/net`), readlinkSync("/proc/self/ns/net"));
     const forwards = listenersInNamespaceOf(qemuPid);
     assert.ok(forwards.length >= 1, "the session made a forward inside QEMU's namespace");
+    const guestDir = join(dirname(socketDir), "guest");
+    assert.equal(mode(guestDir), "700");
+    assert.equal(mode(join(guestDir, "relay.sock")), "600");
 
     t.diagnostic(`tried as uid 65534: the run's listeners ${ports.join(", ")}; QEMU's forwards ${forwards.join(", ")}`);
     const marker = join(work, "evaluated-for-uid-65534");
