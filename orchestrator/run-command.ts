@@ -95,18 +95,26 @@ function makeStateRoot(): string {
 }
 
 /**
- * The run's log directory, 0700: it holds every machine's console (and whatever a test
- * printed there, secrets included) and the pino log of every command.
- * Only the leaf is made private; everything under it is then out of other users' reach.
- * An unwritable log dir loses the logs, not the run (the reporters skip what they cannot open).
+ * A directory of the run's made 0700: the log dir holds every machine's console (and whatever
+ * a test printed there, secrets included) and the pino log of every command; the kept state
+ * (-K) holds machines' disks. Only the leaf is made private; everything under it is then out
+ * of other users' reach. An unwritable log dir loses the logs, not the run (the reporters
+ * skip what they cannot open).
  */
-function makePrivateLogDir(dir: string): void {
+function makePrivateDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
   } catch {
     /* see above */
   }
+}
+
+/** Where --keep-machine-state keeps machines (0700: disks may hold anything the guest wrote). */
+function keptStateRoot(): string {
+  const dir = resolve(".haltpoint", "state");
+  makePrivateDir(dir);
+  return dir;
 }
 
 export function defaultLogDir(now = new Date()): string {
@@ -117,7 +125,7 @@ export function defaultLogDir(now = new Date()): string {
 export async function runCommand(o: RunOptions): Promise<number> {
   const startedAt = Date.now();
   const logDir = resolve(o.logDir ?? defaultLogDir());
-  makePrivateLogDir(logDir);
+  makePrivateDir(logDir);
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
@@ -176,7 +184,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     debugHook: o.debugHook ?? false,
     sshBackdoor: o.sshBackdoor,
     sshThaws: o.sshThaws ?? true,
-    keepStateRoot: o.keepMachineState ? resolve(".haltpoint", "state") : undefined,
+    keepStateRoot: o.keepMachineState ? keptStateRoot() : undefined,
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),
