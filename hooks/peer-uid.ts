@@ -74,6 +74,10 @@ export function peerUidFromTable(table: string, ends: TcpEnds, v6: boolean): num
     const f = line.trim().split(/\s+/);
     // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
     if (f.length < 10 || f[1] !== peerLocal || f[2] !== peerRemote) continue;
+    // Inode 0: no process holds that socket any more. A client that connected, wrote and
+    // closed at once is by now a time-wait entry, which the kernel prints with uid 0: taken at
+    // its word it would pass for root. Such a peer is unknown (and refused), never root.
+    if (f[9] === "0") return undefined;
     const uid = Number(f[7]);
     if (Number.isInteger(uid)) return uid;
   }
@@ -82,7 +86,7 @@ export function peerUidFromTable(table: string, ends: TcpEnds, v6: boolean): num
 
 /**
  * The uid owning the peer's socket of an accepted TCP connection, or undefined when the
- * peer is not on this host (or not in this network namespace). Looks in /proc/net/tcp, then
+ * peer is not on this host (or not in this network namespace), or its socket is closed. Looks in /proc/net/tcp, then
  * /proc/net/tcp6 (a v4 client of a dual-stack listener appears there, v4-mapped).
  */
 export async function peerUid(ends: TcpEnds): Promise<number | undefined> {

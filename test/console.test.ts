@@ -351,3 +351,20 @@ test("a console beyond loopback asks for its token first: a wrong one is refused
   assert.match(out, /^haltpoint breakpoint 4444/, "the token prompt is not shown");
   assert.match(out, /42\r\n/);
 });
+
+test("another user who writes and closes at once (a time-wait row reads uid 0) is refused, not taken for root", async (t) => {
+  const refusals: string[] = [];
+  let refused = (): void => {};
+  const c = await startConsole(t, { onRefused: (m) => (refusals.push(m), refused()) });
+  const dir = mkdtempSync(join(tmpdir(), "hp-gate-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const marker = join(dir, "evaluated");
+  const wasRefused = new Promise<void>((r) => (refused = r));
+  const { spawn } = await import("node:child_process");
+  const code = `require("fs").writeFileSync(${JSON.stringify(marker)}, "x")`;
+  spawn("setpriv", [...AS_NOBODY, "bash", "-c", `exec 3<>/dev/tcp/${HOST}/${c.server.tcpPort}; echo '${code}' >&3; exec 3>&-`], { stdio: "ignore" });
+  await wasRefused;
+  assert.match(refusals[0]!, /uid 65534 may not use this console|cannot tell which user connected/);
+  assert.equal(await c.sessions(), 0);
+  assert.equal(existsSync(marker), false);
+});

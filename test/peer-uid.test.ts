@@ -43,6 +43,18 @@ for (const [listenOn, dial] of [
   });
 }
 
+test("a peer that connected and closed at once is unknown, not root (its time-wait row says uid 0)", async (t) => {
+  const l = await listen("127.0.0.1");
+  t.after(() => l.server.close());
+  // Connect, write, close, exit: the peer's socket is gone before we look.
+  const gone = spawn("setpriv", [...NOBODY, "bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/${l.port}; echo hi >&3; exec 3>&-`], { stdio: "ignore" });
+  const accepted = await l.next();
+  await new Promise((r) => gone.once("exit", r));
+  await new Promise<void>((r) => accepted.once("end", () => r()).resume());
+  t.after(() => accepted.destroy());
+  assert.equal(await peerUid(ends(accepted)), undefined);
+});
+
 test("a peer with no socket on this host (another host, another network namespace) has no uid", async () => {
   assert.equal(await peerUid({ localAddress: "127.0.0.1", localPort: 1, remoteAddress: "127.0.0.1", remotePort: 1 }), undefined);
 });
@@ -55,6 +67,8 @@ test("the /proc/net/tcp notation: little-endian address words, hex port, the uid
   ].join("\n");
   const e = { localAddress: "127.0.0.1", localPort: 4444, remoteAddress: "127.0.0.1", remotePort: 0xd431 };
   assert.equal(peerUidFromTable(v4, e, false), 65534);
+  const timeWait = "   2: 0100007F:D431 0100007F:115C 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000";
+  assert.equal(peerUidFromTable(timeWait, e, false), undefined, "a time-wait row (uid 0, inode 0) is nobody's");
   assert.equal(peerUidFromTable(v4, { ...e, remotePort: 0xd432 }, false), undefined);
   const v6 = "   1: 0000000000000000FFFF00000100007F:D431 0000000000000000FFFF00000100007F:115C 01 00000000:00000000 00:00000000 00000000  1000        0 3 1";
   assert.equal(peerUidFromTable(v6, { ...e, localAddress: "::ffff:127.0.0.1", remoteAddress: "::ffff:127.0.0.1" }, true), 1000);
