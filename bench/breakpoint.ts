@@ -7,6 +7,10 @@ import { MessageChannel } from "node:worker_threads";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand } from "../orchestrator/run-command.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
+import { ConsoleServer } from "../hooks/console-server.ts";
+import { peerUid } from "../hooks/peer-uid.ts";
+import { connect, type Socket } from "node:net";
+import { readFileSync } from "node:fs";
 import type { PlannedRun } from "../orchestrator/plan.ts";
 import type { WorkerEvent } from "../worker/events.ts";
 import { fmt, percentile, printTable } from "./table.ts";
@@ -65,12 +69,46 @@ const ports = new Set(infos.map((i) => i?.port));
 await broker.close();
 if (ports.size !== AT_ONCE) throw new Error(`ports were not distinct: ${[...ports].join(",")}`);
 
+// 3. The attach path's gate (issue #10): the peer-uid lookup alone, on real accepted
+//    connections, and a console's connect → first byte with the gate in it (the channel's other
+//    end answers every session at once, so what is left is TCP, the gate and the relay).
+const LOOKUPS = 500;
+const { port1: consoleEnd, port2: replEnd } = new MessageChannel();
+replEnd.on("message", (m: { t: string; session: number }) => {
+  if (m.t === "open") replEnd.postMessage({ t: "data", session: m.session, data: new Uint8Array([104, 105]) });
+});
+const gated = await ConsoleServer.listen(consoleEnd, { startPort: 46200, host: "127.0.0.1" });
+const lookupMs: number[] = [];
+const connectMs: number[] = [];
+const accepted: Socket[] = [];
+for (let i = 0; i < LOOKUPS; i++) {
+  const t = performance.now();
+  const c = connect({ host: "127.0.0.1", port: gated.tcpPort });
+  await new Promise<void>((r) => c.once("data", () => r()));
+  connectMs.push(performance.now() - t);
+  // The same lookup the gate made, timed on its own (this client's socket, seen from the server side).
+  const ends = { localAddress: "127.0.0.1", localPort: gated.tcpPort, remoteAddress: "127.0.0.1", remotePort: c.localPort! };
+  const t2 = performance.now();
+  if ((await peerUid(ends)) !== process.getuid!()) throw new Error("peer uid lookup failed");
+  lookupMs.push(performance.now() - t2);
+  accepted.push(c);
+  if (accepted.length >= 50) for (const s of accepted.splice(0)) s.destroy();
+}
+for (const s of accepted) s.destroy();
+const tcpRows = readFileSync("/proc/net/tcp", "utf8").split("\n").length - 2 + readFileSync("/proc/net/tcp6", "utf8").split("\n").length - 2;
+await gated.close();
+replEnd.close();
+lookupMs.sort((a, b) => a - b);
+connectMs.sort((a, b) => a - b);
+
 printTable(
   "bench/breakpoint",
   ["measure", "n", "median ms", "p95 ms", "max ms"],
   [
     ["failing command → attach lines printed (3 local machines frozen)", FAILURES, fmt(percentile(latencies, 0.5), 0), fmt(percentile(latencies, 0.95), 0), fmt(latencies.at(-1)!, 0)],
     [`${AT_ONCE} breakpoints registered at once (all ports distinct)`, AT_ONCE, "—", "—", fmt(registerMs, 0) + " total"],
+    [`attach: peer-uid lookup in /proc/net/tcp{,6} (${tcpRows} sockets there)`, LOOKUPS, fmt(percentile(lookupMs, 0.5), 3), fmt(percentile(lookupMs, 0.95), 3), fmt(lookupMs.at(-1)!, 3)],
+    ["attach: console connect → first byte, gate included", LOOKUPS, fmt(percentile(connectMs, 0.5), 3), fmt(percentile(connectMs, 0.95), 3), fmt(connectMs.at(-1)!, 3)],
   ],
 );
 rmSync(scratch, { recursive: true, force: true });

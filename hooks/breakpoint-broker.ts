@@ -1,8 +1,10 @@
+import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { MessagePort } from "node:worker_threads";
 import type { ControlMessage, WorkerEvent } from "../worker/events.ts";
 import type { PlannedRun } from "../orchestrator/plan.ts";
+import { isLoopbackHost } from "./console-gate.ts";
 import { ConsoleServer } from "./console-server.ts";
 import type { BreakpointInfo } from "./control-protocol.ts";
 
@@ -26,6 +28,8 @@ export interface BreakpointListener {
   onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
   onBreakpointRefused?(run: PlannedRun, reason: string): void;
   onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
+  /** Someone who may not use the console tried to (another uid, a wrong token). */
+  onConsoleRefused?(run: PlannedRun, message: string): void;
 }
 
 interface Held {
@@ -75,7 +79,16 @@ export class BreakpointBroker {
     }
     this.registering++;
     try {
-      const server = await ConsoleServer.listen(e.console, { startPort: this.o.startPort, host: this.o.host });
+      // Beyond loopback the peer may be on another host, where no uid can be checked: a
+      // per-breakpoint secret, printed once to the owner (and handed to `haltpoint attach`
+      // over the owner-only control socket), is asked for first.
+      const token = isLoopbackHost(this.o.host) ? undefined : randomBytes(18).toString("base64url");
+      const server = await ConsoleServer.listen(e.console, {
+        startPort: this.o.startPort,
+        host: this.o.host,
+        token,
+        onRefused: (msg) => this.listener.onConsoleRefused?.(run, msg),
+      });
       const id = String(server.tcpPort);
       // A run with an SSH backdoor already has its sockets (made when its machines were
       // built, in its private state directory): that directory is the breakpoint's.
@@ -97,6 +110,7 @@ export class BreakpointBroker {
         frozen: e.frozen,
         socketDir,
         orchestratorPid: process.pid,
+        ...(token ? { token } : {}),
         reason: e.kind === "failure" ? (e.error?.message ?? "failed") : "debug.breakpoint()",
       };
       const ttl = setTimeout(() => this.release(id, `--freeze-ttl (${Math.round(this.o.ttlMs / 1000)} s) expired`), this.o.ttlMs);

@@ -1,6 +1,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import type { MessagePort } from "node:worker_threads";
 import { asBuffer, isConsoleReply, postClose, postData, postOpen } from "./console-channel.ts";
+import { checkConsolePeer } from "./console-gate.ts";
 import { listenOnFirstFreePort } from "./port-allocator.ts";
 
 // The main-thread side of a breakpoint's console: a TCP listener whose connections are
@@ -11,16 +12,28 @@ import { listenOnFirstFreePort } from "./port-allocator.ts";
 // A client that half-closes (`nc -N`, `haltpoint attach` with stdin at end) still gets the
 // output of what it sent: its session is closed towards the worker, and the socket is ended
 // only when the worker answers with its own close, after its last output.
+//
+// Every connection first passes the gate (console-gate.ts): only the orchestrator's uid and
+// root are served; anyone else gets one line saying why, and the refusal is reported. The
+// socket stays paused until then, so not a byte of a refused client reaches the worker.
 
 export interface ConsoleServerOptions {
   /** First port to try; the next free one is used (4444 by default in the broker). */
   startPort: number;
   /** The only address listened on. */
   host: string;
+  /** The uid served besides root (default: this process's). */
+  ownerUid?: number;
+  /** Listening beyond loopback: a peer from another host must send this first. */
+  token?: string;
+  /** A connection was refused (for the run's output). */
+  onRefused?(message: string): void;
 }
 
 export class ConsoleServer {
   private readonly sockets = new Map<number, Socket>();
+  /** Connections still at the gate (a token not yet sent): cut when the console closes. */
+  private readonly pending = new Set<Socket>();
   private nextSession = 1;
   private closing: Promise<void> | undefined;
 
@@ -29,6 +42,7 @@ export class ConsoleServer {
     private readonly server: Server,
     readonly host: string,
     readonly tcpPort: number,
+    private readonly opts: ConsoleServerOptions,
   ) {
     port.on("message", this.onReply);
     // The worker closed the channel (its host was closed): nothing more can be served.
@@ -42,9 +56,10 @@ export class ConsoleServer {
    */
   static async listen(port: MessagePort, opts: ConsoleServerOptions): Promise<ConsoleServer> {
     // allowHalfOpen: a client's FIN must not end our side before the worker's last output.
-    const server = createServer({ allowHalfOpen: true, noDelay: true });
+    // pauseOnConnect: nothing is read from a client before the gate has let it in.
+    const server = createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true });
     const tcpPort = await listenOnFirstFreePort(server, { start: opts.startPort, host: opts.host });
-    return new ConsoleServer(port, server, opts.host, tcpPort);
+    return new ConsoleServer(port, server, opts.host, tcpPort, opts);
   }
 
   /** Clients connected now. */
@@ -63,6 +78,8 @@ export class ConsoleServer {
         postClose(this.port, session);
       }
       this.sockets.clear();
+      for (const s of this.pending) s.destroy();
+      this.pending.clear();
       this.port.close();
       this.server.close(() => resolve());
     });
@@ -74,9 +91,27 @@ export class ConsoleServer {
       socket.destroy();
       return;
     }
+    socket.on("error", () => socket.destroy());
+    const from = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.pending.add(socket);
+    void checkConsolePeer(socket, { ownerUid: this.opts.ownerUid ?? process.getuid?.() ?? 0, token: this.opts.token }).then((v) => {
+      this.pending.delete(socket);
+      if (!v.ok) {
+        this.opts.onRefused?.(`refused a console connection from ${from}: ${v.reason}`);
+        socket.end(`haltpoint: refused: ${v.reason}\r\n`);
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
+      if (this.closing || socket.destroyed) return void socket.destroy();
+      this.serve(socket, v.head);
+    });
+  }
+
+  private serve(socket: Socket, head: Buffer): void {
     const session = this.nextSession++;
     this.sockets.set(session, socket);
     postOpen(this.port, session);
+    if (head.length) postData(this.port, session, head);
     socket.on("data", (chunk: Buffer) => {
       if (this.sockets.get(session) === socket) postData(this.port, session, chunk);
     });
@@ -84,12 +119,12 @@ export class ConsoleServer {
     socket.on("end", () => {
       if (this.sockets.get(session) === socket) postClose(this.port, session);
     });
-    socket.on("error", () => socket.destroy());
     socket.on("close", () => {
       if (this.sockets.get(session) !== socket) return;
       this.sockets.delete(session);
       postClose(this.port, session);
     });
+    socket.resume();
   }
 
   private readonly onReply = (m: unknown): void => {

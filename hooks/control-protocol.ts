@@ -24,6 +24,8 @@ export interface BreakpointInfo {
   orchestratorPid: number;
   /** Why it halted: the failure's message, or "debug.breakpoint()". */
   reason: string;
+  /** The console's token, when it listens beyond loopback (--debug-bind): its first line must be this. */
+  token?: string;
 }
 
 export type ControlRequest = { cmd: "ls" } | { cmd: "release"; id: string } | { cmd: "release-all" };
@@ -126,6 +128,10 @@ function validateInfo(b: unknown, i: number, bad: (why: string) => never): Break
   if (!Array.isArray(b.machines) || !b.machines.every((m) => typeof m === "string")) bad(`breakpoints[${i}].machines must be an array of strings`);
   const info = {} as Record<string, unknown>;
   for (const field of [...Object.keys(INFO_FIELDS), "machines"]) info[field] = b[field];
+  if (b.token !== undefined) {
+    if (typeof b.token !== "string") bad(`breakpoints[${i}].token must be a string`);
+    info.token = b.token;
+  }
   return info as unknown as BreakpointInfo;
 }
 

@@ -31,8 +31,9 @@ interface Entry {
  * - local: port 22 is an ssh2 server in this worker whose sessions run in the sandbox;
  *   other ports are TCP on 127.0.0.1 (local machines share the host's network).
  * - qemu: through a user-network forward from an ephemeral 127.0.0.1 port to the guest's
- *   port, made on first use; or through vhost-device-vsock where it is installed and the
- *   guest is one that listens on AF_VSOCK (see vhost-vsock.ts).
+ *   port, made on first use, inside QEMU's own network namespace and reached through a relay
+ *   there (net-namespace.ts, netns-relay.ts); or through vhost-device-vsock where it is
+ *   installed and the guest is one that listens on AF_VSOCK (see vhost-vsock.ts).
  * A connection to a frozen machine thaws it first (or, with thaws=false, is refused), and
  * the run's log says which.
  */
@@ -136,6 +137,9 @@ export class SshBackdoor {
           return connectVsockMux(uds, port);
         };
       } else {
+        // The guest's forwards go in a network namespace of QEMU's own: on the host's
+        // loopback, any local user could reach the guest's root shell through them.
+        qm.usePrivateNetwork();
         reach = async (port) => {
           if (!(port >= 1 && port <= 65535)) throw new Error(`port ${port} is not a TCP port`);
           // The log line already names the machine: drop MachineError's "machine X: ".

@@ -91,6 +91,8 @@ export async function attachCommand(id: string, io: AttachIo = process as unknow
     };
     const onInputEnd = (): void => void socket.end();
     socket.on("connect", () => {
+      // A console beyond loopback asks for its token first (the control socket is the owner's).
+      if (info.token) socket.write(`${info.token}\r\n`);
       if (raw) {
         stderr.write(`attached to ${info.key} at ${info.host}:${info.port} (Ctrl-] detaches)\r\n`);
         stdin.setRawMode!(true);
@@ -102,8 +104,15 @@ export async function attachCommand(id: string, io: AttachIo = process as unknow
       stdin.on("end", onInputEnd);
       stdin.resume();
     });
+    let tokenPrompt = info.token ? "haltpoint console token: " : "";
     socket.on("data", (chunk: Buffer) => {
-      const { data } = telnet.decode(chunk); // drop the console's negotiation answers
+      let { data } = telnet.decode(chunk); // drop the console's negotiation answers
+      if (tokenPrompt) {
+        // The token was sent for the user: do not show its prompt.
+        const n = Math.min(tokenPrompt.length, data.length);
+        if (data.subarray(0, n).toString() === tokenPrompt.slice(0, n)) [data, tokenPrompt] = [data.subarray(n), tokenPrompt.slice(n)];
+        else tokenPrompt = "";
+      }
       if (data.length) stdout.write(data);
     });
     socket.on("error", (e: NodeJS.ErrnoException) => {

@@ -130,6 +130,8 @@ export interface Reporter {
   /** A failing test was not halted (e.g. --max-frozen reached). */
   onBreakpointRefused?(run: PlannedRun, reason: string): void;
   onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
+  /** A connection to a breakpoint's console was refused (another uid, a wrong token). */
+  onConsoleRefused?(run: PlannedRun, message: string): void;
   onEnd?(summary: SuiteSummary): void | Promise<void>;
 }
 
@@ -165,6 +167,9 @@ export class ReporterSet implements Required<Reporter> {
   }
   onBreakpointEnd(run: PlannedRun, info: BreakpointInfo, by: string): void {
     for (const r of this.reporters) r.onBreakpointEnd?.(run, info, by);
+  }
+  onConsoleRefused(run: PlannedRun, message: string): void {
+    for (const r of this.reporters) r.onConsoleRefused?.(run, message);
   }
   async onEnd(s: SuiteSummary): Promise<void> {
     for (const r of this.reporters) await r.onEnd?.(s);

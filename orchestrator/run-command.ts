@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
@@ -96,6 +96,29 @@ function makeStateRoot(): string {
   throw new Error("cannot create a state directory under /var/tmp or the temp directory");
 }
 
+/**
+ * A directory of the run's made 0700: the log dir holds every machine's console (and whatever
+ * a test printed there, secrets included) and the pino log of every command; the kept state
+ * (-K) holds machines' disks. Only the leaf is made private; everything under it is then out
+ * of other users' reach. An unwritable log dir loses the logs, not the run (the reporters
+ * skip what they cannot open).
+ */
+function makePrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+  } catch {
+    /* see above */
+  }
+}
+
+/** Where --keep-machine-state keeps machines (0700: disks may hold anything the guest wrote). */
+function keptStateRoot(): string {
+  const dir = resolve(".haltpoint", "state");
+  makePrivateDir(dir);
+  return dir;
+}
+
 export function defaultLogDir(now = new Date()): string {
   return join(".haltpoint", "runs", now.toISOString().replace(/[:.]/g, "-"));
 }
@@ -104,6 +127,7 @@ export function defaultLogDir(now = new Date()): string {
 export async function runCommand(o: RunOptions): Promise<number> {
   const startedAt = Date.now();
   const logDir = resolve(o.logDir ?? defaultLogDir());
+  makePrivateDir(logDir);
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
@@ -162,7 +186,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     debugHook: o.debugHook ?? false,
     sshBackdoor: o.sshBackdoor,
     sshThaws: o.sshThaws ?? true,
-    keepStateRoot: o.keepMachineState ? resolve(".haltpoint", "state") : undefined,
+    keepStateRoot: o.keepMachineState ? keptStateRoot() : undefined,
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),

@@ -176,3 +176,40 @@ test("a failing qemu test halts with its guest paused; after thaw() the console 
   await sleep(300);
   assert.deepEqual(await qemuProcesses(), []);
 });
+
+test("--debug-bind beyond loopback: the token is printed once, asked for first, and haltpoint attach sends it", async () => {
+  const child = haltpoint(["run", "test/fixtures/debug/web.vmtest.ts", "--debug-hook", "--debug-bind", "0.0.0.0", "--debug-port", "47250"], { timeout: 60_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
+  try {
+    const out = watchOutput(child);
+    const id = (await out.waitFor(/!!! web#1: HALTED at breakpoint (\d+)/))[1]!;
+    const token = (await out.waitFor(/^!!! web#1: console token \(asked for first; shown only here\): (\S+)$/m))[1]!;
+    await out.waitFor(/!!! web#1: release:/);
+    assert.equal(out.text().split(token).length - 1, 1, "printed once");
+
+    const guess = new Peer("nc", ["127.0.0.1", id]);
+    await guess.expect("haltpoint console token: ", 10_000);
+    guess.send("not-the-token\n");
+    await guess.expect("haltpoint: refused: wrong console token");
+    assert.doesNotMatch(guess.output, /web#1>/);
+    await out.waitFor(/!!! web#1: refused a console connection from 127\.0\.0\.1:\d+: wrong console token/);
+
+    const nc = new Peer("nc", ["127.0.0.1", id]);
+    try {
+      await nc.expect("haltpoint console token: ", 10_000);
+      nc.send(`${token}\n6*7\n`);
+      await nc.expect(/web#1> 42/);
+    } finally {
+      nc.child.kill();
+    }
+    const attach = await haltpoint(["attach", id], { input: "server.name\n" });
+    assert.equal(attach.exitCode, 0, attach.all);
+    assert.match(attach.stdout, /'server'/);
+    assert.doesNotMatch(attach.stdout, /console token/);
+    assert.equal((await haltpoint(["release", id])).exitCode, 0);
+    assert.equal((await child).exitCode, 1);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+});

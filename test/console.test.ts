@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PassThrough } from "node:stream";
 import { MessageChannel, Worker } from "node:worker_threads";
-import { ConsoleServer } from "../hooks/console-server.ts";
+import { existsSync } from "node:fs";
+import { ConsoleServer, type ConsoleServerOptions } from "../hooks/console-server.ts";
 import { ControlServer } from "../hooks/control-server.ts";
 import { attachCommand, type AttachIo } from "../orchestrator/control-commands.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
@@ -23,7 +24,7 @@ const PROMPT = "fixture> ";
 type WorkerMsg = { t: string; n?: number; counter?: number };
 
 /** A worker serving the console fixture, its ConsoleServer, and the peers of one test. */
-async function startConsole(t: { after(fn: () => Promise<void>): void }) {
+async function startConsole(t: { after(fn: () => Promise<void>): void }, gate: Partial<Pick<ConsoleServerOptions, "host" | "token" | "onRefused">> = {}) {
   const { port1, port2 } = new MessageChannel();
   const worker = new Worker(new URL("./fixtures/hooks/repl-worker.mjs", import.meta.url), { workerData: { port: port2 }, transferList: [port2] });
   const inbox: WorkerMsg[] = [];
@@ -46,7 +47,7 @@ async function startConsole(t: { after(fn: () => Promise<void>): void }) {
     }
   };
   await next("ready", 15000);
-  const server = await ConsoleServer.listen(port1, { startPort: START_PORT, host: HOST });
+  const server = await ConsoleServer.listen(port1, { startPort: START_PORT, host: HOST, ...gate });
   const peers: Peer[] = [];
   const client = (cmd: "telnet" | "nc", ...extra: string[]): Peer => {
     const args = cmd === "telnet" ? [HOST, String(server.tcpPort)] : [...extra, HOST, String(server.tcpPort)];
@@ -220,7 +221,7 @@ test("ConsoleServer.close() says goodbye, ends clients and stops listening", asy
 });
 
 /** A ControlServer in a private XDG_RUNTIME_DIR that lists one breakpoint: this console. */
-async function withBreakpoint(t: { after(fn: () => Promise<void>): void }, tcpPort: number) {
+async function withBreakpoint(t: { after(fn: () => Promise<void>): void }, tcpPort: number, extra: { token?: string } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "hp-attach-"));
   const savedXdg = process.env.XDG_RUNTIME_DIR;
   process.env.XDG_RUNTIME_DIR = dir;
@@ -236,6 +237,7 @@ async function withBreakpoint(t: { after(fn: () => Promise<void>): void }, tcpPo
     socketDir: dir,
     orchestratorPid: process.pid,
     reason: "fixture failed",
+    ...extra,
   };
   const control = await ControlServer.listen((req) => (req.cmd === "ls" ? { ok: true, breakpoints: [info] } : { ok: false, error: "no" }));
   t.after(async () => {
@@ -286,4 +288,83 @@ test("haltpoint attach on a TTY: raw mode, line editing and history, Ctrl-D leav
   tty.send("\x04"); // Ctrl-D on an empty line ends the session (only the session)
   assert.equal(await tty.waitExit(), 0);
   await c.until("the session is gone", async () => (await c.sessions()) === 0);
+});
+
+const AS_NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+
+test("another user's nc is refused with one line and nothing it sends is evaluated; the owner is served", async (t) => {
+  const refusals: string[] = [];
+  const c = await startConsole(t, { onRefused: (m) => refusals.push(m) });
+  const dir = mkdtempSync(join(tmpdir(), "hp-gate-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const marker = join(dir, "evaluated");
+  const code = `require("fs").writeFileSync(${JSON.stringify(marker)}, "x")\n`;
+  const intruder = new Peer("setpriv", [...AS_NOBODY, "nc", HOST, String(c.server.tcpPort)]);
+  t.after(() => intruder.kill());
+  intruder.send(code);
+  await intruder.expect(/haltpoint: refused: uid 65534 may not use this console: it runs code as uid \d+, and only that user and root are served/);
+  assert.equal(await intruder.exited, 0);
+  assert.doesNotMatch(intruder.output, /fixture failed|fixture>/, "no banner, no prompt");
+  assert.equal(await c.sessions(), 0);
+  assert.equal(refusals.length, 1);
+  assert.match(refusals[0]!, /^refused a console connection from 127\.0\.0\.1:\d+: uid 65534 may not/);
+
+  const owner = c.client("nc");
+  await owner.expect(PROMPT);
+  owner.send(code);
+  owner.send("'done'\n");
+  await owner.expect("'done'");
+  assert.ok(existsSync(marker), "the owner's line ran");
+});
+
+test("a console beyond loopback asks for its token first: a wrong one is refused, attach sends it", async (t) => {
+  const token = "s3cret-token-for-the-test";
+  const refusals: string[] = [];
+  const c = await startConsole(t, { host: "0.0.0.0", token, onRefused: (m) => refusals.push(m) });
+  const wrong = c.client("nc");
+  await wrong.expect("haltpoint console token: ");
+  wrong.send("guess\n21*2\n");
+  await wrong.expect("haltpoint: refused: wrong console token");
+  assert.doesNotMatch(wrong.output, /42|fixture>/);
+  assert.equal(refusals.length, 1);
+
+  const intruder = new Peer("setpriv", [...AS_NOBODY, "nc", HOST, String(c.server.tcpPort)]);
+  t.after(() => intruder.kill());
+  intruder.send(`${token}\n21*2\n`);
+  await intruder.expect("haltpoint: refused: uid 65534 may not use this console");
+  assert.doesNotMatch(intruder.output, /42/);
+
+  const right = c.client("nc");
+  await right.expect("haltpoint console token: ");
+  right.send(`${token}\r\n6*7\n`);
+  await right.expect(/fixture> 42/);
+
+  const { info } = await withBreakpoint(t, c.server.tcpPort, { token });
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  let out = "";
+  stdout.on("data", (d: Buffer) => (out += d.toString()));
+  const errs: string[] = [];
+  const status = attachCommand(info.id, { stdin, stdout, stderr: { write: (s: string) => errs.push(s) } } as unknown as AttachIo);
+  stdin.end("20+22\n");
+  assert.equal(await status, 0, errs.join(""));
+  assert.match(out, /^haltpoint breakpoint 4444/, "the token prompt is not shown");
+  assert.match(out, /42\r\n/);
+});
+
+test("another user who writes and closes at once (a time-wait row reads uid 0) is refused, not taken for root", async (t) => {
+  const refusals: string[] = [];
+  let refused = (): void => {};
+  const c = await startConsole(t, { onRefused: (m) => (refusals.push(m), refused()) });
+  const dir = mkdtempSync(join(tmpdir(), "hp-gate-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const marker = join(dir, "evaluated");
+  const wasRefused = new Promise<void>((r) => (refused = r));
+  const { spawn } = await import("node:child_process");
+  const code = `require("fs").writeFileSync(${JSON.stringify(marker)}, "x")`;
+  spawn("setpriv", [...AS_NOBODY, "bash", "-c", `exec 3<>/dev/tcp/${HOST}/${c.server.tcpPort}; echo '${code}' >&3; exec 3>&-`], { stdio: "ignore" });
+  await wasRefused;
+  assert.match(refusals[0]!, /uid 65534 may not use this console|cannot tell which user connected/);
+  assert.equal(await c.sessions(), 0);
+  assert.equal(existsSync(marker), false);
 });

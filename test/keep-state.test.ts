@@ -2,7 +2,7 @@
 // (their directory) through the real CLI, and for a qemu disk image (a kept overlay).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
@@ -17,6 +17,7 @@ test("a local machine's directory is kept across runs with --keep-machine-state,
     assert.match((await haltpoint(["run", file, "--keep-machine-state"])).all, /keep-state#1: run number 1 of this machine/);
     assert.match((await haltpoint(["run", file, "-K"])).all, /keep-state#1: run number 2 of this machine/);
     assert.equal(readFileSync(join(kept, "box", "runs"), "utf8"), "2\n");
+    assert.equal(statSync(join(ROOT, ".haltpoint", "state")).mode & 0o777, 0o700, "kept state is private (disks hold what guests wrote)");
     assert.match((await haltpoint(["run", file])).all, /keep-state#1: run number 1 of this machine/, "without the flag: a fresh directory");
     assert.match((await haltpoint(["run", file, "-K"])).all, /keep-state#1: run number 3 of this machine/);
   } finally {

@@ -158,6 +158,38 @@ describe("a qemu guest's ssh backdoor (user-network forward to dropbear)", () =>
     assert.match(body, /\r\n\r\nserved\n$/);
   });
 
+  test("QEMU's forwards are in a network namespace of its own: none listens on the host, uid 65534 cannot reach the guest", async () => {
+    const pid = m.pid!;
+    const { readlinkSync } = await import("node:fs");
+    assert.notEqual(readlinkSync(`/proc/${pid}/ns/net`), readlinkSync("/proc/self/ns/net"));
+    const port = Number(/HOST_FORWARD\]\s+\d+\s+127\.0\.0\.1\s+(\d+)\s+10\.0\.2\.15\s+22\b/.exec(await m.sendMonitorCommand("info usernet"))![1]);
+    // Every TCP listener on the host, with its processes: none is QEMU's or its relay's.
+    const listeners = (await execa("ss", ["-ltnpH"])).stdout;
+    assert.doesNotMatch(listeners, new RegExp(`pid=${pid},`));
+    const asNobody = await execa("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "ssh", "-p", String(port), ...baseOpts, "-o", "ConnectTimeout=5", "root@127.0.0.1", "id"], { reject: false, stdin: "ignore" });
+    assert.notEqual(asNobody.exitCode, 0);
+    assert.doesNotMatch(asNobody.stdout, /uid=/);
+    // The relay's socket: the owner's only.
+    const { statSync } = await import("node:fs");
+    assert.equal(statSync(join(m.dir, "relay.sock")).mode & 0o777, 0o600);
+  });
+
+  test("forwardPort still reaches the guest from the host's loopback (the test's own wish), in and out of its namespace", async () => {
+    const { createServer } = await import("node:net");
+    const probe = createServer();
+    const hostPort = await new Promise<number>((r) => probe.listen(0, "127.0.0.1", () => r((probe.address() as { port: number }).port)));
+    await new Promise((r) => probe.close(r));
+    await m.succeed("mkdir -p /srv2 && echo forwarded > /srv2/y && httpd -p 8081 -h /srv2");
+    await m.forwardPort(hostPort, 8081);
+    const body = await new Promise<string>((resolve, reject) => {
+      const s = connect({ host: "127.0.0.1", port: hostPort, allowHalfOpen: true });
+      let d = "";
+      s.on("data", (c) => (d += c)).on("end", () => (s.destroy(), resolve(d))).on("error", reject);
+      s.end("GET /y HTTP/1.0\r\n\r\n");
+    });
+    assert.match(body, /\r\n\r\nforwarded\n$/);
+  });
+
   test("connecting to a frozen guest thaws it first, and says so", async () => {
     await m.freeze();
     assert.match(await m.sendMonitorCommand("info status"), /paused/);

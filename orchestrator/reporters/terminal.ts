@@ -78,6 +78,7 @@ export class TerminalReporter implements Reporter {
       `${p} HALTED at breakpoint ${bp.id}: ${bp.reason.split("\n")[0]}`,
       `${p} machines: ${describeMachines(bp)}`,
       `${p} console: telnet ${bp.host} ${bp.port}   (or: haltpoint attach ${bp.id})`,
+      ...(bp.token ? [`${p} console token (asked for first; shown only here): ${bp.token}`] : []),
       `${p} sockets: ${bp.socketDir}`,
       ...breakpointSshLines(bp.id, bp.socketDir).map((l) => `${p} ${l}`),
       `${p} release: release() in the console, or haltpoint release ${bp.id}`,
@@ -87,6 +88,10 @@ export class TerminalReporter implements Reporter {
 
   onBreakpointRefused(run: PlannedRun, reason: string): void {
     this.line(pc.yellow(`!!! ${run.key}: ${reason}`));
+  }
+
+  onConsoleRefused(run: PlannedRun, message: string): void {
+    this.line(pc.yellow(`!!! ${run.key}: ${message}`));
   }
 
   onBreakpointEnd(run: PlannedRun, bp: BreakpointInfo, by: string): void {

@@ -19,6 +19,9 @@ import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
+import { HostForward } from "./host-forward.ts";
+import { inOwnNetNamespace, netNamespaceMode, type NetNamespaceMode } from "./net-namespace.ts";
+import { NetnsRelay } from "./netns-relay.ts";
 import { GuestKillPort } from "./kill-port.ts";
 import { descendantsOf } from "../local/process-tree.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
@@ -82,6 +85,12 @@ export class QemuMachine extends BaseMachine {
   /** Set before start: give the guest a vhost-user vsock device served by vhost-device-vsock. */
   private vsockUdsPath: string | undefined;
   private vsock: VhostVsockDaemon | undefined;
+  /** Set before start: QEMU runs in a network namespace of its own (net-namespace.ts). */
+  private netns: NetNamespaceMode | undefined;
+  /** The relay into that namespace, started on first use. */
+  private relay: Promise<NetnsRelay> | undefined;
+  /** forwardPort()'s host listeners, when QEMU's own forwards are inside its namespace. */
+  private readonly hostForwards: HostForward[] = [];
   readonly dir: string;
 
   constructor(
@@ -200,7 +209,8 @@ export class QemuMachine extends BaseMachine {
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
     // Its own process group: the ledger can kill a start script and its QEMU together.
-    const { proc, exited } = spawnMachineProcess(this.ctx, this.name, [file, ...args], {
+    const argv = this.netns ? inOwnNetNamespace(this.netns, [file, ...args]) : [file, ...args];
+    const { proc, exited } = spawnMachineProcess(this.ctx, this.name, argv, {
       cwd: this.dir,
       env,
       stdin: "ignore",
@@ -465,6 +475,16 @@ export class QemuMachine extends BaseMachine {
   }
 
   protected override async dispose(): Promise<void> {
+    // A new QEMU has new forwards (and, in its own namespace, a new relay).
+    this.loopbackForwards.clear();
+    for (const f of this.hostForwards.splice(0)) await f.close();
+    const relay = await this.relay?.catch(() => undefined);
+    this.relay = undefined;
+    if (relay) {
+      const pid = relay.pid;
+      await relay.stop();
+      if (pid !== undefined) this.ctx.trackProcess(this.name, pid, false);
+    }
     if (this.vsock) {
       const pid = this.vsock.pid;
       await this.vsock.stop();
@@ -495,6 +515,15 @@ export class QemuMachine extends BaseMachine {
 
   override async forwardPort(hostPort: number, guestPort: number): Promise<void> {
     this.log(`forwarding 127.0.0.1:${hostPort} to guest port ${guestPort}`);
+    if (this.netns) {
+      // QEMU's forward is inside its namespace: a fresh one there, and the host port here.
+      const inner = await this.addForward(guestPort);
+      const fwd = await HostForward.listen(hostPort, async () => (await (await this.relayIntoNamespace()).connect(inner)).socket).catch((e: Error) => {
+        throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${e.message}`);
+      });
+      this.hostForwards.push(fwd);
+      return;
+    }
     const out = await this.requireQmp().humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:${hostPort}-:${guestPort}`);
     if (out.trim()) throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${out.trim()}`);
   }
@@ -521,19 +550,49 @@ export class QemuMachine extends BaseMachine {
   loopbackForward(guestPort: number): Promise<number> {
     let p = this.loopbackForwards.get(guestPort);
     if (!p) {
-      p = (async () => {
-        const qmp = this.requireQmp();
-        const before = parseUsernet(await qmp.humanMonitorCommand("info usernet"));
-        const out = await qmp.humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:0-:${guestPort}`);
-        if (out.trim()) throw this.error(`cannot forward a loopback port to guest port ${guestPort}: ${out.trim()}`);
-        const port = newForwardPort(before, parseUsernet(await qmp.humanMonitorCommand("info usernet")), guestPort);
-        if (port === undefined) throw this.error(`added a forward to guest port ${guestPort} but cannot find it in \`info usernet\``);
-        return port;
-      })();
+      p = this.addForward(guestPort);
       p.catch(() => this.loopbackForwards.delete(guestPort));
       this.loopbackForwards.set(guestPort, p);
     }
     return p;
+  }
+
+  /** A new user-network forward from 127.0.0.1 (a port the kernel picks) to `guestPort`: its port. */
+  private async addForward(guestPort: number): Promise<number> {
+    const qmp = this.requireQmp();
+    const before = parseUsernet(await qmp.humanMonitorCommand("info usernet"));
+    const out = await qmp.humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:0-:${guestPort}`);
+    if (out.trim()) throw this.error(`cannot forward a loopback port to guest port ${guestPort}: ${out.trim()}`);
+    const port = newForwardPort(before, parseUsernet(await qmp.humanMonitorCommand("info usernet")), guestPort);
+    if (port === undefined) throw this.error(`added a forward to guest port ${guestPort} but cannot find it in \`info usernet\``);
+    return port;
+  }
+
+  /**
+   * Before start: run QEMU in a network namespace of its own, so that the forwards to the
+   * guest's ports (the SSH backdoor's) are on a loopback no other local user can reach.
+   * Throws, saying why, where this host cannot make one.
+   */
+  usePrivateNetwork(): void {
+    if (this.state !== "created") throw this.error("usePrivateNetwork() must come before start()");
+    const mode = netNamespaceMode();
+    if (mode.kind === "none") throw new Error(`cannot give qemu a network namespace of its own (${mode.why}), and a forward on the host's loopback would let every local user in`);
+    this.netns = mode;
+  }
+
+  /** The relay into QEMU's namespace (started on first use, for this QEMU process). */
+  private relayIntoNamespace(): Promise<NetnsRelay> {
+    const pid = this.proc?.pid;
+    if (!this.netns || pid === undefined) return Promise.reject(this.error("qemu is not running in a network namespace of its own"));
+    if (!this.relay) {
+      const relay = NetnsRelay.start(this.netns, pid, join(this.dir, "relay.sock")).then((r) => {
+        if (r.pid !== undefined) this.ctx.trackProcess(this.name, r.pid, true);
+        return r;
+      });
+      relay.catch(() => (this.relay = undefined));
+      this.relay = relay;
+    }
+    return this.relay;
   }
 
   /**
@@ -544,12 +603,22 @@ export class QemuMachine extends BaseMachine {
    */
   async openGuestPort(guestPort: number, timeoutMs = 15_000): Promise<Socket> {
     const hostPort = await this.loopbackForward(guestPort);
-    const s = connect({ host: "127.0.0.1", port: hostPort, allowHalfOpen: true });
-    await new Promise<void>((resolve, reject) => {
-      s.once("connect", resolve);
-      s.once("error", reject);
-    });
-    s.removeAllListeners("error");
+    let s: Socket;
+    let localPort: number | undefined;
+    if (this.netns) {
+      ({ socket: s, innerLocalPort: localPort } = await (await this.relayIntoNamespace()).connect(hostPort));
+      s.resume();
+    } else {
+      s = connect({ host: "127.0.0.1", port: hostPort, allowHalfOpen: true });
+      await new Promise<void>((resolve, reject) => {
+        s.once("connect", resolve);
+        s.once("error", reject);
+      });
+      s.removeAllListeners("error");
+      localPort = s.localPort;
+    }
+    // The forward's connection table is QEMU's network namespace's (which may not be ours).
+    const table = this.proc?.pid !== undefined ? `/proc/${this.proc.pid}/net/tcp` : "/proc/net/tcp";
     const refused = (): Error => this.error(`guest port ${guestPort} is not open (the guest refused the connection)`);
     return new Promise<Socket>((resolve, reject) => {
       const head: Buffer[] = [];
@@ -586,7 +655,7 @@ export class QemuMachine extends BaseMachine {
           if (done) return;
           if (Date.now() - started > timeoutMs) return finish(this.error(`guest port ${guestPort} did not answer within ${timeoutMs / 1000} s`));
           if (fd === undefined) {
-            const inode = s.localPort !== undefined ? socketInode(hostPort, s.localPort) : undefined;
+            const inode = localPort !== undefined ? socketInode(hostPort, localPort, table) : undefined;
             const pid = this.proc?.pid;
             if (inode !== undefined && pid !== undefined) fd = fdOfSocket([pid, ...descendantsOf(pid)], inode);
             // /proc does not tell (hidepid, another user's QEMU): still open after a while counts as accepted.
