@@ -2,7 +2,7 @@ import type { ResultPromise } from "execa";
 import { mkdirSync } from "node:fs";
 import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
@@ -12,22 +12,19 @@ import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
 import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
-import { startScriptArgs } from "./start-script.ts";
-import { fdOfSocket, newForwardPort, parseUsernet, socketInode } from "./usernet.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
-import { HostForward } from "./host-forward.ts";
-import { inOwnNetNamespace, netNamespaceMode, type NetNamespaceMode } from "./net-namespace.ts";
-import { NetnsRelay } from "./netns-relay.ts";
+import { GuestPorts } from "./guest-ports.ts";
+import { inOwnNetNamespace } from "./net-namespace.ts";
 import { GuestKillPort } from "./kill-port.ts";
-import { descendantsOf } from "../local/process-tree.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand } from "../image/guest-personalize.ts";
-import { planSnapshotBoot, saveForLater, snapshotEligible, IDENTITY_DEVICES, type SnapshotBoot } from "./snapshot-boot.ts";
-import { restoreArgs, waitRestored } from "./snapshot-format.ts";
+import { saveForLater } from "./snapshot-boot.ts";
+import { planBoot } from "./boot-plan.ts";
+import { waitRestored } from "./snapshot-format.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
@@ -80,17 +77,11 @@ export class QemuMachine extends BaseMachine {
   private serialSocket: Socket | undefined;
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
-  /** Loopback ports that forward to guest ports (user networking), by guest port. */
-  private readonly loopbackForwards = new Map<number, Promise<number>>();
   /** Set before start: give the guest a vhost-user vsock device served by vhost-device-vsock. */
   private vsockUdsPath: string | undefined;
   private vsock: VhostVsockDaemon | undefined;
-  /** Set before start: QEMU runs in a network namespace of its own (net-namespace.ts). */
-  private netns: NetNamespaceMode | undefined;
-  /** The relay into that namespace, started on first use. */
-  private relay: Promise<NetnsRelay> | undefined;
-  /** forwardPort()'s host listeners, when QEMU's own forwards are inside its namespace. */
-  private readonly hostForwards: HostForward[] = [];
+  private readonly ports: GuestPorts;
+
   readonly dir: string;
 
   constructor(
@@ -102,6 +93,16 @@ export class QemuMachine extends BaseMachine {
   ) {
     super(name, options, ctx);
     this.dir = ctx.stateDir(name);
+    this.ports = new GuestPorts({
+      name,
+      dir: this.dir,
+      qemuPid: () => this.proc?.pid,
+      qmp: () => this.requireQmp(),
+      qmpIfAny: () => this.qmp,
+      trackProcess: (pid, alive) => this.ctx.trackProcess(this.name, pid, alive),
+      error: (m) => this.error(m),
+      log: (m) => this.log(m),
+    });
   }
 
   get pid(): number | undefined {
@@ -164,52 +165,24 @@ export class QemuMachine extends BaseMachine {
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
       allowReboot: this.startOptions.allowReboot === true,
     };
-    let file: string;
-    let args: string[];
-    let env: Record<string, string> = {};
-    let snapshot: SnapshotBoot | undefined;
-    if (o.startScript) {
-      // A NixOS-style run-<name>-vm script brings its own kernel, disk and memory; we add
-      // our sockets through QEMU_OPTS, as the NixOS driver does.
-      file = o.startScript;
-      args = [];
-      env = { QEMU_OPTS: startScriptArgs(base).join(" ") };
-    } else if (snapshots !== "none" && snapshotEligible(o, this.rt.snapshotBoot === true, this.vsockUdsPath !== undefined)) {
-      base.extraArgs = [...IDENTITY_DEVICES, ...(base.extraArgs ?? [])];
-      snapshot = planSnapshotBoot({
-        kernel: this.rt.kernel,
-        initrd: this.rt.initrd,
-        memoryMiB: base.memoryMiB,
-        cores: base.cores,
-        accel: base.accel,
-        vnets: (hub ? 1 : 0) + moreVlans.length,
-        extraArgs: base.extraArgs ?? [],
-        append: o.append ?? "",
-        allowReboot: base.allowReboot === true,
-      }, { restore: snapshots === "any" });
-      if (snapshot?.mode === "save" && snapshot.replaced) this.log(snapshot.replaced);
-      // The snapshot's guest booted with the image's generic identity; this machine's own
-      // is applied through the shell (personalize below), restored or not.
-      const append = snapshot ? guestAppend({}, o.append) : this.ownAppend(hub !== undefined);
-      file = QEMU_BINARY;
-      args = buildQemuArgv({ ...base, shellPort: "named", kernel: this.rt.kernel, initrd: this.rt.initrd, append });
-      if (snapshot?.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
-    } else {
-      const useOwnKernel = !o.diskImage || o.kernel;
-      const kernel = o.kernel ?? (useOwnKernel ? this.rt.kernel : undefined);
-      const initrd = o.initrd ?? (o.kernel ? undefined : useOwnKernel ? this.rt.initrd : undefined);
-      const append = kernel ? this.ownAppend(hub !== undefined) : undefined;
-      file = QEMU_BINARY;
-      // haltpoint's own initramfs reads its shell from the named port; other guests from hvc0.
-      const ownImage = initrd === this.rt.initrd;
-      args = buildQemuArgv({ ...base, shellPort: ownImage ? "named" : "console", kernel, initrd, append, diskImage: o.diskImage && (await this.keptDisk(o.diskImage)) });
-    }
+    const { file, args, env, snapshot } = await planBoot({
+      options: o,
+      rt: this.rt,
+      base,
+      snapshots,
+      hasVsock: this.vsockUdsPath !== undefined,
+      vnets: (hub ? 1 : 0) + moreVlans.length,
+      ownAppend: () => this.ownAppend(hub !== undefined),
+      disk: (image) => this.keptDisk(image),
+      log: (m) => this.log(m),
+    });
 
     const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
     // Its own process group: the ledger can kill a start script and its QEMU together.
-    const argv = this.netns ? inOwnNetNamespace(this.netns, [file, ...args]) : [file, ...args];
+    const netns = this.ports.namespace;
+    const argv = netns ? inOwnNetNamespace(netns, [file, ...args]) : [file, ...args];
     const { proc, exited } = spawnMachineProcess(this.ctx, this.name, argv, {
       cwd: this.dir,
       env,
@@ -476,15 +449,7 @@ export class QemuMachine extends BaseMachine {
 
   protected override async dispose(): Promise<void> {
     // A new QEMU has new forwards (and, in its own namespace, a new relay).
-    this.loopbackForwards.clear();
-    for (const f of this.hostForwards.splice(0)) await f.close();
-    const relay = await this.relay?.catch(() => undefined);
-    this.relay = undefined;
-    if (relay) {
-      const pid = relay.pid;
-      await relay.stop();
-      if (pid !== undefined) this.ctx.trackProcess(this.name, pid, false);
-    }
+    await this.ports.close();
     if (this.vsock) {
       const pid = this.vsock.pid;
       await this.vsock.stop();
@@ -515,17 +480,7 @@ export class QemuMachine extends BaseMachine {
 
   override async forwardPort(hostPort: number, guestPort: number): Promise<void> {
     this.log(`forwarding 127.0.0.1:${hostPort} to guest port ${guestPort}`);
-    if (this.netns) {
-      // QEMU's forward is inside its namespace: a fresh one there, and the host port here.
-      const inner = await this.addForward(guestPort);
-      const fwd = await HostForward.listen(hostPort, async () => (await (await this.relayIntoNamespace()).connect(inner)).socket).catch((e: Error) => {
-        throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${e.message}`);
-      });
-      this.hostForwards.push(fwd);
-      return;
-    }
-    const out = await this.requireQmp().humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:${hostPort}-:${guestPort}`);
-    if (out.trim()) throw this.error(`forwardPort(${hostPort}, ${guestPort}): ${out.trim()}`);
+    await this.ports.forwardPort(hostPort, guestPort);
   }
 
   /**
@@ -542,134 +497,15 @@ export class QemuMachine extends BaseMachine {
     return this.vsock?.udsPath;
   }
 
-  /**
-   * A port on 127.0.0.1 that QEMU forwards to the guest's `guestPort` (user networking), made
-   * on first use on a port the kernel picks (`hostfwd_add …:0`), so no free-port race; read
-   * back from `info usernet`. Never bound beyond loopback.
-   */
-  loopbackForward(guestPort: number): Promise<number> {
-    let p = this.loopbackForwards.get(guestPort);
-    if (!p) {
-      p = this.addForward(guestPort);
-      p.catch(() => this.loopbackForwards.delete(guestPort));
-      this.loopbackForwards.set(guestPort, p);
-    }
-    return p;
-  }
-
-  /** A new user-network forward from 127.0.0.1 (a port the kernel picks) to `guestPort`: its port. */
-  private async addForward(guestPort: number): Promise<number> {
-    const qmp = this.requireQmp();
-    const before = parseUsernet(await qmp.humanMonitorCommand("info usernet"));
-    const out = await qmp.humanMonitorCommand(`hostfwd_add ${QEMU_IDS.userNetdev} tcp:127.0.0.1:0-:${guestPort}`);
-    if (out.trim()) throw this.error(`cannot forward a loopback port to guest port ${guestPort}: ${out.trim()}`);
-    const port = newForwardPort(before, parseUsernet(await qmp.humanMonitorCommand("info usernet")), guestPort);
-    if (port === undefined) throw this.error(`added a forward to guest port ${guestPort} but cannot find it in \`info usernet\``);
-    return port;
-  }
-
-  /**
-   * Before start: run QEMU in a network namespace of its own, so that the forwards to the
-   * guest's ports (the SSH backdoor's) are on a loopback no other local user can reach.
-   * Throws, saying why, where this host cannot make one.
-   */
+  /** Before start: QEMU in a network namespace of its own (see GuestPorts.usePrivateNetwork). */
   usePrivateNetwork(): void {
     if (this.state !== "created") throw this.error("usePrivateNetwork() must come before start()");
-    const mode = netNamespaceMode();
-    if (mode.kind === "none") throw new Error(`cannot give qemu a network namespace of its own (${mode.why}), and a forward on the host's loopback would let every local user in`);
-    this.netns = mode;
+    this.ports.usePrivateNetwork();
   }
 
-  /** The relay into QEMU's namespace (started on first use, for this QEMU process). */
-  private relayIntoNamespace(): Promise<NetnsRelay> {
-    const pid = this.proc?.pid;
-    if (!this.netns || pid === undefined) return Promise.reject(this.error("qemu is not running in a network namespace of its own"));
-    if (!this.relay) {
-      const relay = NetnsRelay.start(this.netns, pid, join(this.dir, "relay.sock")).then((r) => {
-        if (r.pid !== undefined) this.ctx.trackProcess(this.name, r.pid, true);
-        return r;
-      });
-      relay.catch(() => (this.relay = undefined));
-      this.relay = relay;
-    }
-    return this.relay;
-  }
-
-  /**
-   * A TCP connection to the guest's `guestPort` through a loopback forward, resolved once
-   * the guest has accepted it (not merely QEMU: see usernet.ts), rejected if the guest
-   * refuses or does not answer within `timeoutMs`. The socket comes back paused, with any
-   * bytes the guest already sent put back.
-   */
-  async openGuestPort(guestPort: number, timeoutMs = 15_000): Promise<Socket> {
-    const hostPort = await this.loopbackForward(guestPort);
-    let s: Socket;
-    let localPort: number | undefined;
-    if (this.netns) {
-      ({ socket: s, innerLocalPort: localPort } = await (await this.relayIntoNamespace()).connect(hostPort));
-      s.resume();
-    } else {
-      s = connect({ host: "127.0.0.1", port: hostPort, allowHalfOpen: true });
-      await new Promise<void>((resolve, reject) => {
-        s.once("connect", resolve);
-        s.once("error", reject);
-      });
-      s.removeAllListeners("error");
-      localPort = s.localPort;
-    }
-    // The forward's connection table is QEMU's network namespace's (which may not be ours).
-    const table = this.proc?.pid !== undefined ? `/proc/${this.proc.pid}/net/tcp` : "/proc/net/tcp";
-    const refused = (): Error => this.error(`guest port ${guestPort} is not open (the guest refused the connection)`);
-    return new Promise<Socket>((resolve, reject) => {
-      const head: Buffer[] = [];
-      let done = false;
-      const finish = (err?: Error): void => {
-        if (done) return;
-        done = true;
-        s.off("data", onData);
-        s.off("end", onEnd);
-        s.off("close", onEnd);
-        s.off("error", onEnd);
-        if (err) {
-          s.destroy();
-          return reject(err);
-        }
-        s.pause();
-        if (head.length) s.unshift(Buffer.concat(head));
-        resolve(s);
-      };
-      const onData = (d: Buffer): void => {
-        head.push(d);
-        finish();
-      };
-      const onEnd = (): void => finish(refused());
-      s.on("data", onData);
-      s.on("end", onEnd);
-      s.on("close", onEnd);
-      s.on("error", onEnd);
-      void (async () => {
-        const started = Date.now();
-        let fd: number | undefined;
-        while (!done) {
-          await new Promise((r) => setTimeout(r, fd === undefined ? 5 : 20));
-          if (done) return;
-          if (Date.now() - started > timeoutMs) return finish(this.error(`guest port ${guestPort} did not answer within ${timeoutMs / 1000} s`));
-          if (fd === undefined) {
-            const inode = localPort !== undefined ? socketInode(hostPort, localPort, table) : undefined;
-            const pid = this.proc?.pid;
-            if (inode !== undefined && pid !== undefined) fd = fdOfSocket([pid, ...descendantsOf(pid)], inode);
-            // /proc does not tell (hidepid, another user's QEMU): still open after a while counts as accepted.
-            if (fd === undefined && Date.now() - started > 1000) return finish();
-            if (fd === undefined) continue;
-          }
-          const text = await this.qmp?.humanMonitorCommand("info usernet").catch(() => undefined);
-          if (text === undefined) return finish(this.error("qemu is not running"));
-          const row = parseUsernet(text).find((r) => r.fd === fd && r.state !== "HOST_FORWARD");
-          if (row && row.state !== "SYN_SENT" && row.state !== "SYN_RECEIVED") return finish();
-          // No row: slirp dropped it (the guest refused); our socket's end follows.
-        }
-      })();
-    });
+  /** A connection the guest has accepted on its `guestPort` (see GuestPorts.open). */
+  openGuestPort(guestPort: number, timeoutMs = 15_000): Promise<Socket> {
+    return this.ports.open(guestPort, timeoutMs);
   }
 
   /** Like NixOS: cut the link to the other machines (the virtual network's NIC). */
