@@ -3,6 +3,7 @@ import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
+import { assignDirNames } from "./run-dir-names.ts";
 import { selectTests, type ShardSpec } from "./selection.ts";
 import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
@@ -185,6 +186,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
     loadErrors.push(...findDuplicateNames(tests));
+    assignDirNames(tests);
     const runnable = applyTestSettings(
       tests.filter((t) => !loadErrors.some((e) => e.file === t.file)),
       o.testSettings ?? { strong: {}, overrides: [], weak: {} },

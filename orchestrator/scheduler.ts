@@ -1,3 +1,4 @@
+import { runDirName } from "./run-dir-names.ts";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -202,7 +203,7 @@ export class Scheduler {
 
   /** A run that cannot start: reported as failed at once, without a worker. */
   private refuse(run: PlannedRun, reason: string, slot: number): RunResult {
-    const logDir = join(this.o.logDir, run.key);
+    const logDir = join(this.o.logDir, runDirName(run));
     this.o.reporters.onRunStart(run, logDir);
     const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
     this.o.reporters.onRunEnd(result);
@@ -226,7 +227,7 @@ export class Scheduler {
    */
   private async runOne(run: PlannedRun, freeSlot: () => void, slot: number): Promise<RunResult> {
     const { reporters } = this.o;
-    const base = join(this.o.logDir, run.key);
+    const base = join(this.o.logDir, runDirName(run));
     const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
     const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
     reporters.onRunStart(run, base);

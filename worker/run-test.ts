@@ -1,3 +1,4 @@
+import { dirNameFor } from "../orchestrator/run-dir-names.ts";
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { mkdirSync, rmSync } from "node:fs";
@@ -50,7 +51,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       trackProcess: (machine, pid, alive) => emit({ t: "process", machine, pid, alive }),
       consolePath: (machine) => join(task.logDir, `${machine}.console.log`),
       stateDir: (machine) => join(task.stateDir, machine),
-      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, test.name.replace(/[^A-Za-z0-9._-]/g, "_"), machine) : undefined,
+      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, dirNameFor(test.name), machine) : undefined,
       outputDir: join(task.logDir, "out"),
       started: (machine) => backdoor?.announce(machine),
       aroundCommand: () => driver.conditions.checkAll(),

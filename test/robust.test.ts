@@ -1,0 +1,107 @@
+// Hostile input and faults (issue #17): each test reproduces one defect through the real CLI.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { haltpoint } from "./helpers/cli.ts";
+
+/** A scratch dir with `<dir>/suite/<file>` test files; removed after the test. */
+function scratch(t: { after(fn: () => void): void }, files: Record<string, string>): { dir: string; suite: string } {
+  const dir = mkdtempSync(join(tmpdir(), "hp-robust-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const suite = join(dir, "suite");
+  mkdirSync(suite);
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(suite, name), text);
+  return { dir, suite };
+}
+
+/** A test with no machine that passes (or runs `body`); a plain object, as the scratch dir cannot import "haltpoint". */
+const named = (name: string, body = "") => `export default { name: ${JSON.stringify(name)}, nodes: {}, async testScript() { ${body} } };\n`;
+
+function listTree(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
+}
+
+test("1, 2: hostile and overlong test names stay one unique directory under --log-dir; the real name stays in the reports", async (t) => {
+  const long = "n".repeat(300);
+  const { dir, suite } = scratch(t, {
+    "a.vmtest.mts": named("../../x"),
+    "b.vmtest.mts": named("/etc/evil"),
+    "c.vmtest.mts": named("a/b/c"),
+    "d.vmtest.mts": named("x"),
+    "e.vmtest.mts": named("./x"),
+    "f.vmtest.mts": named("foo/../x"),
+    "g.vmtest.mts": named(long),
+  });
+  const logs = join(dir, "deep", "er", "logs");
+  const r = await haltpoint(["run", suite, "--log-dir", logs, "--json", join(dir, "report.json")]);
+  assert.equal(r.exitCode, 0, r.all);
+  // Nothing outside the log dir: the scratch dir holds only suite/, deep/ and the report.
+  assert.deepEqual(readdirSync(dir).sort(), ["deep", "report.json", "suite"]);
+  assert.deepEqual(readdirSync(join(dir, "deep")), ["er"]);
+  const runDirs = readdirSync(logs).sort();
+  assert.equal(runDirs.length, 7, runDirs.join("\n"));
+  assert.ok(runDirs.includes("x#1"), runDirs.join("\n"));
+  for (const d of runDirs) {
+    assert.ok(d.length <= 110, d);
+    assert.ok(existsSync(join(logs, d, "run.jsonl")), d);
+  }
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  const names = report.tests.map((x: { name: string }) => x.name).sort();
+  assert.deepEqual(names, ["../../x", "./x", "/etc/evil", "a/b/c", "foo/../x", long, "x"].sort());
+  for (const x of report.tests) {
+    const run = x.runs[0];
+    assert.equal(run.outcome, "passed");
+    assert.equal(run.key, `${x.name}#1`);
+    assert.ok(run.logDir.startsWith(logs + "/") && !run.logDir.slice(logs.length + 1).includes("/"), run.logDir);
+    const firstLine = JSON.parse(readFileSync(join(run.logDir, "run.jsonl"), "utf8").split("\n")[0]!);
+    assert.equal(firstLine.test, x.name);
+  }
+});
+
+test("1: two files with the same real name are still rejected", async (t) => {
+  const { dir, suite } = scratch(t, { "a.vmtest.mts": named("same"), "b.vmtest.mts": named("same") });
+  const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs")]);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.all, /test name 'same' is already used by/);
+});
+
+test("10: a plain default-exported object gets defineTest's checks", async (t) => {
+  const plain = (fields: string) => `export default { ${fields} nodes: {}, async testScript() {} };\n`;
+  const { dir, suite } = scratch(t, {
+    "num.vmtest.mts": plain("name: 42,"),
+    "empty.vmtest.mts": plain('name: "",'),
+    "timeout.vmtest.mts": plain('name: "t", globalTimeout: "soon",'),
+    "ok.vmtest.mts": plain('name: "plain-ok",'),
+  });
+  const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs"), "--json", join(dir, "report.json")]);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.all, /num\.vmtest\.mts: `name` must be a non-empty string/);
+  assert.match(r.all, /empty\.vmtest\.mts: `name` must be a non-empty string/);
+  assert.match(r.all, /timeout\.vmtest\.mts: `globalTimeout` must be a positive number of seconds/);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  assert.deepEqual(report.tests.map((x: { name: string }) => x.name), ["plain-ok"]);
+  assert.ok(!existsSync(join(dir, "logs", "42#1")) && !existsSync(join(dir, "logs", "#1")));
+});
+
+test("11: hostile thrown values are described, the worker does not crash", async (t) => {
+  const { dir, suite } = scratch(t, {
+    "nullproto.vmtest.mts": named("nullproto", `const o = Object.create(null); o.code = 7; throw o;`),
+    "proxy.vmtest.mts": named("proxy", `throw new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });`),
+    "getter.vmtest.mts": named("getter", `const e = new Error("x"); Object.defineProperty(e, "message", { get() { throw new Error("getter"); } }); throw e;`),
+    "symbol.vmtest.mts": named("symbol", `throw Symbol("sym");`),
+  });
+  const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs"), "--json", join(dir, "report.json")]);
+  assert.equal(r.exitCode, 1, r.all);
+  assert.doesNotMatch(r.all, /worker crashed|Cannot convert/);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  const errors = Object.fromEntries(report.tests.map((x: { name: string; runs: { outcome: string; error: string }[] }) => [x.name, x.runs[0]!]));
+  for (const name of ["nullproto", "proxy", "getter", "symbol"]) assert.equal(errors[name].outcome, "failed", name);
+  assert.match(errors.nullproto.error, /code: 7/);
+  assert.match(errors.symbol.error, /Symbol\(sym\)/);
+  assert.equal(typeof errors.proxy.error, "string");
+  assert.equal(typeof errors.getter.error, "string");
+});
+
+export { listTree };
