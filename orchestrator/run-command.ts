@@ -1,6 +1,7 @@
 import { rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { checkReportPath, ensureWritableDir } from "./output-paths.ts";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
 import { assignDirNames } from "./run-dir-names.ts";
@@ -8,7 +9,7 @@ import { selectTests, type ShardSpec } from "./selection.ts";
 import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
-import { NO_TESTS_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
+import { NO_TESTS_EXIT_STATUS, REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
 import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
@@ -102,7 +103,13 @@ export function defaultLogDir(now = new Date()): string {
 /** `haltpoint run`: discover, collect, schedule, report. Resolves with the exit status. */
 export async function runCommand(o: RunOptions): Promise<number> {
   const startedAt = Date.now();
-  const logDir = resolve(o.logDir ?? defaultLogDir());
+  // Bad output paths fail the run before any test starts (exit 2), not each test later.
+  const logDir = ensureWritableDir(o.logDir ?? defaultLogDir(), "--log-dir");
+  if (o.json) checkReportPath(o.json, "--json");
+  if (o.junit) checkReportPath(o.junit, "--junit");
+  if (o.html) checkReportPath(o.html, "--html");
+  // An explicit state root must work too (else machines fail one by one).
+  if (process.env.HALTPOINT_STATE_DIR) ensureWritableDir(process.env.HALTPOINT_STATE_DIR, "HALTPOINT_STATE_DIR");
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
@@ -236,7 +243,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
       durationMs: Date.now() - startedAt,
     };
     await out.onEnd(summary);
-    return exitStatus(summary);
+    for (const f of out.writeFailures) console.error(`haltpoint: ${f}`);
+    const status = exitStatus(summary);
+    return out.writeFailures.length && status !== 130 && status !== 2 ? REPORT_WRITE_EXIT_STATUS : status;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

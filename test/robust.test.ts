@@ -4,12 +4,21 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execa } from "execa";
 import { haltpoint } from "./helpers/cli.ts";
 
-/** A scratch dir with `<dir>/suite/<file>` test files; removed after the test. */
-function scratch(t: { after(fn: () => void): void }, files: Record<string, string>): { dir: string; suite: string } {
+/** Mounts made under a scratch dir: unmounted before it is removed. */
+const mountsOf = new Map<string, string[]>();
+
+/** A scratch dir with `<dir>/suite/<file>` test files; removed (after its mounts) after the test. */
+function scratch(t: { after(fn: () => Promise<void>): void }, files: Record<string, string>): { dir: string; suite: string } {
   const dir = mkdtempSync(join(tmpdir(), "hp-robust-"));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  mountsOf.set(dir, []);
+  t.after(async () => {
+    for (const m of mountsOf.get(dir)!.reverse()) await execa("umount", [m], { reject: false });
+    mountsOf.delete(dir);
+    rmSync(dir, { recursive: true, force: true });
+  });
   const suite = join(dir, "suite");
   mkdirSync(suite);
   for (const [name, text] of Object.entries(files)) writeFileSync(join(suite, name), text);
@@ -105,3 +114,72 @@ test("11: hostile thrown values are described, the worker does not crash", async
 });
 
 export { listTree };
+
+test("3: unusable --log-dir, report paths and state root are a one-line usage error before any test runs", async (t) => {
+  const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a") });
+  const file = join(dir, "a-file");
+  writeFileSync(file, "");
+  const ro = join(dir, "ro");
+  mkdirSync(ro);
+  // A real read-only file system: a read-only bind mount of a scratch dir (root), else mode 555 as nobody.
+  const mounted = process.getuid?.() === 0 && (await execa("mount", ["--bind", "-o", "ro", ro, ro], { reject: false })).exitCode === 0;
+  if (mounted) mountsOf.get(dir)!.push(ro);
+  const cases: [string[], RegExp][] = [
+    [["--log-dir", "/proc/hp-logs"], /^haltpoint: --log-dir \/proc\/hp-logs: \/proc is a kernel file system/],
+    [["--log-dir", "/sys/hp/logs"], /^haltpoint: --log-dir \/sys\/hp\/logs: \/sys is a kernel file system/],
+    [["--log-dir", file], /^haltpoint: --log-dir .*a-file: .*a-file is not a directory/],
+    [["--log-dir", join(file, "sub")], /^haltpoint: --log-dir .*a-file\/sub: .*a-file is not a directory/],
+    [["--json", join(dir, "r", "report.json"), "--junit", "/proc/j.xml"], /^haltpoint: --junit \/proc\/j\.xml: \/proc is a kernel file system/],
+    [["--json", dir], /^haltpoint: --json .*: is a directory/],
+  ];
+  if (mounted) {
+    cases.push([["--log-dir", join(ro, "logs")], /^haltpoint: --log-dir .*ro\/logs: .*ro is not writable \(EROFS\)/]);
+    cases.push([["--html", join(ro, "r.html")], /^haltpoint: --html .*ro\/r\.html: .*ro is not writable \(EROFS\)/]);
+  }
+  for (const [args, re] of cases) {
+    const r = await haltpoint(["run", suite, ...(args.includes("--log-dir") ? [] : ["--log-dir", join(dir, "logs")]), ...args], { timeout: 60_000 });
+    assert.equal(r.exitCode, 2, `${args.join(" ")}: ${r.all}`);
+    assert.match(r.all, re);
+    assert.equal(r.all.trim().split("\n").length, 1, r.all);
+  }
+  const state = await haltpoint(["run", suite, "--log-dir", join(dir, "logs")], { env: { HALTPOINT_STATE_DIR: "/proc/hp-state" } });
+  assert.equal(state.exitCode, 2, state.all);
+  assert.match(state.all, /^haltpoint: HALTPOINT_STATE_DIR \/proc\/hp-state: \/proc is a kernel file system/);
+});
+
+/** A full 64 KiB tmpfs (root only): writes there fail with ENOSPC, though the dir is writable. */
+async function fullDisk(dir: string): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const mnt = join(dir, "full");
+  mkdirSync(mnt);
+  if ((await execa("mount", ["-t", "tmpfs", "-o", "size=64k", "tmpfs", mnt], { reject: false })).exitCode !== 0) return undefined;
+  mountsOf.get(dir)!.push(mnt);
+  await execa("sh", ["-c", `dd if=/dev/zero of=${mnt}/filler bs=4k 2>/dev/null; true`]);
+  return mnt;
+}
+
+test("4: an unwritable --junit does not lose the --json report; exit 3 with one line", async (t) => {
+  const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a") });
+  const full = await fullDisk(dir);
+  if (!full) return t.skip("needs root to mount a tmpfs");
+  const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs"), "--json", join(dir, "report.json"), "--junit", join(full, "junit.xml")]);
+  assert.equal(r.exitCode, 3, r.all);
+  assert.match(r.all, new RegExp(`^haltpoint: cannot write the --junit report ${full}/junit.xml: ENOSPC$`, "m"));
+  assert.doesNotMatch(r.all, /internal error/);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  assert.equal(report.tests[0].runs[0].outcome, "passed");
+});
+
+test("5: runs that never ran are in the JUnit report as skipped, with the reason", async (t) => {
+  const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a-fails", `throw new Error("boom");`), "b.vmtest.mts": named("b") });
+  const junit = join(dir, "junit.xml");
+  const r = await haltpoint(["run", suite, "--jobs", "1", "--repeat", "2", "--max-fail", "1", "--log-dir", join(dir, "logs"), "--junit", junit, "--json", join(dir, "report.json")]);
+  assert.equal(r.exitCode, 1, r.all);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  const notRun: string[] = report.tests.flatMap((x: { name: string; notRun: number[] }) => x.notRun.map((n) => `${x.name}#${n}`));
+  assert.ok(notRun.length >= 2, JSON.stringify(report.summary));
+  const xml = readFileSync(junit, "utf8");
+  for (const key of notRun) {
+    assert.match(xml, new RegExp(`<testcase name="${key}"[^>]*>\\s*<skipped message="not run: no more runs were started[^"]*"/>`), xml);
+  }
+});
