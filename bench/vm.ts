@@ -11,6 +11,7 @@ import { LocalMachine } from "../vm/local/local-machine.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+import { largeOutputRow, printLargeOutput } from "./large-output.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
@@ -61,6 +62,8 @@ printTable(
   ["machine", "boots", "boot median ms", "boot max ms", "commands", "succeed median ms", "succeed p95 ms"],
   rows,
 );
+
+printLargeOutput(await largeOutputRow());
 
 const fixture = fileURLToPath(new URL("./fixtures/vm/one-qemu.vmtest.ts", import.meta.url));
 const through: (string | number)[][] = [];
