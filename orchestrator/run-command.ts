@@ -119,7 +119,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     const logUpdate = live ? (await import("log-update")).default : undefined;
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
-  reporters.push(new RunLogReporter());
+  // Its notices go to every reporter (the set is made below).
+  reporters.push(new RunLogReporter((msg) => out.onNotice(msg)));
   if (o.junit) reporters.push(new (await import("./reporters/junit.ts")).JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
   if (o.html) reporters.push(new (await import("./reporters/html/html-reporter.ts")).HtmlReporter(o.html));

@@ -26,7 +26,7 @@ function scratch(t: { after(fn: () => Promise<void>): void }, files: Record<stri
 }
 
 /** A test with no machine that passes (or runs `body`); a plain object, as the scratch dir cannot import "haltpoint". */
-const named = (name: string, body = "") => `export default { name: ${JSON.stringify(name)}, nodes: {}, async testScript() { ${body} } };\n`;
+const named = (name: string, body = "") => `export default { name: ${JSON.stringify(name)}, nodes: {}, async testScript(ctx) { ${body} } };\n`;
 
 function listTree(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
@@ -182,4 +182,17 @@ test("5: runs that never ran are in the JUnit report as skipped, with the reason
   for (const key of notRun) {
     assert.match(xml, new RegExp(`<testcase name="${key}"[^>]*>\\s*<skipped message="not run: no more runs were started[^"]*"/>`), xml);
   }
+});
+
+test("8: a full log disk truncates the logs with one notice; results and reports survive", async (t) => {
+  const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a", `ctx.log("x".repeat(10000));`), "b.vmtest.mts": named("b"), "c.vmtest.mts": named("c") });
+  const full = await fullDisk(dir);
+  if (!full) return t.skip("needs root to mount a tmpfs");
+  const r = await haltpoint(["run", suite, "--log-dir", join(full, "logs"), "--json", join(dir, "report.json"), "--junit", join(dir, "junit.xml")]);
+  assert.equal(r.exitCode, 0, r.all);
+  assert.equal(r.all.match(/cannot write run logs \(ENOSPC/g)?.length, 1, r.all);
+  assert.match(r.all, /3 passed/);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  assert.deepEqual(report.tests.map((x: { runs: { outcome: string }[] }) => x.runs[0]!.outcome), ["passed", "passed", "passed"]);
+  assert.match(readFileSync(join(dir, "junit.xml"), "utf8"), /<testsuites[^>]*tests="3"/);
 });
