@@ -2,6 +2,8 @@ import { rmSync } from "node:fs";
 import { availableParallelism, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { checkReportPath, ensureWritableDir } from "./output-paths.ts";
+import { describeThrown } from "../worker/describe-thrown.ts";
+import { listenForLateErrors } from "./late-error-notices.ts";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
 import { assignDirNames } from "./run-dir-names.ts";
@@ -137,6 +139,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
+  // A worker error outside any task must not end the run (an unhandled 'error' event would).
+  pool.on("error", (e: unknown) => out.onNotice(`a worker thread failed outside any test: ${describeThrown(e instanceof Error ? e.message : e)}`));
+  const lateErrors = listenForLateErrors((n) =>
+    out.onNotice(`late error from ${n.runKey}, after it finished (${n.kind}): ${n.message}; its result stands, its worker thread is replaced`),
+  );
   const broker = new BreakpointBroker(
     {
       startPort: o.debugPort ?? 4444,
@@ -253,6 +260,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     await broker.close();
     await control?.close().catch(() => {});
     await pool.destroy().catch(() => {});
+    lateErrors.close();
     ledger.killAll();
     process.off("exit", onExit);
     rmSync(stateRoot, { recursive: true, force: true });

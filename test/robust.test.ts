@@ -196,3 +196,33 @@ test("8: a full log disk truncates the logs with one notice; results and reports
   assert.deepEqual(report.tests.map((x: { runs: { outcome: string }[] }) => x.runs[0]!.outcome), ["passed", "passed", "passed"]);
   assert.match(readFileSync(join(dir, "junit.xml"), "utf8"), /<testsuites[^>]*tests="3"/);
 });
+
+test("7: a late error from a finished test is a notice naming it; the run goes on and the next test on that worker is not failed", async (t) => {
+  const marks = mkdtempSync(join(tmpdir(), "hp-robust-marks-"));
+  t.after(() => rmSync(marks, { recursive: true, force: true }));
+  const m = (name: string) => JSON.stringify(join(marks, name));
+  // The late one's timer fires while the next test runs: the next test waits for its mark.
+  const late = (name: string, mark: string, how: string) =>
+    `import { writeFileSync } from "node:fs";\nexport default { name: "${name}", nodes: {}, async testScript() { setTimeout(() => { writeFileSync(${m(mark)}, ""); ${how} }, 200); } };\n`;
+  const waitsFor = (name: string, mark: string) =>
+    `import { existsSync } from "node:fs";\nexport default { name: "${name}", nodes: {}, async testScript() { while (!existsSync(${m(mark)})) await new Promise((r) => setTimeout(r, 20)); for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 20)); } };\n`;
+  const { dir, suite } = scratch(t, {
+    "a.vmtest.mts": late("a-late-throw", "a", `throw new Error("late boom");`),
+    "b.vmtest.mts": waitsFor("b-innocent", "a"),
+    "c.vmtest.mts": late("c-late-reject", "c", `void Promise.reject(new Error("late rejection"));`),
+    "d.vmtest.mts": waitsFor("d-innocent", "c"),
+    "e.vmtest.mts": `export default { name: "e-own", nodes: {}, async testScript() { setTimeout(() => { throw new Error("own timer"); }, 10); await new Promise(() => {}); } };\n`,
+    "f.vmtest.mts": named("f-after"),
+  });
+  const r = await haltpoint(["run", suite, "--jobs", "1", "--log-dir", join(dir, "logs"), "--json", join(dir, "report.json"), "--junit", join(dir, "junit.xml")]);
+  assert.equal(r.exitCode, 1, r.all);
+  assert.match(r.all, /late error from a-late-throw#1, after it finished \(uncaughtException\): late boom/);
+  assert.match(r.all, /late error from c-late-reject#1, after it finished \(unhandledRejection\): late rejection/);
+  assert.doesNotMatch(r.all, /Emitted 'error'|internal error/);
+  const report = JSON.parse(readFileSync(join(dir, "report.json"), "utf8"));
+  const outcome = Object.fromEntries(report.tests.map((x: { name: string; runs: { outcome: string; error?: string }[] }) => [x.name, x.runs[0]!]));
+  for (const name of ["a-late-throw", "b-innocent", "c-late-reject", "d-innocent", "f-after"]) assert.equal(outcome[name].outcome, "passed", `${name}: ${r.all}`);
+  assert.equal(outcome["e-own"].outcome, "failed");
+  assert.equal(outcome["e-own"].error, "own timer");
+  assert.ok(existsSync(join(dir, "junit.xml")));
+});

@@ -58,6 +58,8 @@ export interface RunTask {
   sshThaws?: boolean;
   /** --keep-machine-state: machines keep their state in <root>/<test>/<machine> across runs. */
   keepStateRoot?: string;
+  /** `name#run`: late errors (worker/late-errors.ts) name the run that caused them. */
+  runKey?: string;
   /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
   qemu?: QemuRuntime;
   port: MessagePort;

@@ -17,7 +17,7 @@ import { serializeError, type ControlMessage, type Outcome, type RunTask, type W
  * a breakpoint if it fails with the debug hook on, tear everything down, and post a final
  * `done` event. Never throws: every failure is a result.
  */
-export async function runTest(task: RunTask): Promise<Outcome> {
+export async function runTest(task: RunTask, lateError: Promise<never> = new Promise<never>(() => {})): Promise<Outcome> {
   const { port } = task;
   const started = performance.now();
   const emit = (e: WorkerEvent): void => port.postMessage(e);
@@ -80,7 +80,8 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       },
     };
     scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1, driver) as Record<string, unknown>;
-    await Promise.race([test.def.testScript(scriptCtx as never), aborted]);
+    // A timer or promise of this run's that throws with nobody awaiting it fails the run (late-errors.ts).
+    await Promise.race([test.def.testScript(scriptCtx as never), aborted, lateError]);
   } catch (e) {
     outcome = "failed";
     error = e;
