@@ -1,9 +1,10 @@
 import { rmSync } from "node:fs";
-import { availableParallelism, tmpdir, totalmem } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { checkReportPath, ensureWritableDir } from "./output-paths.ts";
 import { describeThrown } from "../worker/describe-thrown.ts";
 import { listenForLateErrors } from "./late-error-notices.ts";
+import { makeStateRoot, sweepAbandonedStateRoots } from "./state-root.ts";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
 import { assignDirNames } from "./run-dir-names.ts";
@@ -20,7 +21,7 @@ import { prepareQemu } from "./prepare-qemu.ts";
 import { ResourceBudget } from "./resource-budget.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import { ControlServer } from "../hooks/control-server.ts";
-import { controlDir, mkdtempLower } from "../hooks/control-paths.ts";
+import { controlDir } from "../hooks/control-paths.ts";
 import type { ControlReply, ControlRequest } from "../hooks/control-protocol.ts";
 
 export interface RunOptions {
@@ -81,23 +82,6 @@ export interface RunOptions {
   terminal?: boolean;
 }
 
-/**
- * Where machines keep their state (sandbox directories, sockets): short, because UNIX
- * socket paths must fit in 107 bytes, and outside /tmp, because each local sandbox gets a
- * private /tmp mounted over the host's.
- */
-function makeStateRoot(): string {
-  for (const base of [process.env.HALTPOINT_STATE_DIR, "/var/tmp", tmpdir()]) {
-    if (!base) continue;
-    try {
-      return mkdtempLower(join(base, "hp-")); // lower case: see mkdtempLower (SSH backdoor socket paths)
-    } catch {
-      /* not writable: next */
-    }
-  }
-  throw new Error("cannot create a state directory under /var/tmp or the temp directory");
-}
-
 export function defaultLogDir(now = new Date()): string {
   return join(".haltpoint", "runs", now.toISOString().replace(/[:.]/g, "-"));
 }
@@ -135,6 +119,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const ledger = new ProcessLedger();
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
+  const swept = sweepAbandonedStateRoots();
+  if (swept.length) out.onNotice(`removed ${swept.length} state ${swept.length === 1 ? "directory" : "directories"} of haltpoint runs that no longer exist: ${swept.join(", ")}`);
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.

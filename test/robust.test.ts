@@ -1,9 +1,10 @@
 // Hostile input and faults (issue #17): each test reproduces one defect through the real CLI.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import { execa } from "execa";
 import { haltpoint } from "./helpers/cli.ts";
 
@@ -225,4 +226,46 @@ test("7: a late error from a finished test is a notice naming it; the run goes o
   assert.equal(outcome["e-own"].outcome, "failed");
   assert.equal(outcome["e-own"].error, "own timer");
   assert.ok(existsSync(join(dir, "junit.xml")));
+});
+
+test("9: the next run sweeps the state dir of a SIGKILLed orchestrator, and only dirs whose owner is gone", async (t) => {
+  // Under /var/tmp as the real state root is (a local sandbox has a private /tmp).
+  const base = mkdtempSync(join("/var/tmp", "hp-robust-state-"));
+  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const startOf = (pid: number) => { const s = readFileSync(`/proc/${pid}/stat`, "utf8"); return s.slice(s.lastIndexOf(")") + 2).split(" ")[19]; };
+  const dead = { pid: spawnSync("true").pid };
+  const keep = { live: { pid: process.pid, start: startOf(process.pid) } };
+  const mk = (name: string, owner?: object, uid?: number) => {
+    const d = join(base, name);
+    mkdirSync(d);
+    if (owner) writeFileSync(join(d, "owner.json"), JSON.stringify(owner));
+    if (uid !== undefined) chownSync(d, uid, uid);
+    return d;
+  };
+  mk("hp-aaaaaaaaaa", keep.live); // a running orchestrator's
+  mk("hp-bbbbbbbbbb"); // no owner file: not known to be ours
+  if (process.getuid?.() === 0) mk("hp-cccccccccc", { pid: dead.pid, start: "1" }, 65534); // another user's
+  mk("hp-ticks-dddddd", { pid: dead.pid, start: "1" }); // not a state root's name
+
+  const mark = join(base, "started");
+  const { dir, suite } = scratch(t, {
+    "hang.vmtest.mts": `import { writeFileSync } from "node:fs";\nexport default { name: "hang", nodes: { m: {} }, async testScript({ m }) { await m.succeed("true"); writeFileSync(${JSON.stringify(mark)}, ""); await new Promise(() => {}); } };\n`,
+  });
+  const env = { HALTPOINT_STATE_DIR: base };
+  const child = haltpoint(["run", suite, "--log-dir", join(dir, "logs1")], { env });
+  while (!existsSync(mark)) await new Promise((r) => setTimeout(r, 50));
+  const before = readdirSync(base).filter((n) => /^hp-[0-9a-f]{10}$/.test(n) && !/^hp-(a+|b+|c+|e+)$/.test(n));
+  assert.equal(before.length, 1, readdirSync(base).join(" "));
+  child.kill("SIGKILL");
+  await child;
+  assert.ok(existsSync(join(base, before[0]!)), "a SIGKILLed orchestrator leaves its state dir");
+  mk("hp-eeeeeeeeee", { pid: process.pid, start: "0" }); // our pid, another start: a reused pid
+
+  const { suite: quick } = scratch(t, { "q.vmtest.mts": named("quick") });
+  const r = await haltpoint(["run", quick, "--log-dir", join(dir, "logs2")], { env });
+  assert.equal(r.exitCode, 0, r.all);
+  assert.match(r.all, new RegExp(`removed 2 state directories of haltpoint runs that no longer exist: .*${before[0]}`));
+  const after = readdirSync(base).sort();
+  const expected = ["hp-aaaaaaaaaa", "hp-bbbbbbbbbb", ...(process.getuid?.() === 0 ? ["hp-cccccccccc"] : []), "hp-ticks-dddddd", "started"].sort();
+  assert.deepEqual(after, expected);
 });
