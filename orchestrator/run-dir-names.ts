@@ -26,9 +26,11 @@ export function dirNameFor(name: string, taken: ReadonlySet<string> = new Set())
 /** Give every test its directory name (compared case-insensitively, for case-folding file systems). */
 export function assignDirNames(tests: PlannedTest[]): void {
   const taken = new Set<string>();
-  // Names that need no change first: they keep their plain directory whatever the file order.
-  const plain = tests.filter((t) => dirNameFor(t.name) === t.name);
-  for (const t of [...plain, ...tests.filter((t) => !plain.includes(t))]) {
+  // Names that need no change first, each group by name: the same suite always gets the
+  // same directories, whatever order its files were found in.
+  const byName = (a: PlannedTest, b: PlannedTest): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const plain = tests.filter((t) => dirNameFor(t.name) === t.name).sort(byName);
+  for (const t of [...plain, ...tests.filter((t) => !plain.includes(t)).sort(byName)]) {
     t.dirName = dirNameFor(t.name, taken);
     taken.add(t.dirName.toLowerCase());
   }

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { execa } from "execa";
-import { haltpoint } from "./helpers/cli.ts";
+import { haltpoint, watchOutput } from "./helpers/cli.ts";
 
 /** Mounts made under a scratch dir: unmounted before it is removed. */
 const mountsOf = new Map<string, string[]>();
@@ -183,6 +183,31 @@ test("5: runs that never ran are in the JUnit report as skipped, with the reason
   for (const key of notRun) {
     assert.match(xml, new RegExp(`<testcase name="${key}"[^>]*>\\s*<skipped message="not run: no more runs were started[^"]*"/>`), xml);
   }
+  const valid = await execa("xmllint", ["--noout", "--schema", join(import.meta.dirname, "fixtures", "junit", "junit.xsd"), junit], { reject: false, all: true });
+  assert.equal(valid.exitCode, 0, valid.all);
+});
+
+test("5: after SIGTERM, the runs that never started are skipped test cases in JUnit", async (t) => {
+  const { dir, suite } = scratch(t, {
+    "a.vmtest.mts": `export default { name: "a-hangs", nodes: {}, async testScript(ctx) { ctx.log("hanging now"); await new Promise(() => {}); } };\n`,
+    "b.vmtest.mts": named("b-never"),
+  });
+  const junit = join(dir, "junit.xml");
+  const child = haltpoint(["run", suite, "--jobs", "1", "--abort-grace", "1", "--log-dir", join(dir, "logs"), "--junit", junit]);
+  const out = watchOutput(child);
+  await out.waitFor(/hanging now/);
+  child.kill("SIGTERM");
+  const r = await child;
+  assert.equal(r.exitCode, 130, r.all);
+  const xml = readFileSync(junit, "utf8");
+  assert.match(xml, /<testcase name="b-never#1"[^>]*>\s*<skipped message="not run: the run was interrupted before it started"\/>/, xml);
+});
+
+test("12: --help says --worker-memory does not limit Buffers, and lists exit status 3", async () => {
+  const r = await haltpoint(["run", "--help"]);
+  assert.equal(r.exitCode, 0);
+  assert.match(r.all.replace(/\s+/g, " "), /--worker-memory <mib> V8 heap limit of each worker thread \(Buffers and other memory outside the JS heap are not limited\)/);
+  assert.match(r.all.replace(/\s+/g, " "), /3 a report could not be written/);
 });
 
 test("8: a full log disk truncates the logs with one notice; results and reports survive", async (t) => {
