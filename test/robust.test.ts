@@ -294,3 +294,11 @@ test("9: the next run sweeps the state dir of a SIGKILLed orchestrator, and only
   const expected = ["hp-aaaaaaaaaa", "hp-bbbbbbbbbb", ...(process.getuid?.() === 0 ? ["hp-cccccccccc"] : []), "hp-ticks-dddddd", "started"].sort();
   assert.deepEqual(after, expected);
 });
+
+test("11: a hostile value thrown while a file loads is a load error that describes it", async (t) => {
+  const { dir, suite } = scratch(t, { "top.vmtest.mts": `const o = Object.create(null); o.where = "top level"; throw o;\nexport default {};\n` });
+  const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs")]);
+  assert.equal(r.exitCode, 2, r.all);
+  assert.match(r.all, /!!! \S+top\.vmtest\.mts: cannot load: \[Object: null prototype\] \{ where: 'top level' \}/);
+  assert.doesNotMatch(r.all, /Cannot convert|worker crashed/);
+});

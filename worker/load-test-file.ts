@@ -1,6 +1,7 @@
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TestDefinition } from "../index.ts";
+import { describeThrown } from "./describe-thrown.ts";
 import { definitionProblem } from "./test-definition.ts";
 import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
 
@@ -66,7 +67,7 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
 }
 
 function firstLine(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = e instanceof Error ? e.message : describeThrown(e);
   const lines = msg.split("\n").map((l) => l.trim()).filter(Boolean);
   // esbuild's transform errors put the useful line (file:line:col: ERROR: …) second.
   const err = lines.find((l) => /ERROR:/.test(l));

@@ -5,5 +5,5 @@ import { runOwnedBy } from "./late-errors.ts";
 
 /** The piscina task handler: one task is either "collect a file" or "run a test once". */
 export default function handleTask(task: RunTask | CollectTask): Promise<Outcome | CollectResult> {
-  return task.kind === "collect" ? collectTest(task) : runOwnedBy(task.runKey ?? `${task.file}#${task.runIndex}`, (lateError) => runTest(task, lateError));
+  return task.kind === "collect" ? runOwnedBy(`loading ${task.file}`, (lateError) => collectTest(task, lateError)) : runOwnedBy(task.runKey ?? `${task.file}#${task.runIndex}`, (lateError) => runTest(task, lateError));
 }
