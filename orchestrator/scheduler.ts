@@ -1,4 +1,3 @@
-import { runDirName } from "./run-dir-names.ts";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -7,6 +6,7 @@ import type { Piscina } from "piscina";
 import type { RunTask, WorkerEvent } from "../worker/events.ts";
 import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import { collectTests } from "./collect-tests.ts";
+import { runDirName } from "./run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";

@@ -1,4 +1,3 @@
-import { dirNameFor } from "../orchestrator/run-dir-names.ts";
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
 import { mkdirSync, rmSync } from "node:fs";
@@ -10,6 +9,7 @@ import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
+import { dirNameFor } from "../orchestrator/run-dir-names.ts";
 import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
 
 /**
