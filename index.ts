@@ -4,6 +4,7 @@ import type { Machine, NodeOptions } from "./vm/types.ts";
 export type { Machine, NodeOptions, ExecuteOptions, ExecuteResult, WaitOptions, PortOptions, BackendName, CommandOptions, StartOptions, QmpEventMessage } from "./vm/types.ts";
 export type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
 import type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
+import { definitionProblem } from "./worker/test-definition.ts";
 export { MachineError, NotSupportedError } from "./vm/errors.ts";
 
 export interface DebugApi {
@@ -66,14 +67,7 @@ export type DefinedTest = TestDefinition & { [TEST_BRAND]: true };
 /** Declare a VM test; export the result as the file's default export. */
 export function defineTest<N extends Record<string, NodeOptions>>(def: TestDefinition<N>): TestDefinition<N> {
   if (typeof def !== "object" || def === null) throw new TypeError("defineTest() takes an object");
-  if (typeof def.testScript !== "function") throw new TypeError("defineTest(): `testScript` must be a function");
-  if (def.name !== undefined && (typeof def.name !== "string" || !def.name.trim())) throw new TypeError("defineTest(): `name` must be a non-empty string");
-  if (def.globalTimeout !== undefined && !(typeof def.globalTimeout === "number" && def.globalTimeout > 0)) {
-    throw new TypeError("defineTest(): `globalTimeout` must be a positive number of seconds");
-  }
-  if (def.sshBackdoor !== undefined && typeof def.sshBackdoor !== "boolean") throw new TypeError("defineTest(): `sshBackdoor` must be true or false");
-  if (def.retries !== undefined && !(Number.isSafeInteger(def.retries) && def.retries >= 0)) {
-    throw new TypeError("defineTest(): `retries` must be a whole number (0 or more)");
-  }
+  const problem = definitionProblem(def);
+  if (problem) throw new TypeError(`defineTest(): ${problem}`);
   return Object.assign(Object.create(null), def, { [TEST_BRAND]: true });
 }

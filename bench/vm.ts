@@ -13,6 +13,7 @@ import { LocalMachine } from "../vm/local/local-machine.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+import { largeOutputRow, printLargeOutput } from "./large-output.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
@@ -101,6 +102,8 @@ printTable(
   ],
 );
 console.log(`NixOS framing / haltpoint, median: ${fmt(percentile(nixos, 0.5) / percentile(ours, 0.5), 2)}x`);
+
+printLargeOutput(await largeOutputRow());
 
 const fixture = fileURLToPath(new URL("./fixtures/vm/one-qemu.vmtest.ts", import.meta.url));
 const through: (string | number)[][] = [];

@@ -112,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json <file>", "write a JSON report")
     .option("--html <file>", "write an HTML report (one page, works offline; links into the log dir)")
     .option("-q, --quiet", "print results and failures only, not every event", false)
-    .option("--worker-memory <mib>", "heap limit of each worker thread", positiveInt("--worker-memory"))
+    .option("--worker-memory <mib>", "V8 heap limit of each worker thread (Buffers and other memory outside the JS heap are not limited)", positiveInt("--worker-memory"))
     .addOption(new Option("--accel <accel>", "qemu accelerator: auto probes KVM with a real boot, falls back to TCG").choices(["auto", "kvm", "tcg"]).default("auto"))
     .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
     .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
@@ -127,6 +127,10 @@ export async function main(argv: string[]): Promise<number> {
     .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
     .option("--freeze-ttl <duration>", "release a forgotten breakpoint after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
+    .addHelpText(
+      "after",
+      "\nExit status: 0 all passed, 1 a test failed, 2 bad usage (also an unusable --log-dir, report path or\nHALTPOINT_STATE_DIR) or a test file that cannot load, 3 a report could not be written (the others\nwere), 4 no test was selected, 130 interrupted.",
+    )
     .action(async (cliPaths: string[], opts, cmd: Command) => {
       const settings = await resolveSettings(cmd, cliPaths, cmd.options);
       if (opts.rerunFailed && (opts.repeat > 1 || opts.stressDuration)) throw new UsageError("--rerun-failed runs the failed runs again, each once: it takes no --repeat or --stress-duration");

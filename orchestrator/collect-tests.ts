@@ -1,5 +1,6 @@
 import type { Piscina } from "piscina";
 import type { CollectResult, CollectTask } from "../worker/events.ts";
+import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import type { LoadError, PlannedTest } from "./plan.ts";
 
 /** Load every file in a worker (a file that throws or exits cannot take the orchestrator down) and learn what it declares. */
@@ -7,10 +8,14 @@ export async function collectTests(pool: Piscina, files: string[], defaultBacken
   const results = await Promise.all(
     files.map(async (file): Promise<CollectResult> => {
       const task: CollectTask = { kind: "collect", file, defaultBackend };
-      try {
-        return (await pool.run(task)) as CollectResult;
-      } catch (e) {
-        return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
+      for (let tries = 1; ; tries++) {
+        try {
+          return (await pool.run(task)) as CollectResult;
+        } catch (e) {
+          // A worker recycling itself after a late error (worker/late-errors.ts) may just have been handed this file.
+          if ((e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}` && tries < 3) continue;
+          return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
+        }
       }
     }),
   );

@@ -12,6 +12,8 @@ export interface PlannedTest {
   retries?: number;
   /** Seconds after which a run is reported SLOW (--slow-timeout or a config file). */
   slowTimeout?: number;
+  /** Its runs' directory under --log-dir (safe and unique; see run-dir-names.ts). */
+  dirName?: string;
 }
 
 /** One run of one test: `name#index`. */

@@ -171,20 +171,32 @@ export class ReporterSet implements Required<Reporter> {
   onConsoleRefused(run: PlannedRun, message: string): void {
     for (const r of this.reporters) r.onConsoleRefused?.(run, message);
   }
+  /** One line per report that could not be written (a full or read-only disk): exit 3. */
+  readonly writeFailures: string[] = [];
+  /** Each reporter on its own: an unwritable --junit must not lose the --json report. */
   async onEnd(s: SuiteSummary): Promise<void> {
-    for (const r of this.reporters) await r.onEnd?.(s);
+    for (const r of this.reporters) {
+      try {
+        await r.onEnd?.(s);
+      } catch (e) {
+        this.writeFailures.push(e instanceof Error ? e.message : String(e));
+      }
+    }
   }
 }
 
 /** The exit status DESIGN.md fixes: 0 passed, 1 a test failed (or was flaky, with
  *  --flaky-fails), 2 a file could not load, 4 no test was selected (unless
- *  --pass-with-no-tests), 130 interrupted. */
+ *  --pass-with-no-tests), 130 interrupted. (3, a report could not be written, is set by runCommand.) */
 export function exitStatus(s: SuiteSummary): number {
   if (s.interrupted) return 130;
   if (s.plan.loadErrors.length) return 2;
   if (!s.plan.tests.length && !s.plan.passWithNoTests) return NO_TESTS_EXIT_STATUS;
   return s.results.some((r) => failsSuite(r, s.plan.flakyFails ?? false)) ? 1 : 0;
 }
+
+/** A report (--json, --junit, --html) could not be written; the tests' outcome is in the others. */
+export const REPORT_WRITE_EXIT_STATUS = 3;
 
 /** Like nextest's: a run that selects no test (a --filter typo, an empty shard) is not a pass. */
 export const NO_TESTS_EXIT_STATUS = 4;

@@ -1,13 +1,18 @@
-import { chmodSync, mkdirSync, rmSync } from "node:fs";
-import { availableParallelism, tmpdir, totalmem } from "node:os";
+import { rmSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { checkReportPath, ensureWritableDir, makePrivateDir } from "./output-paths.ts";
+import { describeThrown } from "../worker/describe-thrown.ts";
+import { listenForLateErrors } from "./late-error-notices.ts";
+import { makeStateRoot, sweepAbandonedStateRoots } from "./state-root.ts";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
+import { assignDirNames } from "./run-dir-names.ts";
 import { selectTests, type ShardSpec } from "./selection.ts";
 import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
-import { NO_TESTS_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
+import { NO_TESTS_EXIT_STATUS, REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
 import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
@@ -16,7 +21,7 @@ import { prepareQemu } from "./prepare-qemu.ts";
 import { ResourceBudget } from "./resource-budget.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import { ControlServer } from "../hooks/control-server.ts";
-import { controlDir, mkdtempLower } from "../hooks/control-paths.ts";
+import { controlDir } from "../hooks/control-paths.ts";
 import type { ControlReply, ControlRequest } from "../hooks/control-protocol.ts";
 
 export interface RunOptions {
@@ -79,39 +84,6 @@ export interface RunOptions {
   terminal?: boolean;
 }
 
-/**
- * Where machines keep their state (sandbox directories, sockets): short, because UNIX
- * socket paths must fit in 107 bytes, and outside /tmp, because each local sandbox gets a
- * private /tmp mounted over the host's.
- */
-function makeStateRoot(): string {
-  for (const base of [process.env.HALTPOINT_STATE_DIR, "/var/tmp", tmpdir()]) {
-    if (!base) continue;
-    try {
-      return mkdtempLower(join(base, "hp-")); // lower case: see mkdtempLower (SSH backdoor socket paths)
-    } catch {
-      /* not writable: next */
-    }
-  }
-  throw new Error("cannot create a state directory under /var/tmp or the temp directory");
-}
-
-/**
- * A directory of the run's made 0700: the log dir holds every machine's console (and whatever
- * a test printed there, secrets included) and the pino log of every command; the kept state
- * (-K) holds machines' disks. Only the leaf is made private; everything under it is then out
- * of other users' reach. An unwritable log dir loses the logs, not the run (the reporters
- * skip what they cannot open).
- */
-function makePrivateDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-  } catch {
-    /* see above */
-  }
-}
-
 /** Where --keep-machine-state keeps machines (0700: disks may hold anything the guest wrote). */
 function keptStateRoot(): string {
   const dir = resolve(".haltpoint", "state");
@@ -126,8 +98,14 @@ export function defaultLogDir(now = new Date()): string {
 /** `haltpoint run`: discover, collect, schedule, report. Resolves with the exit status. */
 export async function runCommand(o: RunOptions): Promise<number> {
   const startedAt = Date.now();
-  const logDir = resolve(o.logDir ?? defaultLogDir());
+  // Bad output paths fail the run before any test starts (exit 2), not each test later.
+  const logDir = ensureWritableDir(o.logDir ?? defaultLogDir(), "--log-dir");
   makePrivateDir(logDir);
+  if (o.json) checkReportPath(o.json, "--json");
+  if (o.junit) checkReportPath(o.junit, "--junit");
+  if (o.html) checkReportPath(o.html, "--html");
+  // An explicit state root must work too (else machines fail one by one).
+  if (process.env.HALTPOINT_STATE_DIR) ensureWritableDir(process.env.HALTPOINT_STATE_DIR, "HALTPOINT_STATE_DIR");
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
@@ -137,7 +115,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     const logUpdate = live ? (await import("log-update")).default : undefined;
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
-  reporters.push(new RunLogReporter());
+  // Its notices go to every reporter (the set is made below).
+  reporters.push(new RunLogReporter((msg) => out.onNotice(msg)));
   if (o.junit) reporters.push(new (await import("./reporters/junit.ts")).JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
   if (o.html) reporters.push(new (await import("./reporters/html/html-reporter.ts")).HtmlReporter(o.html));
@@ -150,10 +129,17 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const ledger = new ProcessLedger();
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
+  const swept = sweepAbandonedStateRoots();
+  if (swept.length) out.onNotice(`removed ${swept.length} state ${swept.length === 1 ? "directory" : "directories"} of haltpoint runs that no longer exist: ${swept.join(", ")}`);
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
+  // A worker error outside any task must not end the run (an unhandled 'error' event would).
+  pool.on("error", (e: unknown) => out.onNotice(`a worker thread failed outside any test: ${describeThrown(e instanceof Error ? e.message : e)}`));
+  const lateErrors = listenForLateErrors((n) =>
+    out.onNotice(`late error from ${n.runKey}, after it finished (${n.kind}): ${n.message}; its result stands, its worker thread is replaced`),
+  );
   const broker = new BreakpointBroker(
     {
       startPort: o.debugPort ?? 4444,
@@ -211,6 +197,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
     loadErrors.push(...findDuplicateNames(tests));
+    assignDirNames(tests);
     const runnable = applyTestSettings(
       tests.filter((t) => !loadErrors.some((e) => e.file === t.file)),
       o.testSettings ?? { strong: {}, overrides: [], weak: {} },
@@ -260,13 +247,16 @@ export async function runCommand(o: RunOptions): Promise<number> {
       durationMs: Date.now() - startedAt,
     };
     await out.onEnd(summary);
-    return exitStatus(summary);
+    for (const f of out.writeFailures) console.error(`haltpoint: ${f}`);
+    const status = exitStatus(summary);
+    return out.writeFailures.length && status !== 130 && status !== 2 ? REPORT_WRITE_EXIT_STATUS : status;
   } finally {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await broker.close();
     await control?.close().catch(() => {});
     await pool.destroy().catch(() => {});
+    lateErrors.close();
     ledger.killAll();
     process.off("exit", onExit);
     rmSync(stateRoot, { recursive: true, force: true });

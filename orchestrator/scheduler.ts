@@ -4,7 +4,9 @@ import { join } from "node:path";
 import PQueue from "p-queue";
 import type { Piscina } from "piscina";
 import type { RunTask, WorkerEvent } from "../worker/events.ts";
+import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import { collectTests } from "./collect-tests.ts";
+import { runDirName } from "./run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
@@ -202,7 +204,7 @@ export class Scheduler {
 
   /** A run that cannot start: reported as failed at once, without a worker. */
   private refuse(run: PlannedRun, reason: string, slot: number): RunResult {
-    const logDir = join(this.o.logDir, run.key);
+    const logDir = join(this.o.logDir, runDirName(run));
     this.o.reporters.onRunStart(run, logDir);
     const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
     this.o.reporters.onRunEnd(result);
@@ -226,7 +228,7 @@ export class Scheduler {
    */
   private async runOne(run: PlannedRun, freeSlot: () => void, slot: number): Promise<RunResult> {
     const { reporters } = this.o;
-    const base = join(this.o.logDir, run.key);
+    const base = join(this.o.logDir, runDirName(run));
     const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
     const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
     reporters.onRunStart(run, base);
@@ -282,12 +284,14 @@ export class Scheduler {
       timeLeftMs = Math.max(0, timeLeftMs - (Date.now() - clockStarted));
     };
     const broker = this.o.broker;
+    let workerStarted = false;
     port1.on("message", (e: WorkerEvent) => {
       if (e.t === "process") {
         if (e.alive) ledger.add(run.key, e.pid, e.machine);
         else ledger.remove(run.key, e.pid);
       }
       if (e.t === "start") {
+        workerStarted = true;
         startClock();
         if (slowMs !== undefined && !slowTimer) {
           const since = performance.now();
@@ -348,14 +352,19 @@ export class Scheduler {
       sshBackdoor: this.o.sshBackdoor,
       sshThaws: this.o.sshThaws,
       keepStateRoot: this.o.keepStateRoot,
+      runKey: run.key,
       qemu: this.qemu,
       port: port2,
     };
     let crash: string | undefined;
+    let recycledBeforeStart = false;
     try {
       await this.o.pool.run(task, { transferList: [port2 as never], signal: a.kill.signal });
       await Promise.race([doneSeen, new Promise((r) => setTimeout(r, DONE_MESSAGE_WAIT_MS).unref())]);
     } catch (e) {
+      // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
+      // handed this run: the run never started, so it is not failed but run again.
+      recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && (e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}`;
       crash = a.kill.signal.aborted ? `worker killed after ${this.o.abortGraceMs / 1000} s` : `worker crashed: ${(e as Error).message}`;
     } finally {
       clearTimeout(timeoutTimer);
@@ -364,6 +373,10 @@ export class Scheduler {
       this.active.delete(a);
       port1.close();
       if (a.halted) await broker?.ended(a.halted, crash ?? "the run ended");
+    }
+    if (recycledBeforeStart && !this.stopping) {
+      await rm(stateDir, { recursive: true, force: true }).catch(() => {});
+      return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
     for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ?? "the run ended" });
     const leftovers = ledger.killRun(run.key);

@@ -136,3 +136,33 @@ test("commands with NUL bytes are refused with a clear error", async () => {
     s.done();
   }
 });
+
+test("a reply split at every byte, and a reply with more in its chunk, decode exactly (the chunked reader, #17 item 6)", async () => {
+  const { PassThrough } = await import("node:stream");
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const noise: string[] = [];
+  const shell = new BackdoorShell(input, output, (l) => noise.push(l));
+  const body = Buffer.from("x".repeat(1000) + "\u2713 end", "utf8");
+  const b64 = body.toString("base64").replace(/(.{76})/g, "$1\n");
+  // Reply 1 one byte at a time (the end marker split everywhere).
+  const first = shell.run("a", 0);
+  await new Promise((r) => setImmediate(r)); // run() sends from its queue
+  for (const ch of `noise\n\x1eHP 1 0 B\n${b64}\n\x1eEND 1\n`) output.write(Buffer.from(ch, "latin1"));
+  const r1 = await first;
+  assert.deepEqual(r1.stdout, body);
+  assert.equal(r1.status, 0);
+  // Reply 2 with the next line in the same chunk.
+  const second = shell.run("b", 0);
+  await new Promise((r) => setImmediate(r));
+  output.write(Buffer.from(`\x1eHP 2 3 B\n${Buffer.from("two").toString("base64")}\n\x1eEND 2\nafter\n`, "latin1"));
+  const r2 = await second;
+  assert.equal(r2.stdout.toString(), "two");
+  assert.equal(r2.status, 3);
+  const third = shell.run("c", 0);
+  await new Promise((r) => setImmediate(r));
+  output.write(Buffer.from("\x1eHP 3 0 E\n", "latin1"));
+  assert.equal((await third).stdout.length, 0);
+  assert.deepEqual(noise, ["noise", "after"]);
+  shell.close(new ShellClosedError("done"));
+});

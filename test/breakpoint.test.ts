@@ -1,7 +1,7 @@
 // Breakpoints through the real CLI, attached to with real telnet and nc clients.
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, statSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching, sleep } from "./helpers/machine-context.ts";
@@ -28,7 +28,16 @@ async function ncSession(port: number, lines: string[], waitFor: RegExp): Promis
 }
 
 // Not under /tmp: a local machine has a private /tmp of its own.
-const ticksDir = () => mkdtempSync(join("/var/tmp", "hp-ticks-"));
+// Each is removed when the file's tests are done (they used to be left in /var/tmp).
+const ticksDirs: string[] = [];
+const ticksDir = (): string => {
+  const d = mkdtempSync(join("/var/tmp", "hp-ticks-"));
+  ticksDirs.push(d);
+  return d;
+};
+after(() => {
+  for (const d of ticksDirs) rmSync(d, { recursive: true, force: true });
+});
 
 const lineCount = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").length : 0);
 

@@ -1,10 +1,12 @@
 import type { CollectResult, CollectTask } from "./events.ts";
-import { loadTestFile } from "./load-test-file.ts";
+import { describeThrown } from "./describe-thrown.ts";
+import { TestFileError, loadTestFile } from "./load-test-file.ts";
 
 /** Load a test file and report what it declares, or why it cannot load. */
-export async function collectTest(task: CollectTask): Promise<CollectResult> {
+export async function collectTest(task: CollectTask, lateError: Promise<never> = new Promise<never>(() => {})): Promise<CollectResult> {
   try {
-    const t = await loadTestFile(task.file, task.defaultBackend);
+    // A timer the file starts at top level and that throws while it loads fails its load.
+    const t = await Promise.race([loadTestFile(task.file, task.defaultBackend), lateError]);
     return {
       ok: true,
       name: t.name,
@@ -14,6 +16,6 @@ export async function collectTest(task: CollectTask): Promise<CollectResult> {
       retries: t.retries,
     };
   } catch (e) {
-    return { ok: false, error: e instanceof Error ? e.message : String(e) };
+    return { ok: false, error: e instanceof TestFileError ? e.message : `${task.file}: ${describeThrown(e instanceof Error ? e.message : e)}` };
   }
 }

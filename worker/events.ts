@@ -1,3 +1,4 @@
+import { describeThrown, safeProperty } from "./describe-thrown.ts";
 import type { MessagePort } from "node:worker_threads";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 
@@ -57,6 +58,8 @@ export interface RunTask {
   sshThaws?: boolean;
   /** --keep-machine-state: machines keep their state in <root>/<test>/<machine> across runs. */
   keepStateRoot?: string;
+  /** `name#run`: late errors (worker/late-errors.ts) name the run that caused them. */
+  runKey?: string;
   /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
   qemu?: QemuRuntime;
   port: MessagePort;
@@ -82,6 +85,18 @@ export type CollectResult =
   | { ok: false; error: string };
 
 export function serializeError(e: unknown): SerializedError {
-  if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack };
-  return { name: "Error", message: String(e) };
+  let isError = false;
+  try {
+    isError = e instanceof Error; // a revoked Proxy throws even here
+  } catch {
+    /* not an Error */
+  }
+  if (isError) {
+    const err = e as object;
+    const str = (v: unknown): string | undefined => (typeof v === "string" ? v : v === undefined ? undefined : describeThrown(v));
+    const name = str(safeProperty(err, "name")) ?? "Error";
+    const message = str(safeProperty(err, "message")) ?? describeThrown(e);
+    return { name, message, stack: str(safeProperty(err, "stack")) };
+  }
+  return { name: "Error", message: describeThrown(e) };
 }

@@ -1,6 +1,8 @@
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TestDefinition } from "../index.ts";
+import { describeThrown } from "./describe-thrown.ts";
+import { definitionProblem } from "./test-definition.ts";
 import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
 
 export const TEST_FILE_RE = /\.vmtest\.(ts|mts|js|mjs)$/;
@@ -56,15 +58,16 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
   } catch (e) {
     throw new TestFileError(`${file}: ${firstLine(e)}`);
   }
+  // A plain object (no defineTest) gets the same checks.
+  const problem = definitionProblem(def);
+  if (problem) throw new TestFileError(`${file}: ${problem}`);
   const globalTimeout = def.globalTimeout ?? DEFAULT_GLOBAL_TIMEOUT;
-  if (!(typeof globalTimeout === "number" && globalTimeout > 0)) throw new TestFileError(`${file}: globalTimeout must be a positive number of seconds`);
   const retries = def.retries ?? 0;
-  if (!(Number.isSafeInteger(retries) && retries >= 0)) throw new TestFileError(`${file}: retries must be a whole number (0 or more)`);
   return { name: def.name ?? defaultTestName(file), def, nodes, globalTimeout, enableDebugHook: def.enableDebugHook === true, retries, sshBackdoor: typeof def.sshBackdoor === "boolean" ? def.sshBackdoor : undefined };
 }
 
 function firstLine(e: unknown): string {
-  const msg = e instanceof Error ? e.message : String(e);
+  const msg = e instanceof Error ? e.message : describeThrown(e);
   const lines = msg.split("\n").map((l) => l.trim()).filter(Boolean);
   // esbuild's transform errors put the useful line (file:line:col: ERROR: …) second.
   const err = lines.find((l) => /ERROR:/.test(l));

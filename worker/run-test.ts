@@ -9,6 +9,7 @@ import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
+import { dirNameFor } from "../orchestrator/run-dir-names.ts";
 import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
 
 /**
@@ -16,7 +17,7 @@ import { serializeError, type ControlMessage, type Outcome, type RunTask, type W
  * a breakpoint if it fails with the debug hook on, tear everything down, and post a final
  * `done` event. Never throws: every failure is a result.
  */
-export async function runTest(task: RunTask): Promise<Outcome> {
+export async function runTest(task: RunTask, lateError: Promise<never> = new Promise<never>(() => {})): Promise<Outcome> {
   const { port } = task;
   const started = performance.now();
   const emit = (e: WorkerEvent): void => port.postMessage(e);
@@ -50,7 +51,7 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       trackProcess: (machine, pid, alive) => emit({ t: "process", machine, pid, alive }),
       consolePath: (machine) => join(task.logDir, `${machine}.console.log`),
       stateDir: (machine) => join(task.stateDir, machine),
-      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, test.name.replace(/[^A-Za-z0-9._-]/g, "_"), machine) : undefined,
+      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, dirNameFor(test.name), machine) : undefined,
       outputDir: join(task.logDir, "out"),
       started: (machine) => backdoor?.announce(machine),
       aroundCommand: () => driver.conditions.checkAll(),
@@ -79,7 +80,8 @@ export async function runTest(task: RunTask): Promise<Outcome> {
       },
     };
     scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1, driver) as Record<string, unknown>;
-    await Promise.race([test.def.testScript(scriptCtx as never), aborted]);
+    // A timer or promise of this run's that throws with nobody awaiting it fails the run (late-errors.ts).
+    await Promise.race([test.def.testScript(scriptCtx as never), aborted, lateError]);
   } catch (e) {
     outcome = "failed";
     error = e;

@@ -202,6 +202,6 @@ export class JsonReporter implements Reporter {
   }
 
   async onEnd(s: SuiteSummary): Promise<void> {
-    await writeReport(this.file, JSON.stringify(buildJsonReport(s, this.lines), null, 2) + "\n");
+    await writeReport(this.file, JSON.stringify(buildJsonReport(s, this.lines), null, 2) + "\n", "--json report");
   }
 }

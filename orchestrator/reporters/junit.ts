@@ -34,14 +34,14 @@ export class JUnitReporter implements Reporter {
   }
 
   async onEnd(s: SuiteSummary): Promise<void> {
-    await writeReport(this.file, this.render(s));
+    await writeReport(this.file, this.render(s), "--junit report");
   }
 
   render(s: SuiteSummary): string {
     const failures = s.results.filter((r) => r.outcome === "failed").length;
     const root = create({ version: "1.0", encoding: "UTF-8" }).ele("testsuites", {
       name: "haltpoint",
-      tests: s.results.length + s.plan.loadErrors.length,
+      tests: s.results.length + s.notRun.length + s.plan.loadErrors.length,
       failures,
       errors: s.plan.loadErrors.length,
       time: secs(s.durationMs),
@@ -49,17 +49,22 @@ export class JUnitReporter implements Reporter {
     const byTest = new Map<string, RunResult[]>();
     for (const t of s.plan.tests) byTest.set(t.name, []);
     for (const r of s.results) byTest.get(r.run.test.name)?.push(r);
+    const notRunByTest = new Map<string, PlannedRun[]>();
+    for (const n of s.notRun) notRunByTest.set(n.test.name, [...(notRunByTest.get(n.test.name) ?? []), n]);
+    // Runs that never started are there too, as skipped: a CI must see that they did not pass.
+    const notRunWhy = s.interrupted ? "not run: the run was interrupted before it started" : "not run: no more runs were started (--max-fail, --until-fail or --stress-duration)";
     for (const t of s.plan.tests) {
       const runs = (byTest.get(t.name) ?? []).sort((a, b) => a.run.index - b.run.index);
-      if (!runs.length) continue;
+      const notRun = (notRunByTest.get(t.name) ?? []).sort((a, b) => a.index - b.index);
+      if (!runs.length && !notRun.length) continue;
       const suite = root.ele("testsuite", {
         name: t.name,
-        tests: runs.length,
+        tests: runs.length + notRun.length,
         failures: runs.filter((r) => r.outcome === "failed").length,
         errors: 0,
-        skipped: 0,
+        skipped: notRun.length,
         time: secs(runs.reduce((a, r) => a + r.durationMs, 0)),
-        timestamp: iso(Math.min(...runs.map((r) => r.startedAt))),
+        timestamp: iso(runs.length ? Math.min(...runs.map((r) => r.startedAt)) : s.startedAt),
         file: t.file,
       });
       for (const r of runs) {
@@ -75,6 +80,9 @@ export class JUnitReporter implements Reporter {
         }
         const log = this.log(r, r.attempts.at(-1)!);
         if (log) tc.ele("system-out").txt(log);
+      }
+      for (const n of notRun) {
+        suite.ele("testcase", { name: n.key, classname: t.name, time: "0.000", file: t.file }).ele("skipped", { message: notRunWhy });
       }
     }
     if (s.plan.loadErrors.length) {

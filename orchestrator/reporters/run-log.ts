@@ -18,7 +18,13 @@ class LineFile {
   private pending: string[] | undefined = [];
   private closing = false;
 
-  constructor(dir: string, name: string) {
+  constructor(
+    dir: string,
+    name: string,
+    private readonly onWriteError: (file: string, e: NodeJS.ErrnoException) => void,
+  ) {
+    this.dir = dir;
+    this.name = name;
     mkdir(dir, { recursive: true })
       .then(() => open(join(dir, name), "a"))
       .then(
@@ -26,18 +32,36 @@ class LineFile {
           this.fd = fh.fd;
           // Keep the FileHandle from closing the fd when it is garbage-collected.
           this.handle = fh;
-          for (const l of this.pending ?? []) writeSync(this.fd, l);
+          const waiting = this.pending ?? [];
           this.pending = undefined;
+          for (const l of waiting) this.writeLine(l);
           if (this.closing) this.close();
         },
         () => (this.pending = undefined), // an unwritable log dir loses the log, not the run
       );
   }
   private handle: FileHandle | undefined;
+  private readonly dir: string;
+  private readonly name: string;
 
   write(line: string): void {
     if (this.pending) this.pending.push(line);
-    else if (this.fd >= 0) writeSync(this.fd, line);
+    else this.writeLine(line);
+  }
+
+  /** A full disk (ENOSPC) or a failing one truncates this log; the run and its result go on. */
+  private writeLine(line: string): void {
+    if (this.fd < 0 || this.failed) return;
+    try {
+      writeSync(this.fd, line);
+    } catch (e) {
+      this.failed = true;
+      this.onWriteError(this.file, e as NodeJS.ErrnoException);
+    }
+  }
+  private failed = false;
+  private get file(): string {
+    return join(this.dir, this.name);
   }
 
   close(): void {
@@ -57,13 +81,23 @@ class LineFile {
  */
 export class RunLogReporter implements Reporter {
   private logs = new Map<string, { log: Logger; dest: LineFile }>();
+  private warned = false;
+
+  /** `notice`: told once when log lines start being dropped (the disk is full). */
+  constructor(private readonly notice: (msg: string) => void = () => {}) {}
+
+  private readonly onWriteError = (file: string, e: NodeJS.ErrnoException): void => {
+    if (this.warned) return;
+    this.warned = true;
+    this.notice(`cannot write run logs (${e.code ?? e.message}, first at ${file}): logs are truncated from here on; results and reports are not affected`);
+  };
 
   onRunStart(run: PlannedRun, logDir: string): void {
     this.open(run, logDir, 1);
   }
 
   private open(run: PlannedRun, logDir: string, attempt: number): Logger {
-    const dest = new LineFile(logDir, "run.jsonl");
+    const dest = new LineFile(logDir, "run.jsonl", this.onWriteError);
     const base = { test: run.test.name, run: run.index, file: run.test.file, ...(attempt > 1 ? { attempt } : {}) };
     const log = pino({ base, timestamp: pino.stdTimeFunctions.isoTime }, dest);
     this.logs.set(run.key, { log, dest });

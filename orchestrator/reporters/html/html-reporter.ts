@@ -39,5 +39,5 @@ export class HtmlReporter implements Reporter {
 }
 
 export async function writeHtmlReport(file: string, input: Omit<HtmlReportInput, "pageFile">): Promise<void> {
-  await writeReport(file, await renderHtmlReport({ ...input, pageFile: file }));
+  await writeReport(file, await renderHtmlReport({ ...input, pageFile: file }), "--html report");
 }
