@@ -13,6 +13,7 @@ import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
 import { Scheduler } from "./scheduler.ts";
 import { prepareQemu } from "./prepare-qemu.ts";
+import { sandboxNotice } from "../vm/local/sandbox.ts";
 import { ResourceBudget } from "./resource-budget.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import { ControlServer } from "../hooks/control-server.ts";
@@ -214,6 +215,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ...(host ? { host: await host } : {}),
     };
     out.onPlan(plan);
+    const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
+    if (localNotice) out.onNotice(localNotice);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line));
