@@ -1,4 +1,5 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { removeStartupSignalHandlers } from "./startup-signals.ts";
 import { register } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -134,6 +135,7 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   const exited = new Promise<void>((r) => server.once("exit", () => r()));
   if (!terminal) feedLines(server, input);
   const stop = (): void => void server.close();
+  removeStartupSignalHandlers();
   process.once("SIGTERM", stop);
   process.once("SIGHUP", stop);
   if (!(input as { isTTY?: boolean }).isTTY) process.once("SIGINT", stop);
