@@ -12,3 +12,7 @@ export function packageFile(relative: string): string {
 
 /** True when this code runs from `dist/` (compiled), false when from the TypeScript sources. */
 export const RUNS_COMPILED = !import.meta.url.endsWith(".ts");
+
+/** The `haltpoint` module this code is part of (dist/index.js or index.ts): what a test
+ *  file's `import "haltpoint"` must get, since package.json exports only dist/. */
+export const HALTPOINT_INDEX = new URL(`./index.${RUNS_COMPILED ? "js" : "ts"}`, import.meta.url).href;

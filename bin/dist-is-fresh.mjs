@@ -1,13 +1,15 @@
 // Whether haltpoint's compiled dist/ matches its TypeScript sources. Plain JavaScript: the
 // bin decides with it before anything TypeScript can load.
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 
 // What `npm run build` compiles into dist/: tsconfig.build.json's "include", kept in step.
 const SOURCE_DIRS = ["orchestrator", "worker", "vm", "hooks"];
 const SOURCE_FILES = ["index.ts", "package-root.ts"];
 
-/** True when every source .ts under `root` has a compiled .js in dist/ at least as new. */
+/** True when every source .ts under `root` has a compiled .js in dist/ at least as new, and
+ *  when haltpoint is installed as a package (its tarball ships dist/ and no sources). */
 export function distIsFresh(root) {
+  if (!existsSync(new URL("index.ts", root))) return existsSync(new URL("dist/index.js", root));
   const sources = [...SOURCE_FILES];
   try {
     for (const dir of SOURCE_DIRS) {

@@ -5,6 +5,16 @@
 // of the run's resident memory (bench/dispatch's CLI rows).
 import { distIsFresh } from "./dist-is-fresh.mjs";
 
+// Ctrl-C or SIGTERM while haltpoint loads: exit 130 (interrupted), never 0. `haltpoint run`
+// replaces this with its own handlers (orchestrator/startup-signals.ts) once it can stop a run.
+const onStartupSignal = (sig) => {
+  process.stderr.write(`haltpoint: ${sig} during startup: interrupted\n`);
+  process.exit(130);
+};
+onStartupSignal.haltpointStartupSignalHandler = true;
+process.on("SIGINT", onStartupSignal);
+process.on("SIGTERM", onStartupSignal);
+
 // Each module is imported as sources (.ts, through tsx) or compiled (dist/, .js).
 let load;
 if (process.env.HALTPOINT_FROM_SOURCE !== "1" && distIsFresh(new URL("../", import.meta.url))) {

@@ -1,3 +1,4 @@
+import { haltpointCommand } from "./ssh-lines.ts";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { BaseMachine } from "../vm/machine.ts";
 import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
@@ -132,7 +133,7 @@ export class BreakpointHook {
       `machines: ${state}`,
       `in scope: ${[...this.machines.map((m) => m.name), ...CONSOLE_NAMES.map((n) => (n === "machines" || n === "error" ? n : `${n}()`))].join(", ")}`,
       `commands need a running machine: await thaw() first, then e.g. await ${this.machines[0]?.name ?? "machine"}.succeed("dmesg | tail")`,
-      ...(this.socketDir ? [`ssh: haltpoint ssh ${id} ${this.machines[0]?.name ?? "MACHINE"} (from another terminal; it thaws the machine unless the run has --ssh-thaws=false)`] : []),
+      ...(this.socketDir ? [`ssh: ${haltpointCommand()} ssh ${id} ${this.machines[0]?.name ?? "MACHINE"} (from another terminal; it thaws the machine unless the run has --ssh-thaws=false)`] : []),
       `release() ends the breakpoint${kind === "failure" ? " (the test then fails and tears down)" : " (the test goes on)"}; closing this connection does not`,
       "",
     ].join("\r\n");

@@ -1,12 +1,11 @@
-import { realpathSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { packageFile } from "../package-root.ts";
-import { findOnPath } from "../vm/find-on-path.ts";
 
 // The lines that tell a person how to reach a machine's SSH backdoor, printed when the
 // machine starts and again in a breakpoint's `!!!` lines. Like NixOS's driver, the first is
 // `ssh -o User=root vsock-mux/<path>` (needs systemd-ssh-proxy, systemd ≥ 256); the second
-// needs nothing but haltpoint itself as the ProxyCommand.
+// needs nothing but haltpoint itself as the ProxyCommand (named by its full path).
 
 export const SOCKET_SUFFIX = "_host.socket";
 
@@ -30,20 +29,12 @@ export function socketsIn(dir: string): Array<{ machine: string; path: string }>
 }
 
 const BIN = packageFile("bin/haltpoint.mjs");
-let command: string | undefined;
 
-/** How to run this haltpoint from a shell: `haltpoint` if that is this one on PATH, else its bin's full path. */
+/** How to run this haltpoint from a shell, in every command haltpoint prints: its bin's full
+ *  path, so the line works pasted anywhere (in a project that installed haltpoint it is only in
+ *  node_modules/.bin, not on PATH). */
 export function haltpointCommand(): string {
-  if (command) return command;
-  const onPath = findOnPath("haltpoint");
-  let same = false;
-  try {
-    same = onPath !== undefined && realpathSync(onPath) === realpathSync(BIN);
-  } catch {
-    /* not resolvable */
-  }
-  command = same ? "haltpoint" : shellQuote(BIN);
-  return command;
+  return shellQuote(BIN);
 }
 
 /** Quote for a POSIX shell when needed. */
@@ -74,7 +65,7 @@ export function breakpointSshLines(id: string, socketDir: string): string[] {
   const lines: string[] = [];
   for (const { machine, path } of socketsIn(socketDir)) {
     const c = sshCommands(machine, path);
-    lines.push(`ssh ${machine}: haltpoint ssh ${id} ${machine}`, ...(c.vsockMux ? [`ssh ${machine}: ${c.vsockMux}`] : []), `ssh ${machine}: ${c.proxy}`);
+    lines.push(`ssh ${machine}: ${haltpointCommand()} ssh ${id} ${machine}`, ...(c.vsockMux ? [`ssh ${machine}: ${c.vsockMux}`] : []), `ssh ${machine}: ${c.proxy}`);
   }
   return lines;
 }

@@ -100,7 +100,7 @@ export async function main(argv: string[]): Promise<number> {
   const run = program
     .command("run")
     .description("run the VM tests in the given files and directories (default: .)")
-    .argument("[paths...]", "test files (*.vmtest.ts, .mts, .js, .mjs) or directories to search")
+    .argument("[paths...]", "test files (*.vmtest.ts, .mts, .cts, .js, .mjs, .cjs) or directories to search")
     .option("-j, --jobs <n>", "tests run at once", positiveInt("--jobs"), availableParallelism())
     .option("--repeat <n>", "run each test N times", positiveInt("--repeat"), 1)
     .option("--until-fail", "start no more runs after the first failure (--max-fail 1)", false)
@@ -200,7 +200,7 @@ export async function main(argv: string[]): Promise<number> {
   program
     .command("repl")
     .description("the interactive driver: load a test's nodes, start nothing, and open a REPL with its machines bound")
-    .argument("<file>", "a test file (*.vmtest.ts, .mts, .js, .mjs)")
+    .argument("<file>", "a test file (*.vmtest.ts, .mts, .cts, .js, .mjs, .cjs)")
     .addOption(new Option("--backend <name>", "backend of nodes that name none").choices(["local", "qemu"]).default("local"))
     .addOption(new Option("--accel <accel>", "qemu accelerator").choices(["auto", "kvm", "tcg"]).default("auto"))
     .option("--ssh-backdoor", "give every machine an SSH socket")

@@ -19,7 +19,7 @@ export async function discoverTestFiles(paths: string[]): Promise<string[]> {
     }
     if (st.isDirectory()) for (const f of await walk(abs)) found.add(f);
     else if (/\.(ts|mts|js|mjs)$/.test(abs)) found.add(abs);
-    else throw new UsageError(`${p}: not a test file (expected *.vmtest.ts, .mts, .js or .mjs)`);
+    else throw new UsageError(`${p}: not a test file (expected *.vmtest.ts, .mts, .cts, .js, .mjs or .cjs)`);
   }
   return [...found].sort();
 }

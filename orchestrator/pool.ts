@@ -1,5 +1,5 @@
 import { Piscina } from "piscina";
-import { packageFile, RUNS_COMPILED } from "../package-root.ts";
+import { HALTPOINT_INDEX, packageFile, RUNS_COMPILED } from "../package-root.ts";
 
 export interface PoolOptions {
   /** Threads that run tests at once (--jobs). */
@@ -15,11 +15,11 @@ export interface PoolOptions {
  *  TypeScript) and then imports `workerData.taskModule`. */
 export const WORKER_ENTRY = packageFile("worker/entry.mjs");
 
-/** A compiled orchestrator's workers give test files the compiled `haltpoint` too
- *  (worker/resolve-haltpoint.mjs): one copy per thread, so `instanceof MachineError` holds. */
+/** Test files get the `haltpoint` the worker runs, compiled or sources (worker/resolve-haltpoint.mjs):
+ *  one copy per thread, so `instanceof MachineError` holds. */
 const WORKER_DATA = {
   taskModule: new URL(`../worker/task.${RUNS_COMPILED ? "js" : "ts"}`, import.meta.url).href,
-  distIndex: RUNS_COMPILED ? new URL("../index.js", import.meta.url).href : undefined,
+  haltpointIndex: HALTPOINT_INDEX,
 };
 
 /** The worker-thread pool every test runs in. */

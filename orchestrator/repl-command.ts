@@ -1,11 +1,12 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { removeStartupSignalHandlers } from "./startup-signals.ts";
 import { register } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { start as startRepl, type REPLEval, type REPLServer } from "node:repl";
 import { PassThrough, type Readable, type Writable } from "node:stream";
-import { packageFile, RUNS_COMPILED } from "../package-root.ts";
+import { HALTPOINT_INDEX, packageFile } from "../package-root.ts";
 import { pathToFileURL } from "node:url";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
@@ -44,9 +45,9 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   // Test files are TypeScript, loaded here in the main thread (run loads them in workers).
   const { register: registerTsx } = await import("tsx/esm/api");
   registerTsx();
-  // From dist/, a test file's `import "haltpoint"` gets the compiled copy this process runs
+  // A test file's `import "haltpoint"` gets the copy this process runs (dist/ or sources)
   // (the same hook the workers use; the .mjs is shipped beside the sources, not in dist/).
-  if (RUNS_COMPILED) register(pathToFileURL(packageFile("worker/resolve-haltpoint.mjs")), { data: { distIndex: new URL("../index.js", import.meta.url).href } });
+  register(pathToFileURL(packageFile("worker/resolve-haltpoint.mjs")), { data: { haltpointIndex: HALTPOINT_INDEX } });
   let test;
   try {
     test = await loadTestFile(file, o.backend);
@@ -134,6 +135,7 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   const exited = new Promise<void>((r) => server.once("exit", () => r()));
   if (!terminal) feedLines(server, input);
   const stop = (): void => void server.close();
+  removeStartupSignalHandlers();
   process.once("SIGTERM", stop);
   process.once("SIGHUP", stop);
   if (!(input as { isTTY?: boolean }).isTTY) process.once("SIGINT", stop);

@@ -18,6 +18,8 @@ import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
 import { Scheduler } from "./scheduler.ts";
 import { prepareQemu } from "./prepare-qemu.ts";
+import { sandboxNotice } from "../vm/local/sandbox.ts";
+import { removeStartupSignalHandlers } from "./startup-signals.ts";
 import { ResourceBudget } from "./resource-budget.ts";
 import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import { ControlServer } from "../hooks/control-server.ts";
@@ -127,6 +129,26 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const out = new ReporterSet(reporters);
 
   const ledger = new ProcessLedger();
+  // Signals from here on stop the run (before here the bin's startup handler exits 130).
+  // Until the scheduler exists one is only remembered: it then stops the run before any test.
+  let scheduler: Scheduler | undefined;
+  let startupSignal: NodeJS.Signals | undefined;
+  let interrupts = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    interrupts++;
+    if (interrupts === 1) {
+      out.onNotice(`${sig}: starting no more tests, stopping the running ones (again to kill them now)`);
+      if (scheduler) scheduler.interrupt(`interrupted (${sig})`);
+      else startupSignal = sig;
+    } else {
+      out.onNotice(`${sig} again: killing the running tests`);
+      scheduler?.killNow();
+      ledger.killAll();
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  removeStartupSignalHandlers();
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
   const swept = sweepAbandonedStateRoots();
@@ -155,7 +177,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     out.onNotice(`no control socket (haltpoint ls/release will not see this run): ${e.message}`);
     return undefined;
   });
-  const scheduler = new Scheduler({
+  scheduler = new Scheduler({
     pool,
     jobs: o.jobs,
     reporters: out,
@@ -179,20 +201,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     }),
   });
 
-  let interrupts = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    interrupts++;
-    if (interrupts === 1) {
-      out.onNotice(`${sig}: starting no more tests, stopping the running ones (again to kill them now)`);
-      scheduler.interrupt(`interrupted (${sig})`);
-    } else {
-      out.onNotice(`${sig} again: killing the running tests`);
-      scheduler.killNow();
-      ledger.killAll();
-    }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  if (startupSignal) scheduler.interrupt(`interrupted (${startupSignal})`);
 
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
@@ -227,6 +236,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ...(host ? { host: await host } : {}),
     };
     out.onPlan(plan);
+    const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
+    if (localNotice) out.onNotice(localNotice);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot });

@@ -74,6 +74,8 @@ export class Scheduler {
   private stopping = false;
   private admitting = true;
   private stoppedWork = false;
+  /** runAll() has begun: before that (collecting, preparing qemu) an interrupt stops the whole run. */
+  private runsBegun = false;
   /** Guest image + accelerator for qemu machines, once prepared. */
   qemu: QemuRuntime | undefined;
   /** Why qemu tests cannot run (image build or accel probe failed). */
@@ -99,6 +101,7 @@ export class Scheduler {
    * (--stress-duration) works, and a run never waits in the queue past its source's end.
    */
   async runAll(runs: Iterable<PlannedRun>): Promise<RunResult[]> {
+    this.runsBegun = true;
     const results: RunResult[] = [];
     const outstanding = new Set<Promise<void>>();
     const source = runs[Symbol.iterator]();
@@ -182,7 +185,7 @@ export class Scheduler {
     this.stopping = true;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
-    this.stoppedWork = this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
+    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
     this.stopAdmission();
     for (const a of this.active) {
       if (a.halted) this.o.broker?.release(a.halted, reason);

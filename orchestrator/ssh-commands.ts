@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { removeStartupSignalHandlers } from "./startup-signals.ts";
 import { existsSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { findBreakpoint } from "../hooks/control-client.ts";
@@ -93,6 +94,7 @@ export async function sshCommand(id: string, machine: string, args: string[], st
   }
   // ssh owns the terminal now: Ctrl-C is for the remote side, not for us.
   const ignore = (): void => {};
+  removeStartupSignalHandlers();
   process.on("SIGINT", ignore);
   try {
     return await new Promise<number>((resolve) => {

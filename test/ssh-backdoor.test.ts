@@ -17,6 +17,7 @@ import { vhostVsockArgs, wantsVhostVsock } from "../vm/qemu/vhost-vsock.ts";
 import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
+import { haltpointCommand } from "../hooks/ssh-lines.ts";
 
 const baseOpts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"];
 const via = (socket: string, how: "proxy" | "nc" = "proxy") => ["-o", `ProxyCommand=${how === "proxy" ? `${BIN} proxy ${socket}` : `nc -U ${socket}`}`, ...baseOpts];
@@ -224,7 +225,7 @@ describe("through the CLI", () => {
       const boxProxy = printed("box", /ssh -o ProxyCommand=.* root@box/);
       const guestMux = printed("guest", /ssh -o User=root vsock-mux\/\/\S+\/guest_host\.socket/);
       // …and repeated in the breakpoint's !!! lines.
-      assert.match(text, new RegExp(`^!!! sshhalt#1: ssh guest: haltpoint ssh ${id} guest$`, "m"));
+      assert.match(text, new RegExp(`^!!! sshhalt#1: ssh guest: ${haltpointCommand()} ssh ${id} guest$`, "m"));
       assert.ok(text.includes(`!!! sshhalt#1: ssh box: ${boxProxy}`), text);
       assert.ok(text.includes(`!!! sshhalt#1: ssh guest: ${guestMux}`), text);
 

@@ -9,7 +9,7 @@ import { register as registerTsx } from "tsx/esm/api";
 
 registerTsx();
 // Both hooks run on this thread's one loader thread (no second one is started).
-if (workerData.distIndex) register("./resolve-haltpoint.mjs", import.meta.url, { data: { distIndex: workerData.distIndex } });
+register("./resolve-haltpoint.mjs", import.meta.url, { data: { haltpointIndex: workerData.haltpointIndex } });
 const { default: handleTask } = await import(workerData.taskModule);
 
 export default handleTask;

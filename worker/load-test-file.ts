@@ -5,7 +5,7 @@ import { describeThrown } from "./describe-thrown.ts";
 import { definitionProblem } from "./test-definition.ts";
 import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
 
-export const TEST_FILE_RE = /\.vmtest\.(ts|mts|js|mjs)$/;
+export const TEST_FILE_RE = /\.vmtest\.(ts|mts|cts|js|mjs|cjs)$/;
 
 export interface LoadedTest {
   name: string;
@@ -32,7 +32,7 @@ export function defaultTestName(file: string): string {
 
 const modules = new Map<string, Promise<{ default?: unknown }>>();
 
-/** A worker imports each file once: every `import()` would cross tsx's loader thread. */
+/** A worker imports each file once (in a CommonJS package too: worker/resolve-haltpoint.mjs): every `import()` would cross tsx's loader thread. */
 function importOnce(file: string): Promise<{ default?: unknown }> {
   let p = modules.get(file);
   if (!p) modules.set(file, (p = import(pathToFileURL(file).href)));
@@ -45,10 +45,10 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
   try {
     mod = await importOnce(file);
   } catch (e) {
-    throw new TestFileError(`${file}: cannot load: ${firstLine(e)}`);
+    throw new TestFileError(`${file}: cannot load: ${loadFailure(file, e)}`);
   }
-  const def = mod.default as TestDefinition | undefined;
-  if (def === undefined) throw new TestFileError(`${file}: no default export (export default defineTest({ … }))`);
+  const def = declaredTest(mod) as TestDefinition | undefined;
+  if (def === undefined) throw new TestFileError(`${file}: no default export (export default defineTest({ … }), or module.exports = defineTest({ … }))`);
   if (typeof def !== "object" || def === null || typeof def.testScript !== "function") {
     throw new TestFileError(`${file}: the default export is not a test (use export default defineTest({ name, nodes, testScript }))`);
   }
@@ -64,6 +64,27 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
   const globalTimeout = def.globalTimeout ?? DEFAULT_GLOBAL_TIMEOUT;
   const retries = def.retries ?? 0;
   return { name: def.name ?? defaultTestName(file), def, nodes, globalTimeout, enableDebugHook: def.enableDebugHook === true, retries, sshBackdoor: typeof def.sshBackdoor === "boolean" ? def.sshBackdoor : undefined };
+}
+
+/** The test a module declares: `export default` in ESM; from a file compiled to CommonJS
+ *  (a .vmtest.cts) `module.exports` is the default, with `export default` under it as `.default`. */
+function declaredTest(mod: { default?: unknown }): unknown {
+  const d = mod.default as { default?: unknown; testScript?: unknown } | undefined;
+  if (d !== null && typeof d === "object" && typeof d.testScript !== "function" && d.default !== undefined) return d.default;
+  return d;
+}
+
+/** Why a file did not load, with what to do about the causes a user can fix. */
+function loadFailure(file: string, e: unknown): string {
+  const code = (e as { code?: string } | null)?.code;
+  const line = firstLine(e);
+  if ((code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && /['"]haltpoint['"]/.test(line)) {
+    return `${line} (install it in this project: npm install --save-dev haltpoint)`;
+  }
+  if (/not in cache|in a cycle/.test(line) || file.endsWith(".cts")) {
+    return `${line} (TypeScript compiled to CommonJS cannot require() haltpoint, an ES module, on this Node: write the test with import/export, or as a .vmtest.cjs with require)`;
+  }
+  return line;
 }
 
 function firstLine(e: unknown): string {

@@ -3,7 +3,7 @@ import { colors as pc } from "./colors.ts";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
 import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
-import { breakpointSshLines } from "../../hooks/ssh-lines.ts";
+import { breakpointSshLines, haltpointCommand } from "../../hooks/ssh-lines.ts";
 import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
 import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./format.ts";
 import { flakeStats } from "../flake-stats.ts";
@@ -77,11 +77,11 @@ export class TerminalReporter implements Reporter {
     const lines = [
       `${p} HALTED at breakpoint ${bp.id}: ${bp.reason.split("\n")[0]}`,
       `${p} machines: ${describeMachines(bp)}`,
-      `${p} console: telnet ${bp.host} ${bp.port}   (or: haltpoint attach ${bp.id})`,
+      `${p} console: telnet ${bp.host} ${bp.port}   (or: ${haltpointCommand()} attach ${bp.id})`,
       ...(bp.token ? [`${p} console token (asked for first; shown only here): ${bp.token}`] : []),
       `${p} sockets: ${bp.socketDir}`,
       ...breakpointSshLines(bp.id, bp.socketDir).map((l) => `${p} ${l}`),
-      `${p} release: release() in the console, or haltpoint release ${bp.id}`,
+      `${p} release: release() in the console, or ${haltpointCommand()} release ${bp.id}`,
     ];
     for (const l of lines) this.line(pc.magenta(l));
   }

@@ -88,10 +88,13 @@ export class LocalMachine extends BaseMachine {
    * In its own namespaces: its own hostname, and a private /tmp (parallel tests that use the
    * same /tmp path must not see each other's files). The shell's first command, and cheap:
    * a builtin write sets the UTS namespace's hostname, and the directory is made here, so
-   * `mount` is the one program it starts (process starts are what a local run costs).
+   * `mount` is the one program it starts (process starts are what a local run costs). In an
+   * unprivileged user namespace /proc/sys/kernel/hostname stays the host root's and the write
+   * is denied, while sethostname(2) is allowed: hostname(1) sets it there.
    */
   private namespaceSetup(): string {
-    const setHostname = `printf %s ${ansiCQuote(this.name)} >/proc/sys/kernel/hostname`;
+    const name = ansiCQuote(this.name);
+    const setHostname = `{ printf %s ${name} 2>/dev/null >/proc/sys/kernel/hostname || hostname ${name}; }`;
     if (this.dir.startsWith("/tmp/")) return setHostname;
     const tmp = `${this.dir}/tmp`;
     mkdirSync(tmp, { recursive: true });

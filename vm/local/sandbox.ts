@@ -27,3 +27,10 @@ export function sandboxPrefix(): string[] {
   else cached = [];
   return cached;
 }
+
+/** The one line a run prints at start when local machines get no namespaces, else undefined. */
+export function sandboxNotice(): string | undefined {
+  if (sandboxPrefix().length) return undefined;
+  const why = process.env.HALTPOINT_LOCAL_NAMESPACES === "0" ? "HALTPOINT_LOCAL_NAMESPACES=0" : "unshare is not permitted here, not even with --user";
+  return `local machines run without their own namespaces (${why}): no own hostname, PID namespace or private /tmp; each is a shell in its own process group`;
+}
