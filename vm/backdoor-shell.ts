@@ -48,12 +48,17 @@ export function ansiCQuote(s: string): string {
   return out + "'";
 }
 
-/** The one-time setup: defines `__hp`, silences prompts and line editing. */
-export function setupScript(outFile: string): string {
+/**
+ * The one-time setup: defines `__hp`, silences prompts and line editing. With `runningFile`,
+ * each command's subshell first writes "<id> <its pid>" there: a kill request for command
+ * <id> (vm/qemu/kill-port.ts) then kills that command's tree and never the next command's.
+ */
+export function setupScript(outFile: string, runningFile?: string): string {
+  const record = runningFile ? `printf '%s %s\\n' \"$1\" \"$BASHPID\" >${ansiCQuote(runningFile)}; ` : "";
   return (
     "set +o emacs +o vi +H 2>/dev/null; PS1=; PS2=; PS4=; unset PROMPT_COMMAND; " +
     `__hp_out=${ansiCQuote(outFile)}\n` +
-    "__hp() { ( set -euo pipefail; eval \"$2\" ) </dev/null >\"$__hp_out\"; __hp_s=$?; " +
+    `__hp() { ( ${record}set -euo pipefail; eval "$2" ) </dev/null >"$__hp_out"; __hp_s=$?; ` +
     "if [ -s \"$__hp_out\" ]; then printf '\\036HP %s %s B\\n' \"$1\" \"$__hp_s\"; base64 <\"$__hp_out\"; " +
     "printf '\\036END %s\\n' \"$1\"; else printf '\\036HP %s %s E\\n' \"$1\" \"$__hp_s\"; fi; }\n"
   );
@@ -101,17 +106,18 @@ export class BackdoorShell {
    * Define the framing function and wait until the shell answers a first command: `first`
    * (default `true`), which saves a round trip for a backend with setup of its own to do.
    */
-  async init(outFile: string, timeoutMs: number, first = "true"): Promise<void> {
-    this.input.write(setupScript(outFile));
+  async init(outFile: string, timeoutMs: number, first = "true", runningFile?: string): Promise<void> {
+    this.input.write(setupScript(outFile, runningFile));
     const r = await this.run(first, timeoutMs);
     if (r.status !== 0) throw new Error(`backdoor shell setup failed (status ${r.status}${r.stdout.length ? `: ${r.stdout.toString().trim()}` : ""})`);
   }
 
   /**
    * Run one command. Commands run one after another; `timeoutMs` counts from when this
-   * command is sent. On timeout `onTimeout` is called (to kill what runs) and the call fails.
+   * command is sent. On timeout `onTimeout` is called with the command's id (to kill what
+   * runs) and the call fails.
    */
-  run(cmd: string, timeoutMs: number, onTimeout?: () => void): Promise<ShellReply> {
+  run(cmd: string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
     const p = this.queue.then(() => this.send(cmd, timeoutMs, onTimeout));
     this.queue = p.catch(() => {});
     return p;
@@ -128,7 +134,7 @@ export class BackdoorShell {
     return this.closedWith !== undefined;
   }
 
-  private send(cmd: string, timeoutMs: number, onTimeout?: () => void): Promise<ShellReply> {
+  private send(cmd: string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (cmd.includes("\0")) return Promise.reject(new Error("a command cannot contain a NUL byte"));
     const id = this.nextId++;
@@ -139,7 +145,7 @@ export class BackdoorShell {
               if (!this.pending.delete(id)) return;
               // Keep the id known so its late answer is recognised and dropped.
               this.pending.set(id, { id, resolve: () => {}, reject: () => {} });
-              onTimeout?.();
+              onTimeout?.(id);
               reject(new ShellTimeoutError(`timed out after ${timeoutMs / 1000} s`));
             }, timeoutMs)
           : undefined;

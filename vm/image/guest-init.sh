@@ -131,19 +131,21 @@ if [ -z "$shell_dev" ]; then
   exec sh
 fi
 
-# Kill requests (vm/qemu/kill-port.ts): the host writes a line to the virtio-serial port
-# named org.haltpoint.kill when a command runs past its timeout. Every process the backdoor
-# shell started then gets SIGKILL, so the shell answers that command and reads the next.
-# The tree is listed before anything is killed (a killed parent's children would move to
-# PID 1), twice, to catch what forked meanwhile. Daemons a command left running were handed
-# to PID 1 when their command ended: they are not the shell's and stay.
+# Kill requests (vm/qemu/kill-port.ts): the host writes "kill <id>" to the virtio-serial port
+# named org.haltpoint.kill when backdoor command <id> runs past its timeout. Each command's
+# subshell writes "<id> <pid>" to /tmp/.hp-running when it starts; if that file still names
+# <id>, the subshell and every process under it get SIGKILL, so the shell answers that command
+# and reads the next. The tree is listed before anything is killed (a killed parent's children
+# would move to PID 1), twice, to catch what forked meanwhile, each time only while the file
+# still names <id>: the next command is never hit. Daemons a command left running were handed
+# to PID 1 when their command ended: they are not the command's and stay.
 descendants() {
   for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
     echo "$c"
     descendants "$c"
   done
 }
-serve_kill_requests() { # $1: the backdoor shell's pid
+serve_kill_requests() {
   port=
   i=0
   while [ -z "$port" ] && [ "$i" -lt 100 ]; do
@@ -153,10 +155,13 @@ serve_kill_requests() { # $1: the backdoor shell's pid
   [ -n "$port" ] || return 0 # started without the port: nothing to serve
   exec 4<"$port"
   while :; do
-    if read -r _ <&4; then
+    if read -r _ id <&4; then
       for pass in 1 2; do
-        pids=$(descendants "$1")
-        [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+        running=$(cat /tmp/.hp-running 2>/dev/null)
+        [ "${running%% *}" = "$id" ] || break
+        pid=${running#* }
+        pids=$(descendants "$pid")
+        kill -KILL "$pid" $pids 2>/dev/null
       done
     else
       usleep 200000 # the host end is not connected (reads see EOF): wait for it
@@ -187,7 +192,7 @@ else
     /bin/bash --norc --noprofile -s 0<&3 1>&3 2>/dev/console 3>&- &
 fi
 shell=$!
-serve_kill_requests "$shell" 3>&- &
+serve_kill_requests 3>&- &
 while :; do
   wait "$shell" && break
   kill -0 "$shell" 2>/dev/null || break

@@ -4,9 +4,15 @@ import { connect, type Socket } from "node:net";
 // it runs, so a command past its timeout cannot be stopped through the shell itself. QEMU
 // gives the guest a second virtio-serial port, named KILL_PORT_NAME (vm/qemu/qemu-argv.ts),
 // whose host end is a UNIX socket QEMU listens on. Protocol: the host writes one line,
-// "kill\n", per request; the guest's init (vm/image/guest-init.sh) answers it by sending
-// SIGKILL to every process the backdoor shell has started, so the shell reports that command
-// (its late answer is dropped) and serves the next one. Nothing comes back on the port.
+// "kill <id>\n", per request, <id> being the backdoor command's (vm/backdoor-shell.ts); the
+// guest's init (vm/image/guest-init.sh) answers it by sending SIGKILL to that command's
+// subshell and everything under it — found through the file each command's subshell writes
+// "<id> <pid>" to (RUNNING_FILE) — so the shell reports that command (its late answer is
+// dropped) and serves the next one. A request for a command that already ended does nothing:
+// the next command, already running by then, is never hit. Nothing comes back on the port.
+
+/** Where the guest's backdoor commands record "<id> <pid>" (a tmpfs file in the guest). */
+export const RUNNING_FILE = "/tmp/.hp-running";
 
 /** The host end of one guest's kill port. */
 export class GuestKillPort {
@@ -27,9 +33,9 @@ export class GuestKillPort {
     });
   }
 
-  /** Ask the guest to kill the command its backdoor shell is running. */
-  killRunningCommand(): void {
-    if (!this.socket.destroyed) this.socket.write("kill\n");
+  /** Ask the guest to kill backdoor command `id` if it is still running. */
+  killCommand(id: number): void {
+    if (!this.socket.destroyed) this.socket.write(`kill ${id}\n`);
   }
 
   close(): void {

@@ -19,7 +19,7 @@ import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
 import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
 import { GuestPorts } from "./guest-ports.ts";
 import { inOwnNetNamespace } from "./net-namespace.ts";
-import { GuestKillPort } from "./kill-port.ts";
+import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand } from "../image/guest-personalize.ts";
 import { saveForLater } from "./snapshot-boot.ts";
@@ -177,6 +177,7 @@ export class QemuMachine extends BaseMachine {
       log: (m) => this.log(m),
     });
 
+    const verified = snapshot?.mode === "restore" ? snapshot.slot.verify() : undefined;
     const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
@@ -212,7 +213,13 @@ export class QemuMachine extends BaseMachine {
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
       if (snapshot?.mode === "restore") {
         try {
-          await waitRestored(this.qmp, 60_000);
+          // The digest is checked while QEMU loads, and before the guest runs.
+          await waitRestored(this.qmp, 60_000, {
+            beforeStart: async () => {
+              const bad = await verified;
+              if (bad) throw new Error(bad);
+            },
+          });
         } catch (e) {
           const why = this.exitHow ? `qemu exited (${this.exitHow})` : (e as Error).message;
           await this.kill();
@@ -275,7 +282,7 @@ export class QemuMachine extends BaseMachine {
     this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
-    await this.shell.init("/tmp/.hp-out", 30_000);
+    await this.shell.init("/tmp/.hp-out", 30_000, "true", RUNNING_FILE);
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
     const more = this.net?.needed && !personalizedLater ? this.net.nics(this.name).slice(1) : [];
     if (more.length) {
@@ -317,7 +324,7 @@ export class QemuMachine extends BaseMachine {
     if (this.reconnecting) await this.reconnecting.catch(() => {});
     if (!this.shell) throw this.error("not started");
     try {
-      return await this.shell.run(cmd, timeoutMs, () => this.killPort?.killRunningCommand());
+      return await this.shell.run(cmd, timeoutMs, (id) => this.killPort?.killCommand(id));
     } catch (e) {
       if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
       if (e instanceof ShellClosedError) {

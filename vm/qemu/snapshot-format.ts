@@ -7,7 +7,7 @@
 import type { QmpClient } from "./qmp.ts";
 
 /** Bumped when what a snapshot holds or how it is applied changes: older ones are not used. */
-export const SNAPSHOT_FORMAT_VERSION = 1;
+export const SNAPSHOT_FORMAT_VERSION = 2;
 
 /** A path as one word for /bin/sh, which QEMU runs `exec:` commands with. */
 function shellWord(path: string): string {
@@ -46,10 +46,13 @@ export async function saveSnapshot(qmp: QmpClient, file: string, timeoutMs = 120
 
 /**
  * Wait until a QEMU started with `restoreArgs` has loaded its snapshot, then start the guest
- * (it was saved stopped). Rejects when the load fails; QEMU then exits by itself.
+ * (it was saved stopped) unless `o.start` is false (a revived breakpoint stays frozen).
+ * `o.beforeStart` runs once it is loaded, before the guest runs (it may throw: the guest
+ * then never runs). Rejects when the load fails; QEMU then exits by itself.
  */
-export async function waitRestored(qmp: QmpClient, timeoutMs: number): Promise<void> {
+export async function waitRestored(qmp: QmpClient, timeoutMs: number, o: { start?: boolean; beforeStart?: () => Promise<void> } = {}): Promise<void> {
   const end = Date.now() + timeoutMs;
+  let checked = false;
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
     const status = ((await qmp.execute("query-status")) as { status?: string }).status;
     if (status === "running") return;
@@ -58,6 +61,9 @@ export async function waitRestored(qmp: QmpClient, timeoutMs: number): Promise<v
     // The guest was stopped when it was saved, and QEMU keeps a loaded guest in the run
     // state it was saved in: start it.
     if (status === "paused") {
+      if (!checked) await o.beforeStart?.();
+      checked = true;
+      if (o.start === false) return;
       await qmp.cont();
       continue;
     }
