@@ -9,6 +9,10 @@ import { ConsoleServer } from "./console-server.ts";
 import type { BreakpointInfo } from "./control-protocol.ts";
 
 type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
+type BundleEvent = Extract<WorkerEvent, { t: "bundle" }>;
+
+/** A bundle takes about a second per guest to save; past this something is wrong. */
+const SAVE_TIMEOUT_MS = 300_000;
 
 export interface BrokerOptions {
   /** First telnet port to try (--debug-port). */
@@ -53,6 +57,8 @@ export class BreakpointBroker {
   private held = new Map<string, Held>();
   /** Registrations in progress count against --max-frozen too. */
   private registering = 0;
+  private nextSaveId = 1;
+  private readonly saves = new Map<number, (e: BundleEvent) => void>();
 
   constructor(
     private readonly o: BrokerOptions,
@@ -136,6 +142,30 @@ export class BreakpointBroker {
     if (!h) return false;
     h.taskPort.postMessage({ t: "release", by } satisfies ControlMessage);
     return true;
+  }
+
+  /** `haltpoint save ID`: the worker writes its halted test to a bundle at `dir` (it stays halted). */
+  save(id: string, dir: string): Promise<BundleEvent> {
+    const h = this.held.get(id);
+    if (!h) return Promise.reject(new Error(`no breakpoint ${id} in this run`));
+    const reqId = this.nextSaveId++;
+    return new Promise<BundleEvent>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.saves.delete(reqId);
+        reject(new Error(`breakpoint ${id}: no bundle after ${SAVE_TIMEOUT_MS / 1000} s`));
+      }, SAVE_TIMEOUT_MS);
+      this.saves.set(reqId, (e) => {
+        clearTimeout(timer);
+        this.saves.delete(reqId);
+        resolve(e);
+      });
+      h.taskPort.postMessage({ t: "save", reqId, dir } satisfies ControlMessage);
+    });
+  }
+
+  /** The worker's answer to save(). */
+  bundleSaved(e: BundleEvent): void {
+    if (e.reqId !== undefined) this.saves.get(e.reqId)?.(e);
   }
 
   releaseAll(by: string): string[] {

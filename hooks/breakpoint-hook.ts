@@ -4,6 +4,9 @@ import type { BaseMachine } from "../vm/machine.ts";
 import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
 import { ConsoleReplHost } from "./console-repl.ts";
 import { CONSOLE_NAMES } from "../worker/context-names.ts";
+import { join } from "node:path";
+import { dirNameFor } from "../orchestrator/run-dir-names.ts";
+import type { BundleSubject } from "./bundle-writer.ts";
 
 type Answer = Extract<ControlMessage, { t: "halted" | "halt-refused" }>;
 
@@ -24,12 +27,18 @@ export class BreakpointHook {
     private readonly testName: string,
     /** The run's SSH backdoor sockets, if it has them: the broker hands out this directory. */
     private readonly socketDir?: string,
+    /** What a bundle of this test records, and where --save-breakpoints puts them. */
+    private readonly bundles?: { subject: Omit<BundleSubject, "kind" | "error">; saveDir?: string },
   ) {}
+
+  /** Set while halted: what a bundle saved now would say about the halt. */
+  private halt_: { kind: "failure" | "breakpoint"; error?: unknown; id: string } | undefined;
 
   /** Control messages from the main thread that concern a breakpoint. */
   onControl(m: ControlMessage): void {
     if (m.t === "halted" || m.t === "halt-refused") this.answer?.(m);
     else if (m.t === "release") this.leave(m.by);
+    else if (m.t === "save") void this.save(m.dir, m.reqId);
     else if (m.t === "abort") {
       this.answer?.({ t: "halt-refused", reason: m.reason });
       this.leave(m.reason);
@@ -72,7 +81,13 @@ export class BreakpointHook {
     }
 
     const released = new Promise<string>((r) => (this.release = r));
+    this.halt_ = { kind, error, id: a.id };
     if (this.pendingRelease) this.leave(this.pendingRelease);
+    else if (this.bundles?.saveDir) {
+      // Nobody is there to attach (CI): keep the halt as a bundle, and let the run go on.
+      const saved = await this.save(join(this.bundles.saveDir, `${dirNameFor(this.testName.replace(/#/g, "-"))}-bp${a.id}`));
+      this.leave(saved ? "saved as a bundle (--save-breakpoints)" : "--save-breakpoints could not save it");
+    }
     const host = new ConsoleReplHost(port1, {
       context: this.consoleScope(error, () => this.leave("release() in the console")),
       banner: this.banner(kind, a.id, error),
@@ -80,11 +95,30 @@ export class BreakpointHook {
     });
     const by = await released;
     this.release = undefined;
+    this.halt_ = undefined;
     host.close();
     port1.close();
     this.emit({ t: "resumed", time: Date.now(), by });
     if (kind === "breakpoint") await this.thawAll(this.machines.map((m) => m.name));
     return true;
+  }
+
+  /** Save the halted test as a bundle at `dir` and say so in a `bundle` event. True when saved. */
+  private async save(dir: string, reqId?: number): Promise<boolean> {
+    const h = this.halt_;
+    if (!h || !this.bundles) {
+      this.emit({ t: "bundle", time: Date.now(), reqId, dir, error: "the test is not halted" });
+      return false;
+    }
+    try {
+      const { saveBundle } = await import("./bundle-writer.ts");
+      const r = await saveBundle(dir, this.machines, { ...this.bundles.subject, kind: h.kind, ...(h.error !== undefined ? { error: serializeError(h.error) } : {}) });
+      this.emit({ t: "bundle", time: Date.now(), reqId, dir: r.dir, bytes: r.bytes, ms: r.ms, skipped: r.skipped });
+      return true;
+    } catch (e) {
+      this.emit({ t: "bundle", time: Date.now(), reqId, dir, error: (e as Error).message });
+      return false;
+    }
   }
 
   private leave(by: string): void {

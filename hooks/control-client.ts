@@ -60,7 +60,7 @@ export function controlRequest<R extends ControlRequest>(socketPath: string, req
 
 function checkKind<R extends ControlRequest>(req: R, reply: ReturnType<typeof decodeReply>): ReplyFor<R> {
   if (!reply.ok) return reply;
-  const want = req.cmd === "ls" ? "breakpoints" : "released";
+  const want = req.cmd === "ls" ? "breakpoints" : req.cmd === "save" ? "bundle" : "released";
   if (!(want in reply)) throw new Error(`unexpected reply to "${req.cmd}" (no "${want}")`);
   return reply as ReplyFor<R>;
 }

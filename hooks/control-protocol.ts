@@ -28,15 +28,17 @@ export interface BreakpointInfo {
   token?: string;
 }
 
-export type ControlRequest = { cmd: "ls" } | { cmd: "release"; id: string } | { cmd: "release-all" };
+export type ControlRequest = { cmd: "ls" } | { cmd: "release"; id: string } | { cmd: "release-all" } | { cmd: "save"; id: string; dir: string };
 
 export type LsReply = { ok: true; breakpoints: BreakpointInfo[] };
 export type ReleaseReply = { ok: true; released: string[] };
+/** `save`: the bundle written (an absolute directory), its size in bytes and how long it took. */
+export type SaveReply = { ok: true; bundle: { dir: string; bytes: number; ms: number; skipped: string[] } };
 export type ErrorReply = { ok: false; error: string };
-export type ControlReply = LsReply | ReleaseReply | ErrorReply;
+export type ControlReply = LsReply | ReleaseReply | SaveReply | ErrorReply;
 
 /** The reply a request gets: its own kind, or an error. */
-export type ReplyFor<R extends ControlRequest> = (R extends { cmd: "ls" } ? LsReply : ReleaseReply) | ErrorReply;
+export type ReplyFor<R extends ControlRequest> = (R extends { cmd: "ls" } ? LsReply : R extends { cmd: "save" } ? SaveReply : ReleaseReply) | ErrorReply;
 
 /** A line longer than this is not a control message (guards a server against a flood). */
 export const MAX_LINE_BYTES = 1 << 20;
@@ -84,8 +86,12 @@ function validateRequest(v: unknown): ControlRequest {
     case "release":
       if (typeof v.id !== "string" || !v.id) throw new ControlProtocolError('malformed control request: "release" needs a non-empty string "id"');
       return { cmd: "release", id: v.id };
+    case "save":
+      if (typeof v.id !== "string" || !v.id) throw new ControlProtocolError('malformed control request: "save" needs a non-empty string "id"');
+      if (typeof v.dir !== "string" || !v.dir.startsWith("/")) throw new ControlProtocolError('malformed control request: "save" needs an absolute "dir"');
+      return { cmd: "save", id: v.id, dir: v.dir };
     default:
-      throw new ControlProtocolError(`malformed control request: unknown cmd ${JSON.stringify(v.cmd)} (expected "ls", "release" or "release-all")`);
+      throw new ControlProtocolError(`malformed control request: unknown cmd ${JSON.stringify(v.cmd)} (expected "ls", "release", "release-all" or "save")`);
   }
 }
 
@@ -104,7 +110,12 @@ function validateReply(v: unknown): ControlReply {
     if (!Array.isArray(v.released) || !v.released.every((x) => typeof x === "string")) return bad('"released" must be an array of strings');
     return { ok: true, released: [...(v.released as string[])] };
   }
-  return bad('expected "breakpoints" or "released"');
+  if ("bundle" in v) {
+    const b = v.bundle;
+    if (!isObject(b) || typeof b.dir !== "string" || typeof b.bytes !== "number" || typeof b.ms !== "number" || !Array.isArray(b.skipped)) return bad('"bundle" needs dir, bytes, ms and skipped');
+    return { ok: true, bundle: { dir: b.dir, bytes: b.bytes, ms: b.ms, skipped: b.skipped.map(String) } };
+  }
+  return bad('expected "breakpoints", "released" or "bundle"');
 }
 
 const INFO_FIELDS = {

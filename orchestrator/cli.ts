@@ -117,6 +117,8 @@ export async function main(argv: string[]): Promise<number> {
     .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
     .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
+    .option("--save-breakpoints [dir]", "save each halted test as a bundle in DIR (default <log dir>/breakpoints) and release it, so the run ends by itself; implies --debug-hook (default: on with --debug-hook when there is no terminal and CI is set)")
+    .option("--no-save-breakpoints", "keep halted tests halted even in CI with --debug-hook")
     .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
     .option("-K, --keep-machine-state", "keep each machine's state (local: its directory; qemu: a writable overlay of its disk image) in .haltpoint/state/<test>/<machine> across runs (NixOS -K)", false)
@@ -160,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
         memoryMiB: opts.memory,
         accel: opts.accel,
         debugHook: opts.debugHook,
+        saveBreakpoints: opts.saveBreakpoints,
         sshBackdoor: opts.sshBackdoor,
         sshThaws: opts.sshThaws,
         keepMachineState: opts.keepMachineState,
@@ -259,6 +262,26 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (socket: string, p: number | undefined, opts: { raw: boolean }) => {
       const { proxyCommand } = await import("./ssh-commands.ts");
       status = await proxyCommand(socket, p ?? 22, { raw: opts.raw });
+    });
+  program
+    .command("save")
+    .description("save a halted test as a bundle (its machines' memory and devices, consoles, the error): it stays halted; `haltpoint revive` brings it back, here or elsewhere")
+    .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
+    .option("--out <dir>", "the bundle directory to write (default ./haltpoint-bundle-<run>-<id>)")
+    .action(async (id: string, opts: { out?: string }) => {
+      const { saveCommand } = await import("./control-commands.ts");
+      status = await saveCommand(id, opts.out);
+    });
+  program
+    .command("revive")
+    .description("bring a saved breakpoint back: its machines restored frozen as they were, with a console and SSH sockets as a live breakpoint has")
+    .argument("<bundle>", "a bundle directory (from --save-breakpoints or haltpoint save)")
+    .addOption(new Option("--debug-port <port>", "first TCP port for the console").argParser(port("--debug-port")).default(4444))
+    .option("--freeze-ttl <duration>", "release it after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
+    .option("--log-dir <dir>", "where the revived run's logs go (default .haltpoint/runs/<timestamp>)")
+    .action(async (bundle: string, opts: { debugPort: number; freezeTtl: number; logDir?: string }) => {
+      const { reviveCommand } = await import("./revive-command.ts");
+      status = await reviveCommand({ bundle, debugPort: opts.debugPort, freezeTtl: opts.freezeTtl, logDir: opts.logDir });
     });
   program
     .command("release")

@@ -161,3 +161,26 @@ export async function releaseCommand(idOrAll: string | { all: true }, out: Out =
     return 1;
   }
 }
+
+/**
+ * `haltpoint save ID [--out DIR]`: the orchestrator holding breakpoint ID writes it to a bundle
+ * (it stays halted). Prints where, how big, and the command that revives it.
+ */
+export async function saveCommand(id: string, outDir: string | undefined, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+  try {
+    const { resolve } = await import("node:path");
+    const { haltpointCommand } = await import("../hooks/ssh-lines.ts");
+    const { socket, info } = await findBreakpoint(id);
+    const dir = resolve(outDir ?? `haltpoint-bundle-${info.key.replace(/[^A-Za-z0-9._-]/g, "-")}-${id}`);
+    const reply = await controlRequest(socket, { cmd: "save", id, dir }, 330_000);
+    if (!reply.ok) throw new Error(reply.error);
+    const b = reply.bundle;
+    out.write(`saved breakpoint ${id} (${info.key}) to ${b.dir}: ${(b.bytes / 2 ** 20).toFixed(1)} MiB in ${(b.ms / 1000).toFixed(2)} s; it is still halted\n`);
+    for (const s of b.skipped) out.write(`  not in the bundle: ${s}\n`);
+    out.write(`revive it: ${haltpointCommand()} revive ${b.dir}\n`);
+    return 0;
+  } catch (e) {
+    err.write(`haltpoint save: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -18,6 +18,7 @@ import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
 import { Scheduler } from "./scheduler.ts";
 import { prepareQemu } from "./prepare-qemu.ts";
+import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 import { sandboxNotice } from "../vm/local/sandbox.ts";
 import { removeStartupSignalHandlers } from "./startup-signals.ts";
 import { ResourceBudget } from "./resource-budget.ts";
@@ -67,6 +68,8 @@ export interface RunOptions {
   accel?: "auto" | "kvm" | "tcg";
   /** Halt failing tests at a breakpoint (--debug-hook). */
   debugHook?: boolean;
+  /** Save halted tests as bundles in this dir and release them (--save-breakpoints); true: the default dir. */
+  saveBreakpoints?: string | boolean;
   /** SSH backdoor sockets (--ssh-backdoor, --no-ssh-backdoor); default: each test's, else on with the debug hook. */
   sshBackdoor?: boolean;
   /** Connecting to a frozen machine's SSH socket thaws it (--ssh-thaws, default true). */
@@ -80,6 +83,8 @@ export interface RunOptions {
   maxFrozen?: number;
   /** Seconds until a forgotten breakpoint is released (--freeze-ttl). */
   freezeTtl?: number;
+  /** Use these kernel, initrd and accelerator instead of building the image and probing KVM (`haltpoint revive`). */
+  qemuRuntime?: QemuRuntime;
   /** Extra reporters (tests and benches observe a run through these). */
   reporters?: Reporter[];
   /** Print to the terminal (false in benches). */
@@ -91,6 +96,19 @@ function keptStateRoot(): string {
   const dir = resolve(".haltpoint", "state");
   makePrivateDir(dir);
   return dir;
+}
+
+/**
+ * Where halted tests are saved as bundles, if they are: --save-breakpoints DIR; or, with
+ * --debug-hook where nobody can attach (no terminal and CI set), <log dir>/breakpoints.
+ * --no-save-breakpoints (false) keeps them halted even then.
+ */
+export function saveBreakpointsDir(o: Pick<RunOptions, "saveBreakpoints" | "debugHook">, logDir: string): string | undefined {
+  if (o.saveBreakpoints === false) return undefined;
+  if (typeof o.saveBreakpoints === "string") return resolve(o.saveBreakpoints);
+  const unattended = !process.stdout.isTTY && !process.stdin.isTTY && Boolean(process.env.CI) && process.env.CI !== "false";
+  if (o.saveBreakpoints === true || (o.debugHook && unattended)) return join(logDir, "breakpoints");
+  return undefined;
 }
 
 export function defaultLogDir(now = new Date()): string {
@@ -108,6 +126,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
   if (o.html) checkReportPath(o.html, "--html");
   // An explicit state root must work too (else machines fail one by one).
   if (process.env.HALTPOINT_STATE_DIR) ensureWritableDir(process.env.HALTPOINT_STATE_DIR, "HALTPOINT_STATE_DIR");
+  // Bundles hold guest memory: their directory is the owner's only.
+  const saveDir = saveBreakpointsDir(o, logDir);
+  if (saveDir) {
+    ensureWritableDir(saveDir, "--save-breakpoints");
+    makePrivateDir(saveDir);
+  }
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 
   const reporters: Reporter[] = [];
@@ -191,10 +215,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
     retries: o.retries,
     flakyFails: o.flakyFails ?? false,
     broker,
-    debugHook: o.debugHook ?? false,
+    debugHook: (o.debugHook ?? false) || typeof o.saveBreakpoints === "string" || o.saveBreakpoints === true,
     sshBackdoor: o.sshBackdoor,
     sshThaws: o.sshThaws ?? true,
     keepStateRoot: o.keepMachineState ? keptStateRoot() : undefined,
+    saveBreakpoints: saveDir,
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),
@@ -240,7 +265,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     if (localNotice) out.onNotice(localNotice);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
-        scheduler.qemu = await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot });
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot }));
       } catch (e) {
         scheduler.qemuUnavailable = `the qemu backend is not ready: ${(e as Error).message}`;
         out.onNotice(scheduler.qemuUnavailable);
@@ -280,7 +305,7 @@ async function rerunSource(file: string): Promise<{ report: string; startedAt: s
   return { report: resolve(file), startedAt: (await readReport(file)).report.startedAt };
 }
 
-function handleControl(broker: BreakpointBroker, req: ControlRequest): ControlReply {
+async function handleControl(broker: BreakpointBroker, req: ControlRequest): Promise<ControlReply> {
   switch (req.cmd) {
     case "ls":
       return { ok: true, breakpoints: broker.list() };
@@ -290,5 +315,10 @@ function handleControl(broker: BreakpointBroker, req: ControlRequest): ControlRe
         : { ok: false, error: `no breakpoint ${req.id} in this run` };
     case "release-all":
       return { ok: true, released: broker.releaseAll("haltpoint release --all") };
+    case "save": {
+      const e = await broker.save(req.id, req.dir);
+      if (e.error !== undefined) return { ok: false, error: `breakpoint ${req.id}: ${e.error}` };
+      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [] } };
+    }
   }
 }

@@ -41,6 +41,8 @@ export interface SchedulerOptions {
   sshThaws?: boolean;
   /** --keep-machine-state: where kept machine state lives (per test, per machine). */
   keepStateRoot?: string;
+  /** --save-breakpoints: halted tests are saved as bundles here and released. */
+  saveBreakpoints?: string;
   /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
@@ -337,6 +339,7 @@ export class Scheduler {
         void broker?.ended(id, e.by);
         if (!a.reason) startClock();
       }
+      if (e.t === "bundle" && e.reqId !== undefined) broker?.bundleSaved(e);
       if (e.t === "done") {
         done = e;
         onDone();
@@ -355,6 +358,7 @@ export class Scheduler {
       sshBackdoor: this.o.sshBackdoor,
       sshThaws: this.o.sshThaws,
       keepStateRoot: this.o.keepStateRoot,
+      saveBreakpoints: this.o.saveBreakpoints,
       runKey: run.key,
       qemu: this.qemu,
       port: port2,

@@ -15,3 +15,10 @@ export function sha256File(path: string): Promise<string> {
       .on("end", () => resolve(hash.digest("hex")));
   });
 }
+
+/** Why `path` is not the file whose sha256 is `expected` (or undefined when it is). */
+export async function verifyDigest(path: string, expected: string): Promise<string | undefined> {
+  const actual = await sha256File(path).catch((e: NodeJS.ErrnoException) => ({ error: e.code ?? e.message }));
+  if (typeof actual !== "string") return `unreadable (${actual.error})`;
+  return actual === expected ? undefined : "its bytes differ from the saved ones (sha256)";
+}

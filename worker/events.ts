@@ -24,6 +24,8 @@ export type WorkerEvent =
   /** The test stopped at a breakpoint, its machines frozen; the broker should serve its
    *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
   | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string }
+  /** A halted test was saved as a bundle (--save-breakpoints, or `haltpoint save` as `reqId`), or could not be (`error`). */
+  | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; error?: string }
   /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }
   /** The last message of a run. The main thread waits for it before treating the run as finished. */
@@ -36,7 +38,9 @@ export type ControlMessage =
   /** The broker will not hold this test (e.g. --max-frozen reached): tear down as usual. */
   | { t: "halt-refused"; reason: string }
   /** `haltpoint release`, --freeze-ttl or the end of the run: leave the breakpoint. */
-  | { t: "release"; by: string };
+  | { t: "release"; by: string }
+  /** `haltpoint save`: write the halted test to a bundle at `dir`; answered by a `bundle` event. */
+  | { t: "save"; reqId: number; dir: string };
 
 /** What the main thread sends to run one test. */
 export interface RunTask {
@@ -56,6 +60,8 @@ export interface RunTask {
   sshBackdoor?: boolean;
   /** A connection to a frozen machine's backdoor thaws it (--ssh-thaws, default true). */
   sshThaws?: boolean;
+  /** --save-breakpoints: a test that halts is saved as a bundle under this directory and released. */
+  saveBreakpoints?: string;
   /** --keep-machine-state: machines keep their state in <root>/<test>/<machine> across runs. */
   keepStateRoot?: string;
   /** `name#run`: late errors (worker/late-errors.ts) name the run that caused them. */

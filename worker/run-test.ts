@@ -68,7 +68,15 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
       const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
       backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
     }
-    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir);
+    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, {
+      subject: {
+        test: { name: test.name, file: task.file, run: task.runIndex, key: `${test.name}#${task.runIndex}` },
+        sshBackdoor: backdoor !== undefined,
+        accel: task.qemu?.accel,
+        consolePath: ctx.consolePath,
+      },
+      saveDir: task.saveBreakpoints,
+    });
     const debug = {
       breakpoint: async () => {
         if (!debugHook) {

@@ -3,7 +3,7 @@ import { colors as pc } from "./colors.ts";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
 import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
-import { breakpointSshLines, haltpointCommand } from "../../hooks/ssh-lines.ts";
+import { breakpointSshLines, haltpointCommand, shellQuote } from "../../hooks/ssh-lines.ts";
 import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
 import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./format.ts";
 import { flakeStats } from "../flake-stats.ts";
@@ -50,9 +50,21 @@ export class TerminalReporter implements Reporter {
   }
 
   onEvent(run: PlannedRun, e: WorkerEvent): void {
+    if (e.t === "bundle") return this.onBundle(run, e);
     if (this.o.quiet) return;
     const s = formatEvent(run, e);
     if (s) this.line(pc.dim(s.slice(0, run.key.length + 1)) + s.slice(run.key.length + 1));
+  }
+
+  /** A halted test saved as a bundle: where, and the command that revives it (pasteable). */
+  private onBundle(run: PlannedRun, e: Extract<WorkerEvent, { t: "bundle" }>): void {
+    const p = `!!! ${run.key}:`;
+    const by = e.reqId === undefined ? "" : " (haltpoint save)";
+    if (e.error !== undefined) return this.line(pc.red(`${p} could not save a bundle${by}: ${e.error}`));
+    const size = `${((e.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB in ${((e.ms ?? 0) / 1000).toFixed(2)} s`;
+    this.line(pc.magenta(`${p} saved as a bundle${by}: ${e.dir} (${size})`));
+    for (const s of e.skipped ?? []) this.line(pc.magenta(`${p} not in the bundle: ${s}`));
+    this.line(pc.magenta(`${p} revive: ${haltpointCommand()} revive ${shellQuote(e.dir)}`));
   }
 
   onRunEnd(r: RunResult): void {

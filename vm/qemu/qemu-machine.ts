@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
 import type { ResolvedNode } from "../node-options.ts";
@@ -12,7 +12,7 @@ import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
 import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_BINARY, QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
@@ -24,7 +24,9 @@ import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand } from "../image/guest-personalize.ts";
 import { saveForLater } from "./snapshot-boot.ts";
 import { planBoot } from "./boot-plan.ts";
-import { waitRestored } from "./snapshot-format.ts";
+import { restoreArgs, saveSnapshot, waitRestored } from "./snapshot-format.ts";
+import { argvFromTemplate, argvTemplate, type RevivedMachine } from "./saved-machine.ts";
+import { verifyDigest } from "../file-digest.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
@@ -44,6 +46,8 @@ export interface QemuRuntime {
   accel: "kvm" | "tcg";
   /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
   snapshotBoot?: boolean;
+  /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
+  revive?: Record<string, RevivedMachine>;
 }
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
@@ -74,6 +78,8 @@ export class QemuMachine extends BaseMachine {
   /** Snapshot boots: the guest booted with the image's generic identity and got its own through the shell. */
   private identityByShell = false;
   private coldNextStart = false;
+  /** The argv of the running QEMU (not of a start script): what a bundle saves. */
+  private startedArgv: string[] | undefined;
   private serialSocket: Socket | undefined;
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
@@ -165,7 +171,8 @@ export class QemuMachine extends BaseMachine {
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
       allowReboot: this.startOptions.allowReboot === true,
     };
-    const { file, args, env, snapshot } = await planBoot({
+    const revived = this.rt.revive?.[this.name];
+    const { file, args, env, snapshot } = revived ? this.revivePlan(revived) : await planBoot({
       options: o,
       rt: this.rt,
       base,
@@ -177,8 +184,9 @@ export class QemuMachine extends BaseMachine {
       log: (m) => this.log(m),
     });
 
-    const verified = snapshot?.mode === "restore" ? snapshot.slot.verify() : undefined;
-    const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
+    this.startedArgv = file === QEMU_BINARY ? args : undefined;
+    const verified = snapshot?.mode === "restore" ? snapshot.slot.verify() : revived?.sha256 ? verifyDigest(revived.state, revived.sha256) : undefined;
+    const how = revived ? `revived from ${revived.state}` : snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
     // Its own process group: the ledger can kill a start script and its QEMU together.
@@ -211,6 +219,20 @@ export class QemuMachine extends BaseMachine {
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
       });
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
+      if (revived) {
+        // Loaded and left stopped: the breakpoint's freeze finds it frozen as it was saved.
+        await waitRestored(this.qmp, 60_000, {
+          start: false,
+          beforeStart: async () => {
+            const bad = await verified;
+            if (bad) throw new Error(`its saved state ${revived.state}: ${bad}`);
+          },
+        });
+        await this.connectShell(true, true, false);
+        this.identityByShell = true;
+        this.log("loaded from the bundle, frozen");
+        return;
+      }
       if (snapshot?.mode === "restore") {
         try {
           // The digest is checked while QEMU loads, and before the guest runs.
@@ -241,6 +263,46 @@ export class QemuMachine extends BaseMachine {
       throw this.error(`boot failed: ${why}\nlast ${CONSOLE_TAIL_LINES} console lines:\n${this.console.tail(CONSOLE_TAIL_LINES)}`);
     }
     this.log(snapshot?.mode === "restore" ? `backdoor shell ready (restored in ${((performance.now() - t0) / 1000).toFixed(2)} s)` : "backdoor shell ready");
+  }
+
+  /** `haltpoint revive`: the saved argv in this machine's state dir, loading the saved state. */
+  private revivePlan(r: RevivedMachine): { file: string; args: string[]; env: Record<string, string>; snapshot?: undefined } {
+    const args = argvFromTemplate(r.argv, { stateRoot: dirname(this.dir), kernel: r.kernel, initrd: r.initrd });
+    return { file: QEMU_BINARY, args: [...args, ...restoreArgs(r.state)], env: {} };
+  }
+
+  /**
+   * Why this machine cannot go into a bundle, or undefined when it can: its RAM and devices
+   * are saved, so it must hold no state outside QEMU (a disk, a vsock daemon, a start script).
+   */
+  get unsaveableBecause(): string | undefined {
+    if (!this.startedArgv) return this.options.startScript ? "it was started by a start script" : "it is not running";
+    if (this.options.diskImage) return "it has a disk image, whose writes a bundle does not carry yet";
+    if (this.vsockUdsPath) return "it has a vhost-device-vsock daemon, whose state is outside QEMU";
+    return undefined;
+  }
+
+  /** For a bundle: the argv with placeholders (saved-machine.ts) and the kernel and initrd it names. */
+  savedShape(): { argv: string[]; kernel?: string; initrd?: string } {
+    const argv = this.startedArgv ?? [];
+    const after = (flag: string): string | undefined => {
+      const i = argv.indexOf(flag);
+      return i >= 0 ? argv[i + 1] : undefined;
+    };
+    const kernel = after("-kernel");
+    const initrd = after("-initrd");
+    return { argv: argvTemplate(argv, { stateRoot: dirname(this.dir), kernel, initrd }), kernel, initrd };
+  }
+
+  /**
+   * Write the frozen guest's RAM and devices to `file` (zstd migration stream). It stays
+   * frozen; thaw() resumes it as before.
+   */
+  async saveState(file: string): Promise<void> {
+    if (this.state !== "frozen") throw this.error(`cannot save a machine that is ${this.state} (only a frozen one)`);
+    const why = this.unsaveableBecause;
+    if (why) throw this.error(`cannot save it: ${why}`);
+    await saveSnapshot(this.requireQmp(), file);
   }
 
   /** The kernel command line that gives this machine its identity at boot (cold boots). */
@@ -274,7 +336,7 @@ export class QemuMachine extends BaseMachine {
    * `personalizedLater`: the NICs are set up by personalize(); `restored`: the shell is
    * already up in the snapshot and prints no marker.
    */
-  private async connectShell(personalizedLater = false, restored = false): Promise<void> {
+  private async connectShell(personalizedLater = false, restored = false, init = true): Promise<void> {
     const bootTimeout = this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
     const ready = restored
       ? await this.shellListener!.waitForConnection(30_000, this.qemuGone.signal)
@@ -282,7 +344,8 @@ export class QemuMachine extends BaseMachine {
     this.shell = new BackdoorShell(ready.socket, ready.socket, (line) => this.console.append(`[backdoor] ${line}\n`));
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
-    await this.shell.init("/tmp/.hp-out", 30_000, "true", RUNNING_FILE);
+    // A revived guest's bash has `__hp` from its first life (and is stopped now).
+    if (init) await this.shell.init("/tmp/.hp-out", 30_000, "true", RUNNING_FILE);
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
     const more = this.net?.needed && !personalizedLater ? this.net.nics(this.name).slice(1) : [];
     if (more.length) {
