@@ -47,8 +47,8 @@ function makePrivate(dir: string): void {
 
 /**
  * Save the halted test's machines into a new bundle directory `dir` (hooks/bundle-format.ts):
- * written to `<dir>.partial` and renamed, so a bundle that exists is whole. The machines
- * stay frozen. Throws, naming the machine, when a frozen qemu machine cannot be saved.
+ * written to `<dir>.partial` and renamed, so a bundle that exists is whole. Frozen machines
+ * stay frozen; running ones are frozen for the save and thawed after it. Throws, naming the machine, when a frozen qemu machine cannot be saved.
  */
 export async function saveBundle(dir: string, machines: BaseMachine[], s: BundleSubject): Promise<SavedBundle> {
   const t0 = performance.now();
@@ -56,6 +56,10 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
   const tmp = `${dir}.partial`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true, mode: 0o700 });
+  // One moment for every machine: those thawed in the console (or by an SSH session) are
+  // frozen for the save, and run again after it.
+  const thawAfter = machines.filter((m) => m.state === "running");
+  for (const m of thawAfter) await m.freeze();
   try {
     const boot = new Map<string, BundleFile>();
     const carry = async (src: string, kind: "kernel" | "initrd"): Promise<BundleFile> => {
@@ -137,6 +141,8 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;
+  } finally {
+    for (const m of thawAfter) await m.thaw().catch(() => {});
   }
 }
 

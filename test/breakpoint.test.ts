@@ -197,10 +197,14 @@ test("--debug-bind beyond loopback: the token is printed once, asked for first, 
     assert.equal(out.text().split(token).length - 1, 1, "printed once");
 
     const guess = new Peer("nc", ["127.0.0.1", id]);
-    await guess.expect("haltpoint console token: ", 10_000);
-    guess.send("not-the-token\n");
-    await guess.expect("haltpoint: refused: wrong console token");
-    assert.doesNotMatch(guess.output, /web#1>/);
+    try {
+      await guess.expect("haltpoint console token: ", 10_000);
+      guess.send("not-the-token\n");
+      await guess.expect("haltpoint: refused: wrong console token");
+      assert.doesNotMatch(guess.output, /web#1>/);
+    } finally {
+      guess.child.kill(); // nc stays after the server closes, as long as its stdin is open
+    }
     await out.waitFor(/!!! web#1: refused a console connection from 127\.0\.0\.1:\d+: wrong console token/);
 
     const nc = new Peer("nc", ["127.0.0.1", id]);

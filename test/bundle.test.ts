@@ -1,0 +1,144 @@
+// Breakpoint bundles with real guests, through the real CLI: a CI-like run (no TTY, CI=true)
+// of a failing two-guest test ends by itself with a bundle; the bundle, copied elsewhere, is
+// revived with an empty cache, its guests frozen as they were (a tmpfs file, a process, the
+// network between them), with the original error, the console and SSH; `haltpoint save` on
+// that (live) breakpoint writes another bundle; damaged and other-QEMU bundles are refused.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
+import { qemuProcesses } from "./helpers/qemu.ts";
+import { Peer } from "./fixtures/hooks/peer.ts";
+
+const base = mkdtempSync(join(tmpdir(), "hp-bundle-"));
+after(() => rmSync(base, { recursive: true, force: true }));
+const emptyCache = join(base, "empty-cache");
+mkdirSync(emptyCache);
+
+/** One console session through netcat: each line, then the prompt that ends its answer. */
+async function consoleSession(port: string, lines: string[]): Promise<string> {
+  const nc = new Peer("nc", ["127.0.0.1", port]);
+  try {
+    await nc.expect(/> $/m, 20_000);
+    for (const l of lines) {
+      nc.send(l + "\n");
+      await nc.expect(/> $/m, 60_000);
+    }
+    return nc.output;
+  } finally {
+    nc.child.kill();
+  }
+}
+
+function modesUnder(dir: string): Array<{ path: string; mode: number; isDir: boolean }> {
+  const out = [{ path: dir, mode: statSync(dir).mode & 0o777, isDir: true }];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...modesUnder(p));
+    else out.push({ path: p, mode: statSync(p).mode & 0o777, isDir: false });
+  }
+  return out;
+}
+
+let bundle = "";
+
+test("a CI-like run of a failing qemu test with --debug-hook ends by itself and leaves a private bundle", async () => {
+  const r = await haltpoint(["run", "test/fixtures/bundle/ram-state.vmtest.ts", "--debug-hook", "--log-dir", join(base, "ci-logs")], { env: { CI: "true" }, timeout: 300_000 });
+  assert.equal(r.exitCode, 1, r.all);
+  const saved = /^!!! ram-state#1: saved as a bundle: (\S+) \((\d+\.\d) MiB in [\d.]+ s\)$/m.exec(r.all);
+  assert.ok(saved, r.all);
+  bundle = saved[1]!;
+  assert.equal(bundle, join(base, "ci-logs", "breakpoints", "ram-state-1-bp" + /HALTED at breakpoint (\d+)/.exec(r.all)![1]));
+  assert.match(r.all, new RegExp(`^!!! ram-state#1: revive: \\S*haltpoint\\.mjs revive ${bundle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"));
+  assert.match(r.all, /breakpoint \d+ released \(saved as a bundle \(--save-breakpoints\)\)/);
+  const manifest = JSON.parse(readFileSync(join(bundle, "bundle.json"), "utf8"));
+  assert.equal(manifest.error.message, "machine server: command `test -e /etc/the-config-the-test-expected` failed (exit code 1)");
+  assert.match(manifest.error.stack, /ram-state\.vmtest\.ts/);
+  assert.deepEqual(manifest.machines.map((m: { name: string }) => m.name), ["server", "client"]);
+  for (const m of manifest.machines) assert.ok(!m.state.path.startsWith("/"), "paths inside a bundle are relative");
+  for (const f of modesUnder(bundle)) assert.equal(f.mode, f.isDir ? 0o700 : 0o600, `${f.path} is the owner's only`);
+  assert.deepEqual(await qemuProcesses(), []);
+});
+
+test("revived from a copy with an empty cache: frozen as it was, the original error, console, ssh and haltpoint save; released, nothing is left", async () => {
+  assert.ok(bundle, "the first test made a bundle");
+  const copy = join(base, "copied-bundle");
+  cpSync(bundle, copy, { recursive: true });
+  const child = haltpoint(["revive", copy, "--log-dir", join(base, "revive-logs")], { env: { XDG_CACHE_HOME: emptyCache }, timeout: 240_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 230_000);
+  try {
+    const out = watchOutput(child, 120_000);
+    const id = (await out.waitFor(/^!!! ram-state#1: HALTED at breakpoint (\d+): machine server: command `test -e \/etc\/the-config-the-test-expected` failed \(exit code 1\)$/m))[1]!;
+    await out.waitFor(/^!!! ram-state#1: release:/m);
+    assert.match(out.text(), /server: starting qemu \([^)]*revived from /);
+    assert.match(out.text(), /^!!! ram-state#1: machines: server \(frozen\), client \(frozen\)$/m);
+    const stateRoot = /!!! ram-state#1: sockets: (\/\S+?)\/\d+\/ssh/.exec(out.text())![1]!;
+
+    const session = await consoleSession(id, [
+      "error.message",
+      "error.stack.includes('ram-state.vmtest.ts')",
+      "await thaw()",
+      `await server.succeed("cat /tmp/in-ram; ps -o args | grep -c '^sleep 100000'")`,
+      `await client.succeed("ping -c 1 -W 10 server >/dev/null && echo reached")`,
+      "await freeze()",
+    ]);
+    assert.match(session, /'machine server: command `test -e \/etc\/the-config-the-test-expected` failed \(exit code 1\)'/);
+    assert.match(session, /> true/);
+    assert.match(session, /'before-the-failure\\n1\\n'/, "the tmpfs file and the process started before the failure are there");
+    assert.match(session, /'reached\\n'/);
+
+    // The revived breakpoint's SSH socket reaches the guest (connecting thaws it).
+    const ssh = await haltpoint(["ssh", id, "server", "--", "-o", "BatchMode=yes", "cat /tmp/in-ram; hostname"], { timeout: 60_000 });
+    assert.equal(ssh.exitCode, 0, ssh.all);
+    assert.match(ssh.stdout, /^before-the-failure\nserver$/m);
+
+    // A live breakpoint (this one) saved again: it stays halted.
+    const again = join(base, "saved-again");
+    const save = await haltpoint(["save", id, "--out", again], { timeout: 120_000 });
+    assert.equal(save.exitCode, 0, save.all);
+    assert.match(save.stdout, new RegExp(`^saved breakpoint ${id} \\(ram-state#1\\) to ${again}: [\\d.]+ MiB in [\\d.]+ s; it is still halted$`, "m"));
+    assert.match(save.stdout, /^revive it: \S+ revive \S+saved-again$/m);
+    assert.ok(existsSync(join(again, "bundle.json")));
+    assert.match((await haltpoint(["ls"])).stdout, new RegExp(`^${id}\\s+ram-state#1`, "m"));
+
+    assert.equal((await haltpoint(["release", id])).exitCode, 0);
+    const r = await child;
+    assert.equal(r.exitCode, 0, r.all);
+    assert.deepEqual(readdirSync(emptyCache), [], "no image was built, nothing was cached");
+    assert.ok(!existsSync(stateRoot), `${stateRoot} was removed`);
+    assert.deepEqual(await qemuProcesses(), []);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+});
+
+test("a damaged bundle, one from another QEMU, and a directory that is no bundle are refused in one line", async () => {
+  const again = join(base, "saved-again");
+  assert.ok(existsSync(again), "the previous test saved a bundle");
+  const refuse = async (dir: string): Promise<string> => {
+    const r = await execa("node", [BIN, "revive", dir], { reject: false, all: true, env: { NO_COLOR: "1" } });
+    assert.equal(r.exitCode, 2, r.all);
+    assert.equal(r.all.trim().split("\n").length, 1, r.all);
+    return r.all.trim();
+  };
+  const other = join(base, "other-qemu");
+  cpSync(again, other, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(other, "bundle.json"), "utf8"));
+  manifest.qemu = "QEMU emulator version 99.0.0";
+  writeFileSync(join(other, "bundle.json"), JSON.stringify(manifest));
+  assert.match(await refuse(other), /^haltpoint revive: cannot revive \S+other-qemu: it was saved by QEMU emulator version 99\.0\.0 and this host has QEMU emulator version [\d.]+.*: QEMU loads only its own version's state$/);
+
+  const state = join(again, "server", "state.zst");
+  const bytes = readFileSync(state);
+  bytes.fill(0x55, bytes.length >> 1, (bytes.length >> 1) + 64);
+  writeFileSync(state, bytes);
+  assert.equal(await refuse(again), `haltpoint revive: cannot revive ${again}: it is damaged: machine server's saved state (server/state.zst): its bytes differ from the saved ones (sha256)`);
+  writeFileSync(state, bytes.subarray(0, 1000));
+  assert.match(await refuse(again), /it is damaged: machine server's saved state \(server\/state\.zst\) is 1000 bytes, \d+ were saved$/);
+  assert.equal(await refuse(base), `haltpoint revive: cannot revive ${base}: not a bundle (no bundle.json in it)`);
+  assert.deepEqual(await qemuProcesses(), []);
+});
