@@ -185,7 +185,7 @@ test("malformed lines get an error reply and the connection goes on", async (t) 
   const [notJson, unknown, noId, notObject, ls] = replies.map((l) => JSON.parse(l));
   assert.equal(notJson.ok, false);
   assert.match(notJson.error, /^malformed control request: not JSON \(.*\): not json$/);
-  assert.match(unknown.error, /unknown cmd "frob" \(expected "ls", "release" or "release-all"\)/);
+  assert.match(unknown.error, /unknown cmd "frob" \(expected "ls", "release", "release-all" or "save"\)/);
   assert.match(noId.error, /"release" needs a non-empty string "id"/);
   assert.match(notObject.error, /expected a JSON object/);
   // The last request had no newline: the end of the stream completes it.
@@ -198,7 +198,13 @@ test("protocol helpers validate both directions", () => {
   assert.deepEqual(decodeRequest(' {"cmd":"ls","extra":1} '), { cmd: "ls" });
   assert.throws(() => decodeRequest(""), /empty line/);
   assert.throws(() => decodeReply('{"ok":"yes"}'), /"ok" must be true or false/);
-  assert.throws(() => decodeReply('{"ok":true}'), /expected "breakpoints" or "released"/);
+  assert.throws(() => decodeReply('{"ok":true}'), /expected "breakpoints", "released" or "bundle"/);
+  // save: an absolute bundle dir is required, and its reply carries the bundle.
+  assert.deepEqual(decodeRequest('{"cmd":"save","id":"7","dir":"/tmp/b"}'), { cmd: "save", id: "7", dir: "/tmp/b" });
+  assert.throws(() => decodeRequest('{"cmd":"save","id":"7","dir":"relative/b"}'), /"save" needs an absolute "dir"/);
+  const saved = { ok: true, bundle: { dir: "/tmp/b", bytes: 5, ms: 1.5, skipped: ["c (stopped)"] } };
+  assert.deepEqual(decodeReply(JSON.stringify(saved)), saved);
+  assert.throws(() => decodeReply('{"ok":true,"bundle":{"dir":"/tmp/b"}}'), /"bundle" needs dir, bytes, ms and skipped/);
   const bad = { ...info("4444"), port: "4444" };
   assert.throws(() => decodeReply(JSON.stringify({ ok: true, breakpoints: [bad] })), /breakpoints\[0\]\.port must be a number/);
   const noMachines = { ...info("4444"), machines: [1] };

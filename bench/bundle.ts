@@ -1,0 +1,91 @@
+// bench/bundle: what keeping a breakpoint as a bundle costs, and what reviving one saves.
+// For a failing one- and two-guest test (256 MiB guests): the save time and bundle size of a
+// CI-like run (--debug-hook, no terminal, CI set), and the time to a console that answers —
+// reviving the bundle, against running the test again to the same breakpoint (the baseline:
+// what reproducing it costs, when it reproduces at all).   npm run bench:bundle
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { connect } from "node:net";
+import { execa } from "execa";
+import { fmt, printTable } from "./table.ts";
+
+const BIN = fileURLToPath(new URL("../bin/haltpoint.mjs", import.meta.url));
+const ROUNDS = Number(process.env.HP_BENCH_ROUNDS ?? 3);
+const scratch = mkdtempSync(join("/var/tmp", "hp-bbundle-"));
+const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/bundle/${f}`, import.meta.url));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Spawn a haltpoint command and resolve with the seconds until its console answers `1+1`; then release it. */
+async function secondsToConsole(args: string[], env: Record<string, string> = {}): Promise<number> {
+  const t0 = performance.now();
+  const child = execa("node", [BIN, ...args], { reject: false, all: true, env: { NO_COLOR: "1", CI: "", ...env }, stdin: "ignore" });
+  let out = "";
+  child.all!.on("data", (c) => (out += c));
+  let id: string | undefined;
+  while (!id) {
+    id = /HALTED at breakpoint (\d+)/.exec(out)?.[1];
+    if (child.exitCode !== null) throw new Error(`ended before halting:\n${out}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise<void>((resolve, reject) => {
+    const s = connect(Number(id), "127.0.0.1");
+    let got = "";
+    let asked = false;
+    s.on("data", (d) => {
+      got += d;
+      if (!asked && /> $/m.test(got)) {
+        asked = true;
+        got = "";
+        s.write("1+1\n");
+      } else if (asked && /^2\r?$/m.test(got)) {
+        s.destroy();
+        resolve();
+      }
+    });
+    s.on("error", reject);
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  await execa("node", [BIN, "release", id], { reject: false });
+  await child;
+  return seconds;
+}
+
+function bytesUnder(dir: string, match: (name: string) => boolean): number {
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) n += bytesUnder(p, match);
+    else if (match(e.name)) n += statSync(p).size;
+  }
+  return n;
+}
+
+const rows: (string | number)[][] = [];
+for (const [file, guests] of [["one-guest.vmtest.ts", 1], ["two-guests.vmtest.ts", 2]] as const) {
+  const saves: number[] = [];
+  let bundle = "";
+  for (let i = 0; i < ROUNDS; i++) {
+    const logDir = join(scratch, `${guests}-${i}`);
+    const r = await execa("node", [BIN, "run", fixture(file), "--debug-hook", "--log-dir", logDir], { reject: false, all: true, env: { CI: "true", NO_COLOR: "1" }, stdin: "ignore" });
+    const m = /saved as a bundle: (\S+) \([\d.]+ MiB in ([\d.]+) s\)/.exec(r.all);
+    if (!m) throw new Error(`no bundle:\n${r.all}`);
+    saves.push(Number(m[2]));
+    bundle = m[1]!;
+  }
+  const total = bytesUnder(bundle, () => true) / 2 ** 20;
+  const state = bytesUnder(bundle, (n) => n === "state.zst") / 2 ** 20 / guests;
+  const revive: number[] = [];
+  const rerun: number[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    revive.push(await secondsToConsole(["revive", bundle, "--log-dir", join(scratch, `revive-${guests}-${i}`)]));
+    rerun.push(await secondsToConsole(["run", fixture(file), "--debug-hook", "--log-dir", join(scratch, `rerun-${guests}-${i}`)]));
+  }
+  rows.push([guests, fmt(median(saves)), fmt(total, 1), fmt(state, 1), fmt(median(revive)), fmt(median(rerun)), `${fmt(median(rerun) / median(revive), 1)}x`]);
+}
+printTable(
+  `Breakpoint bundles, 256 MiB guests, TCG, median of ${ROUNDS} (rerun: the same test run again with --debug-hook to its breakpoint, from a snapshot boot)`,
+  ["guests", "save s", "bundle MiB", "state MiB per guest", "revive → console s", "rerun → console s", "rerun / revive"],
+  rows,
+);
+rmSync(scratch, { recursive: true, force: true });
