@@ -27,6 +27,8 @@ export interface SavedBundle {
   ms: number;
   /** Machines left out, and why (not running, or holding state outside QEMU). */
   skipped: string[];
+  /** It has a qemu machine for `haltpoint revive` to restore (local machines are only kept as files). */
+  revivable: boolean;
 }
 
 async function firstLineOf(cmd: string, args: string[]): Promise<string | null> {
@@ -137,7 +139,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
     makePrivate(tmp);
     await rename(tmp, dir);
-    return { dir, bytes: await sizeOf(dir), ms: performance.now() - t0, skipped };
+    return { dir, bytes: await sizeOf(dir), ms: performance.now() - t0, skipped, revivable: out.some((m) => m.backend === "qemu") };
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;

@@ -44,6 +44,15 @@ function bool(flag: string) {
   };
 }
 
+/**
+ * The --save-breakpoints default: in a run nobody can attach to (neither stdin nor stdout is a
+ * terminal, and CI is set and not "false") a test that halts (--debug-hook, or its own
+ * enableDebugHook) is saved as a bundle and released, so the job ends by itself.
+ */
+function nobodyCanAttach(): boolean {
+  return !process.stdout.isTTY && !process.stdin.isTTY && Boolean(process.env.CI) && process.env.CI !== "false";
+}
+
 function port(flag: string) {
   return (v: string): number => {
     const n = Number(v);
@@ -117,7 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
     .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
-    .option("--save-breakpoints [dir]", "save each halted test as a bundle in DIR (default <log dir>/breakpoints) and release it, so the run ends by itself; implies --debug-hook (default: on with --debug-hook when there is no terminal and CI is set)")
+    .option("--save-breakpoints [dir]", "save each halted test as a bundle in DIR (default <log dir>/breakpoints) and release it, so the run ends by itself; implies --debug-hook (default: on when there is no terminal and CI is set)")
     .option("--no-save-breakpoints", "keep halted tests halted even in CI with --debug-hook")
     .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
@@ -161,8 +170,9 @@ export async function main(argv: string[]): Promise<number> {
         workerMemoryMb: opts.workerMemory,
         memoryMiB: opts.memory,
         accel: opts.accel,
-        debugHook: opts.debugHook,
-        saveBreakpoints: opts.saveBreakpoints,
+        // --save-breakpoints implies --debug-hook; unattended, any halt (the flag's or a test's enableDebugHook) is saved.
+        debugHook: opts.debugHook || (opts.saveBreakpoints !== undefined && opts.saveBreakpoints !== false),
+        saveBreakpoints: opts.saveBreakpoints ?? (nobodyCanAttach() ? true : undefined),
         sshBackdoor: opts.sshBackdoor,
         sshThaws: opts.sshThaws,
         keepMachineState: opts.keepMachineState,

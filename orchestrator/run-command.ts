@@ -68,7 +68,7 @@ export interface RunOptions {
   accel?: "auto" | "kvm" | "tcg";
   /** Halt failing tests at a breakpoint (--debug-hook). */
   debugHook?: boolean;
-  /** Save halted tests as bundles in this dir and release them (--save-breakpoints); true: the default dir. */
+  /** Save tests that halt as bundles in this dir and release them (--save-breakpoints); true: the default dir. Does not turn the debug hook on. */
   saveBreakpoints?: string | boolean;
   /** SSH backdoor sockets (--ssh-backdoor, --no-ssh-backdoor); default: each test's, else on with the debug hook. */
   sshBackdoor?: boolean;
@@ -99,16 +99,12 @@ function keptStateRoot(): string {
 }
 
 /**
- * Where halted tests are saved as bundles, if they are: --save-breakpoints DIR; or, with
- * --debug-hook where nobody can attach (no terminal and CI set), <log dir>/breakpoints.
- * --no-save-breakpoints (false) keeps them halted even then.
+ * Where halted tests are saved as bundles, if they are (--save-breakpoints DIR, or true for
+ * <log dir>/breakpoints). The CLI decides the default (see unattendedSaveRule in cli.ts).
  */
-export function saveBreakpointsDir(o: Pick<RunOptions, "saveBreakpoints" | "debugHook">, logDir: string): string | undefined {
-  if (o.saveBreakpoints === false) return undefined;
+export function saveBreakpointsDir(o: Pick<RunOptions, "saveBreakpoints">, logDir: string): string | undefined {
   if (typeof o.saveBreakpoints === "string") return resolve(o.saveBreakpoints);
-  const unattended = !process.stdout.isTTY && !process.stdin.isTTY && Boolean(process.env.CI) && process.env.CI !== "false";
-  if (o.saveBreakpoints === true || (o.debugHook && unattended)) return join(logDir, "breakpoints");
-  return undefined;
+  return o.saveBreakpoints === true ? join(logDir, "breakpoints") : undefined;
 }
 
 export function defaultLogDir(now = new Date()): string {
@@ -215,7 +211,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     retries: o.retries,
     flakyFails: o.flakyFails ?? false,
     broker,
-    debugHook: (o.debugHook ?? false) || typeof o.saveBreakpoints === "string" || o.saveBreakpoints === true,
+    debugHook: o.debugHook ?? false,
     sshBackdoor: o.sshBackdoor,
     sshThaws: o.sshThaws ?? true,
     keepStateRoot: o.keepMachineState ? keptStateRoot() : undefined,

@@ -43,7 +43,7 @@ const lineCount = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split(
 
 test("10 failing runs halt at once: distinct ports and socket dirs, frozen machines, each console reaches its own machine", async () => {
   const ticks = ticksDir();
-  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--repeat", "10", "--max-frozen", "10", "--jobs", "2", "--debug-port", "47100"], {
+  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--repeat", "10", "--max-frozen", "10", "--jobs", "2", "--debug-port", "47100"], {
     env: { HP_TICKS_DIR: ticks },
     timeout: 180_000,
   });
@@ -100,7 +100,7 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
 });
 
 test("Ctrl-C while a released failure still tears down lets it finish: its failure decides (exit 1, not 130)", async () => {
-  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--debug-port", "47150"], { env: { HP_TICKS_DIR: ticksDir() }, timeout: 60_000 });
+  const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--debug-port", "47150"], { env: { HP_TICKS_DIR: ticksDir() }, timeout: 60_000 });
   const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
   try {
     const out = watchOutput(child);
@@ -124,7 +124,7 @@ test("Ctrl-C while a released failure still tears down lets it finish: its failu
 });
 
 test("debug.breakpoint() halts without a failure, the global timeout waits, and the script goes on after release() in telnet", async () => {
-  const child = haltpoint(["run", "test/fixtures/debug/resume.vmtest.ts", "--debug-hook", "--debug-port", "47200"], { timeout: 60_000 });
+  const child = haltpoint(["run", "test/fixtures/debug/resume.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--debug-port", "47200"], { timeout: 60_000 });
   const out = watchOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
   const m = await out.waitFor(/!!! resume#1: console: telnet 127\.0\.0\.1 (\d+)/);
@@ -152,7 +152,7 @@ test("a port held by another process is skipped; --max-frozen refuses beyond its
       for (let i = 0; i < 50 && !readFileSync("/proc/net/tcp", "utf8").includes(":B8C4 "); i++) await sleep(50);
       const ticks = ticksDir();
       const r = await haltpoint(
-        ["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--repeat", "3", "--jobs", "3", "--max-frozen", "1", "--freeze-ttl", "3s", "--debug-port", "47300"],
+        ["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--repeat", "3", "--jobs", "3", "--max-frozen", "1", "--freeze-ttl", "3s", "--debug-port", "47300"],
         { env: { HP_TICKS_DIR: ticks }, timeout: 60_000 },
       );
       assert.equal(r.exitCode, 1, r.all);
@@ -167,7 +167,7 @@ test("a port held by another process is skipped; --max-frozen refuses beyond its
 });
 
 test("a failing qemu test halts with its guest paused; after thaw() the console drives the guest", async () => {
-  const child = haltpoint(["run", "test/fixtures/debug/qemu-fails.vmtest.ts", "--debug-hook", "--debug-port", "47400"], { timeout: 180_000 });
+  const child = haltpoint(["run", "test/fixtures/debug/qemu-fails.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--debug-port", "47400"], { timeout: 180_000 });
   const out = watchOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), 150_000);
   const m = await out.waitFor(/!!! qemu-fails#1: console: telnet 127\.0\.0\.1 (\d+)/, 120_000);
@@ -187,7 +187,7 @@ test("a failing qemu test halts with its guest paused; after thaw() the console 
 });
 
 test("--debug-bind beyond loopback: the token is printed once, asked for first, and haltpoint attach sends it", async () => {
-  const child = haltpoint(["run", "test/fixtures/debug/web.vmtest.ts", "--debug-hook", "--debug-bind", "0.0.0.0", "--debug-port", "47250"], { timeout: 60_000 });
+  const child = haltpoint(["run", "test/fixtures/debug/web.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--debug-bind", "0.0.0.0", "--debug-port", "47250"], { timeout: 60_000 });
   const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
   try {
     const out = watchOutput(child);

@@ -133,7 +133,7 @@ test("--until-fail: the run failing on its 3rd run is caught, and no run is admi
 test("--until-fail with --debug-hook: the failing run halts, admission stops at once, the running ones end", async () => {
   const dir = tmp();
   const r = await haltpoint(
-    ["run", "test/fixtures/until-fail/slow-third.vmtest.ts", "--debug-hook", "--until-fail", "--repeat", "50", "--jobs", "2", "--freeze-ttl", "2s", "--debug-port", "47600", "-q", "--json", join(dir, "r.json")],
+    ["run", "test/fixtures/until-fail/slow-third.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--until-fail", "--repeat", "50", "--jobs", "2", "--freeze-ttl", "2s", "--debug-port", "47600", "-q", "--json", join(dir, "r.json")],
     { timeout: 60_000 },
   );
   assert.equal(r.exitCode, 1, r.all);

@@ -210,7 +210,7 @@ test("merge --html: one page for the whole suite, each report's runs in their ow
 
 test("halted time shows as halted: a breakpoint released with haltpoint release", async () => {
   const pageFile = join(dir, "halt.html");
-  const child = haltpoint(["run", "test/fixtures/html/halt", "--debug-hook", "--json", join(dir, "halt.json"), "--html", pageFile, "--log-dir", join(dir, "logs-halt")]);
+  const child = haltpoint(["run", "test/fixtures/html/halt", "--debug-hook", "--no-save-breakpoints", "--json", join(dir, "halt.json"), "--html", pageFile, "--log-dir", join(dir, "logs-halt")]);
   const out = watchOutput(child);
   const [, id] = await out.waitFor(/HALTED at breakpoint (\d+)/);
   await out.waitFor(/release: /);

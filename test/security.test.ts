@@ -61,7 +61,7 @@ const paste = (line: string, more: string) => execa("bash", ["-c", `${line} ${SS
 test("a halted run lets only its owner in: console and SSH refused to uid 65534 on every port, the owner's ways in all work", async (t) => {
   const work = mkdtempSync(join(tmpdir(), "hp-security-"));
   t.after(() => rmSync(work, { recursive: true, force: true }));
-  const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--ssh-backdoor", "--debug-port", "47600", "--log-dir", join(work, "logs")], {
+  const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--ssh-backdoor", "--debug-port", "47600", "--log-dir", join(work, "logs")], {
     env: { HP_SSH_GUEST: "qemu" },
     timeout: 300_000,
   });

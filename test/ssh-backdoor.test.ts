@@ -208,7 +208,7 @@ const paste = (line: string, more: string) => execa("bash", ["-c", `${line} -o B
 
 describe("through the CLI", () => {
   test("a halted run's printed lines work when pasted (qemu and local machines), and so does haltpoint ssh", async (t) => {
-    const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--debug-port", "47400"], { env: { HP_SSH_GUEST: "qemu" }, timeout: 240_000 });
+    const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--debug-port", "47400"], { env: { HP_SSH_GUEST: "qemu" }, timeout: 240_000 });
     try {
       const out = watchOutput(child, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;
@@ -279,7 +279,7 @@ describe("through the CLI", () => {
   });
 
   test("--ssh-thaws false refuses a frozen machine with a message; --no-ssh-backdoor makes no sockets", async () => {
-    const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--ssh-thaws", "false", "--debug-port", "47420"], { timeout: 120_000 });
+    const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--ssh-thaws", "false", "--debug-port", "47420"], { timeout: 120_000 });
     try {
       const out = watchOutput(child, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;
@@ -294,7 +294,7 @@ describe("through the CLI", () => {
       child.kill("SIGKILL");
     }
 
-    const off = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-ssh-backdoor", "--debug-port", "47440"], { timeout: 120_000 });
+    const off = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--no-ssh-backdoor", "--debug-port", "47440"], { timeout: 120_000 });
     try {
       const out = watchOutput(off, 120_000);
       const id = (await out.waitFor(/!!! sshhalt#1: HALTED at breakpoint (\d+)/))[1]!;

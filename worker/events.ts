@@ -25,7 +25,7 @@ export type WorkerEvent =
    *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
   | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string }
   /** A halted test was saved as a bundle (--save-breakpoints, or `haltpoint save` as `reqId`), or could not be (`error`). */
-  | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; error?: string }
+  | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; revivable?: boolean; error?: string }
   /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }
   /** The last message of a run. The main thread waits for it before treating the run as finished. */

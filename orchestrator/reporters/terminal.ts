@@ -64,7 +64,8 @@ export class TerminalReporter implements Reporter {
     const size = `${((e.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB in ${((e.ms ?? 0) / 1000).toFixed(2)} s`;
     this.line(pc.magenta(`${p} saved as a bundle${by}: ${e.dir} (${size})`));
     for (const s of e.skipped ?? []) this.line(pc.magenta(`${p} not in the bundle: ${s}`));
-    this.line(pc.magenta(`${p} revive: ${haltpointCommand()} revive ${shellQuote(e.dir)}`));
+    if (e.revivable) this.line(pc.magenta(`${p} revive: ${haltpointCommand()} revive ${shellQuote(e.dir)}`));
+    else this.line(pc.magenta(`${p} (local machines only: nothing to revive; their files are in the bundle)`));
   }
 
   onRunEnd(r: RunResult): void {
