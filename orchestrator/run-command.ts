@@ -123,10 +123,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
   // An explicit state root must work too (else machines fail one by one).
   if (process.env.HALTPOINT_STATE_DIR) ensureWritableDir(process.env.HALTPOINT_STATE_DIR, "HALTPOINT_STATE_DIR");
   // Bundles hold guest memory: their directory is the owner's only.
+  // (The default one, under the log dir, is made when a first bundle is saved.)
   const saveDir = saveBreakpointsDir(o, logDir);
-  if (saveDir) {
-    ensureWritableDir(saveDir, "--save-breakpoints");
-    makePrivateDir(saveDir);
+  if (typeof o.saveBreakpoints === "string") {
+    ensureWritableDir(saveDir!, "--save-breakpoints");
+    makePrivateDir(saveDir!);
   }
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
 

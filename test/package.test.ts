@@ -36,22 +36,22 @@ export default defineTest({
   },
 });
 `,
-  "esm.vmtest.mts": `import { defineTest } from "haltpoint";
+  "esm-mts.vmtest.mts": `import { defineTest } from "haltpoint";
 export default defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
-  "imports.vmtest.cts": `import { defineTest } from "haltpoint";
+  "imports-cts.vmtest.cts": `import { defineTest } from "haltpoint";
 export default defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
-  "required.vmtest.js": `const { defineTest } = require("haltpoint");
+  "required-js.vmtest.js": `const { defineTest } = require("haltpoint");
 module.exports = defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
-  "imports.vmtest.js": `import { defineTest } from "haltpoint";
+  "imports-js.vmtest.js": `import { defineTest } from "haltpoint";
 export default defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
-  "esm.vmtest.mjs": `import { defineTest } from "haltpoint";
+  "esm-mjs.vmtest.mjs": `import { defineTest } from "haltpoint";
 export default defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
-  "required.vmtest.cjs": `const { defineTest } = require("haltpoint");
+  "required-cjs.vmtest.cjs": `const { defineTest } = require("haltpoint");
 module.exports = defineTest({ nodes: { server: { backend: "local" } }, async testScript({ server }) { ${HOSTNAME_CHECK} } });
 `,
 };
@@ -118,7 +118,8 @@ describe("haltpoint installed from its npm pack tarball", () => {
   }
 
   before(async () => {
-    base = mkdtempSync(join(tmpdir(), "hp-package-"));
+    // Not under /tmp: a local machine has a private /tmp, and the hold test waits for a file here.
+    base = mkdtempSync(join("/var/tmp", "hp-package-"));
     chmodSync(base, 0o755); // the unprivileged user reads the tarball and owns its project here
     const pack = await execa("npm", ["pack", "--pack-destination", base], { cwd: ROOT, reject: false, all: true, env: { npm_config_update_notifier: "false" } });
     assert.equal(pack.exitCode, 0, pack.all);
@@ -144,7 +145,8 @@ describe("haltpoint installed from its npm pack tarball", () => {
     assert.equal(tsc.exitCode, 0, tsc.all);
     const r = await as("root", "npx", ["haltpoint", "run", "tests"], { cwd: dir });
     assert.equal(r.exitCode, 0, r.all);
-    for (const name of ["web", "esm", "imports", "required"]) assert.match(r.all!, new RegExp(`^${name}#1: PASS`, "m"), r.all);
+    // One test per file: the default name is the file's without its .vmtest.* (names must be unique).
+    for (const name of ["web", "esm-mts", "imports-cts", "required-js", "imports-js", "esm-mjs", "required-cjs"]) assert.match(r.all!, new RegExp(`^${name}#1: PASS`, "m"), r.all);
     assert.match(r.all!, /7 passed, 0 failed/);
   });
 
