@@ -132,10 +132,18 @@ describe("haltpoint installed from its npm pack tarball", () => {
 
   test("the tarball has the compiled code and its declarations, and no tests, benches or CI files", async () => {
     const list = (await execa("tar", ["tzf", tarball])).stdout.split("\n");
-    for (const f of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/orchestrator/cli.js", "package/bin/haltpoint.mjs", "package/worker/entry.mjs", "package/vm/image/guest-init.sh", "package/README.md"]) {
+    for (const f of ["package/dist/index.js", "package/dist/index.d.ts", "package/dist/orchestrator/cli.js", "package/bin/haltpoint.mjs", "package/worker/entry.mjs", "package/vm/image/guest-init.sh", "package/vm/qemu/netns-relay.mjs", "package/dist/worker/revive-test.js", "package/README.md"]) {
       assert.ok(list.includes(f), `${f} is in the tarball`);
     }
     assert.deepEqual(list.filter((f) => /^package\/(test|bench|\.ci|examples)\//.test(f) || /\.test\.(ts|js)$/.test(f)), []);
+    // Every file the code opens from the package at run time (packageFile/shippedFile) is shipped.
+    const { execSync } = await import("node:child_process");
+    const opened = execSync(`grep -rhoE '(packageFile|shippedFile)\\("[^"]+"\\)' --include=*.ts orchestrator hooks vm worker index.ts`, { cwd: ROOT, encoding: "utf8" })
+      .split("\n")
+      .filter(Boolean)
+      .map((m) => /"([^"]+)"/.exec(m)![1]!);
+    assert.ok(opened.length >= 5, `found ${opened.join(", ")}`);
+    for (const f of new Set(opened)) assert.ok(list.includes(`package/${f}`), `${f} (opened at run time) is in the tarball`);
     assert.deepEqual(list.filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts")), [], "no TypeScript sources: users run dist/");
   });
 
