@@ -68,6 +68,8 @@ export interface BundleManifest {
   /** The run had SSH backdoor sockets: the revived breakpoint gets them too. */
   sshBackdoor: boolean;
   machines: BundleMachine[];
+  /** Machines of the test that are not in the bundle, each with why (not running; state outside QEMU). */
+  notSaved?: string[];
 }
 
 export class BundleError extends Error {
@@ -123,6 +125,7 @@ export function validateManifest(v: unknown): BundleManifest {
     }
     throw new BundleError(`${where}.backend: ${JSON.stringify(m.backend)} is not a backend`);
   });
+  if (v.notSaved !== undefined && !(Array.isArray(v.notSaved) && v.notSaved.every((x) => typeof x === "string"))) throw new BundleError("notSaved: must be a list of strings");
   return { ...(v as unknown as BundleManifest), machines };
 }
 

@@ -50,7 +50,7 @@ function makePrivate(dir: string): void {
 /**
  * Save the halted test's machines into a new bundle directory `dir` (hooks/bundle-format.ts):
  * written to `<dir>.partial` and renamed, so a bundle that exists is whole. Frozen machines
- * stay frozen; running ones are frozen for the save and thawed after it. Throws, naming the machine, when a frozen qemu machine cannot be saved.
+ * stay frozen; running ones are frozen for the save and thawed after it.
  */
 export async function saveBundle(dir: string, machines: BaseMachine[], s: BundleSubject): Promise<SavedBundle> {
   const t0 = performance.now();
@@ -90,7 +90,10 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
           continue;
         }
         const why = q.unsaveableBecause;
-        if (why) throw new Error(`machine ${m.name}: cannot save it: ${why}`);
+        if (why) {
+          skipped.push(`${m.name} (${why})`);
+          continue;
+        }
         const shape = q.savedShape();
         const statePath = `${m.name}/state.zst`;
         await q.saveState(join(tmp, statePath));
@@ -135,6 +138,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
       ...(s.error ? { error: s.error } : {}),
       sshBackdoor: s.sshBackdoor,
       machines: out,
+      ...(skipped.length ? { notSaved: skipped } : {}),
     };
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
     makePrivate(tmp);

@@ -64,6 +64,7 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
     err.write(`haltpoint revive: cannot revive ${dir}: ${why}\n`);
     return 2;
   }
+  for (const n of m.notSaved ?? []) err.write(`haltpoint revive: machine ${n} was not saved: it is not revived\n`);
   for (const x of m.machines) {
     if (x.backend === "local") err.write(`haltpoint revive: machine ${x.name} (local) is not revived: a local machine cannot be${x.files ? `; its files are in ${join(dir, x.files)}` : ""}\n`);
   }
