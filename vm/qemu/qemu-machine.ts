@@ -26,6 +26,7 @@ import { saveForLater } from "./snapshot-boot.ts";
 import { planBoot } from "./boot-plan.ts";
 import { waitRestored } from "./snapshot-format.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
+import type { DebianImage } from "../image/debian-image.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
 class SnapshotRestoreFailed extends Error {
@@ -44,6 +45,8 @@ export interface QemuRuntime {
   accel: "kvm" | "tcg";
   /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
   snapshotBoot?: boolean;
+  /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
+  debian?: Record<string, DebianImage | { error: string }>;
 }
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
@@ -165,16 +168,20 @@ export class QemuMachine extends BaseMachine {
       extraArgs: [...vsockArgs, ...(o.qemuArgs ?? [])],
       allowReboot: this.startOptions.allowReboot === true,
     };
-    const { file, args, env, snapshot } = await planBoot({
+    const plan = planBoot({
       options: o,
       rt: this.rt,
       base,
       snapshots,
       hasVsock: this.vsockUdsPath !== undefined,
       vnets: (hub ? 1 : 0) + moreVlans.length,
-      ownAppend: () => this.ownAppend(hub !== undefined),
+      ownAppend: (extra) => this.ownAppend(hub !== undefined, extra),
+      dir: this.dir,
       disk: (image) => this.keptDisk(image),
       log: (m) => this.log(m),
+    });
+    const { file, args, env, snapshot } = await plan.catch((e: Error) => {
+      throw this.error(`cannot start: ${e.message}`);
     });
 
     const how = snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
@@ -220,7 +227,11 @@ export class QemuMachine extends BaseMachine {
         }
       }
       await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
-      if (snapshot?.mode === "save") await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m));
+      if (snapshot?.mode === "save") {
+        // A systemd guest is saved once it has booted up, so that restored machines need not.
+        if (this.options.image !== undefined) await this.shell!.run("systemctl is-system-running --wait >/dev/null 2>&1 || true", (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000);
+        await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+      }
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.identityByShell = snapshot !== undefined;
@@ -237,14 +248,14 @@ export class QemuMachine extends BaseMachine {
   }
 
   /** The kernel command line that gives this machine its identity at boot (cold boots). */
-  private ownAppend(onVnet: boolean): string {
+  private ownAppend(onVnet: boolean, extra = this.options.append): string {
     return guestAppend(
       {
         hostname: this.name,
         ip: onVnet ? `${this.net!.address(this.name)}/24` : undefined,
         hosts: onVnet ? this.net!.hosts(this.name) : undefined,
       },
-      this.options.append,
+      extra,
     );
   }
 
