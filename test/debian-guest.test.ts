@@ -10,7 +10,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { BIN, ROOT, haltpoint } from "./helpers/cli.ts";
+import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hp-debian-"));
@@ -24,8 +24,10 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function run(name: string) {
-  const r = await haltpoint(["run", "test/fixtures/debian", "--jobs", "1", "--log-dir", join(dir, name)], { env, timeout: 900_000 });
+async function run(name: string, extra: string[] = [], during?: (out: ReturnType<typeof watchOutput>) => Promise<void>) {
+  const child = haltpoint(["run", "test/fixtures/debian", "--jobs", "1", "--log-dir", join(dir, name), ...extra], { env: { ...env, ...(during ? { HP_DEB_SSH: "1" } : {}) }, timeout: 900_000 });
+  if (during) await during(watchOutput(child, 600_000)).catch((e) => (child.kill(), Promise.reject(e)));
+  const r = await child;
   for (const m of r.all.matchAll(/snapshot saved for later machines of this shape: (\S+\.zst)/g)) saved.add(m[1]!);
   const facts: Record<string, unknown> = Object.assign({}, ...[...r.all.matchAll(/FACT (\{.*\})/g)].map((m) => JSON.parse(m[1]!)));
   return { ...r, facts };
@@ -109,8 +111,18 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
   assert.match(String(f.inactiveWait), /^machine server: unit hp-no-such\.service is inactive and there are no pending jobs \(.*LoadState not-found\)/);
   assert.equal(f.journalHasLine, true);
   assert.equal(f.ssh, "server", "root logged in over SSH with no password");
+  assert.match(String(f.timeoutError), /^machine server: command `sleep 600\.5; echo late` timed out after 3 s/);
+  assert.equal(f.sleepLeft, 1, "the timed-out command's process was killed in the guest");
 
-  const later = await run("later");
+  // The later run, with the SSH backdoor: the host logs in to a restored Debian guest.
+  let viaBackdoor: Awaited<ReturnType<typeof execa>> | undefined;
+  const later = await run("later", ["--ssh-backdoor"], async (out) => {
+    const line = (await out.waitFor(/^debian-services#1 server: ssh backdoor: (ssh -o ProxyCommand=.* root@server)$/m))[1]!;
+    await out.waitFor(/WAITING FOR SSH/);
+    viaBackdoor = await execa("bash", ["-c", `${line} -o BatchMode=yes -o LogLevel=ERROR 'touch /root/ssh-was-here; hostname; cat /proc/1/comm'`], { reject: false, timeout: 60_000, stdin: "ignore" });
+  });
+  assert.equal(viaBackdoor?.exitCode, 0, String(viaBackdoor?.stderr));
+  assert.equal(viaBackdoor?.stdout, "server\nsystemd", "the host's ssh through the backdoor socket reached the guest's sshd as root");
   assert.equal(later.exitCode, 0, later.all);
   assert.doesNotMatch(later.all, /snapshot saved/);
   assert.equal((later.all.match(/starting qemu \([^)]*from snapshot/g) ?? []).length, 2, `both machines of the later run restored:\n${later.all}`);
