@@ -107,18 +107,20 @@ export async function imagePruneCommand(opts: { cacheDir?: string; allDebian?: b
       process.stdout.write(`removed ${i.key} (${mib(i.bytes)}, last used ${new Date(i.lastUsedMs).toISOString()})\n`);
     }
     for (const i of kept) process.stdout.write(`kept    ${i.key} (${mib(i.bytes)}, the current image)\n`);
-    // The current image's snapshots (those of removed images went with them).
-    const staleSnapshots = (await Promise.all(kept.map((i) => pruneSnapshots(join(i.dir, "snapshots"), Date.now() - UNUSED_SNAPSHOT_DAYS * 86_400_000)))).flat();
-    for (const s of staleSnapshots) {
-      process.stdout.write(`removed snapshot ${s.file} (${mib(s.bytes)}, ${s.otherQemu ? "saved by another QEMU" : `unused since ${new Date(s.lastUsedMs).toISOString()}`})\n`);
-    }
     // Debian images: those no run used for UNUSED_IMAGE_DAYS (all of them with --debian).
-    const { pruneDebianImages } = await import("./debian-image.ts");
+    const { listDebianImages, pruneDebianImages } = await import("./debian-image.ts");
     const removedDebian = await pruneDebianImages(opts.cacheDir, { unusedForMs: opts.allDebian ? undefined : UNUSED_IMAGE_DAYS * 86_400_000 });
     for (const i of removedDebian) {
       process.stdout.write(`removed debian ${i.key} (${mib(i.bytes)}, packages: ${i.packages.join(" ") || "(base only)"}, last used ${new Date(i.lastUsedMs).toISOString()})\n`);
     }
     removed.push(...removedDebian);
+    // The snapshots of the images that stay (those of removed images went with them).
+    const cutoff = Date.now() - UNUSED_SNAPSHOT_DAYS * 86_400_000;
+    const keptDirs = [...kept, ...(await listDebianImages(opts.cacheDir))].map((i) => join(i.dir, "snapshots"));
+    const staleSnapshots = (await Promise.all(keptDirs.map((d) => pruneSnapshots(d, cutoff)))).flat();
+    for (const s of staleSnapshots) {
+      process.stdout.write(`removed snapshot ${s.file} (${mib(s.bytes)}, ${s.otherQemu ? "saved by another QEMU" : `unused since ${new Date(s.lastUsedMs).toISOString()}`})\n`);
+    }
     const freed = [...removed, ...staleSnapshots].reduce((n, i) => n + i.bytes, 0);
     process.stdout.write(`${removed.length} image${removed.length === 1 ? "" : "s"} and ${staleSnapshots.length} snapshot${staleSnapshots.length === 1 ? "" : "s"} removed from ${root}, ${mib(freed)} freed\n`);
     return 0;
