@@ -5,11 +5,13 @@
 //   hostname, /etc/hosts, eth0 on QEMU user networking (10.0.2.15/24), eth1 on the run's
 //   virtual network (hp.ip), root's authorized key.
 // - haltpoint-backdoor.service: the backdoor shell (vm/backdoor-shell.ts) on the virtio-serial
-//   port org.haltpoint.shell (vm/qemu/qemu-argv.ts SHELL_PORT_NAME; hvc0 when the guest was
-//   given a virtconsole instead). It is bound to the port's device unit (Requires= and After=),
-//   like NixOS's backdoor to dev-hvc0.device: without that it races the device and never runs.
+//   port org.haltpoint.shell (vm/qemu/qemu-argv.ts SHELL_PORT_NAME), or on hvc0 when the guest
+//   was given a virtconsole instead (a start script's or a disk image's QEMU, as NixOS guests
+//   are). udev starts it when either device appears (SYSTEMD_WANTS), so it is ordered after the
+//   device, as NixOS's backdoor is with Requires=/After=dev-hvc0.device (without that it races
+//   the device and never runs), and a boot without the device does not wait for it.
 // - haltpoint-kill.service: serves the kill port (vm/qemu/kill-port.ts): each line written to
-//   org.haltpoint.kill kills every process the backdoor shell started.
+//   org.haltpoint.kill kills every process the backdoor shell started; started by its device too.
 // Plus: root without a password, sshd letting root in with an empty password (as dropbear -B
 // does in haltpoint's own guest), a volatile journal, and timers that would only cost time off.
 
@@ -97,7 +99,10 @@ exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HO
 
 const KILL_SCRIPT = `#!/bin/bash
 # haltpoint: kill requests (one line each) kill every process the backdoor shell started.
-# The tree is listed before anything is killed, twice, to catch what forked meanwhile.
+# The tree is stopped before anything is killed: listed and stopped twice (to catch what forked
+# meanwhile), then killed at once. Killing in two passes instead raced the shell: once the
+# first pass had killed the command, the shell answered and ran the next one, which the second
+# pass then killed.
 descendants() {
   local c
   for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
@@ -110,10 +115,13 @@ while :; do
   if read -r _ <&4; then
     shell=$(systemctl show --property=MainPID --value haltpoint-backdoor.service)
     [ -n "$shell" ] && [ "$shell" != 0 ] || continue
+    all=
     for pass in 1 2; do
       pids=$(descendants "$shell")
-      [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+      [ -n "$pids" ] && kill -STOP $pids 2>/dev/null
+      all="$all $pids"
     done
+    [ -n "\${all// /}" ] && kill -KILL $all 2>/dev/null
   else
     sleep 0.2 # the host end is not connected (reads see EOF)
   fi
@@ -136,18 +144,15 @@ ExecStart=${LIB}/setup
 WantedBy=multi-user.target
 `;
 
+// Started by udev (UDEV_RULES) when its port appears: no [Install].
 const BACKDOOR_UNIT = `[Unit]
 Description=haltpoint backdoor root shell
 DefaultDependencies=no
-Requires=${portDeviceUnit(SHELL_PORT_NAME)}
-After=${portDeviceUnit(SHELL_PORT_NAME)} haltpoint-setup.service systemd-remount-fs.service
+After=haltpoint-setup.service systemd-remount-fs.service
 Wants=haltpoint-setup.service
 
 [Service]
 ExecStart=${LIB}/backdoor
-
-[Install]
-WantedBy=multi-user.target
 `;
 
 const KILL_UNIT = `[Unit]
@@ -158,9 +163,13 @@ After=${portDeviceUnit(KILL_PORT_NAME)}
 
 [Service]
 ExecStart=${LIB}/kill-port
+`;
 
-[Install]
-WantedBy=multi-user.target
+/** The devices that start the backdoor and the kill port (99-systemd.rules tags vport* and hvc* for systemd already). */
+const UDEV_RULES = `# haltpoint: the backdoor shell and the kill port start when their device appears.
+SUBSYSTEM=="virtio-ports", ATTR{name}=="${SHELL_PORT_NAME}", TAG+="systemd", ENV{SYSTEMD_WANTS}+="haltpoint-backdoor.service"
+SUBSYSTEM=="virtio-ports", ATTR{name}=="${KILL_PORT_NAME}", TAG+="systemd", ENV{SYSTEMD_WANTS}+="haltpoint-kill.service"
+SUBSYSTEM=="tty", KERNEL=="hvc0", TAG+="systemd", ENV{SYSTEMD_WANTS}+="haltpoint-backdoor.service"
 `;
 
 const SSHD_CONFIG = `# haltpoint: a test guest; root logs in with no password (and with hp.authorized_key).
@@ -184,6 +193,7 @@ export const DEBIAN_GUEST_FILES: readonly GuestFile[] = [
   { path: "/etc/systemd/system/haltpoint-setup.service", mode: 0o644, content: SETUP_UNIT },
   { path: "/etc/systemd/system/haltpoint-backdoor.service", mode: 0o644, content: BACKDOOR_UNIT },
   { path: "/etc/systemd/system/haltpoint-kill.service", mode: 0o644, content: KILL_UNIT },
+  { path: "/etc/udev/rules.d/60-haltpoint.rules", mode: 0o644, content: UDEV_RULES },
   { path: "/etc/ssh/sshd_config.d/haltpoint.conf", mode: 0o644, content: SSHD_CONFIG },
   { path: "/etc/systemd/journald.conf.d/haltpoint.conf", mode: 0o644, content: JOURNALD_CONFIG },
   { path: "/etc/fstab", mode: 0o644, content: "/dev/vda / ext4 rw,noatime 0 0\n" },
@@ -193,7 +203,7 @@ export const DEBIAN_GUEST_FILES: readonly GuestFile[] = [
 /** Run in the chroot once the files are in place (bash, `set -e`). */
 export const DEBIAN_CUSTOMIZE_SCRIPT = [
   "passwd -d root >/dev/null",
-  "systemctl enable haltpoint-setup.service haltpoint-backdoor.service haltpoint-kill.service 2>/dev/null",
+  "systemctl enable haltpoint-setup.service 2>/dev/null",
   "systemctl set-default multi-user.target 2>/dev/null",
   // Timers that reach for the network or the disk in the middle of a test.
   "systemctl mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer man-db.timer 2>/dev/null",
