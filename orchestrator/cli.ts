@@ -277,10 +277,14 @@ export async function main(argv: string[]): Promise<number> {
     .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
     .option("--force", "rebuild even if the cache has it", false)
     .option("--debian [packages]", "a Debian systemd guest (as root) with these comma-separated packages, as node option image: { packages } asks")
-    .action(async (opts: { cacheDir?: string; force: boolean; debian?: string | boolean }) => {
+    .option("--start-script <dir>", "with --debian: also write a NixOS-style run-<name>-vm start script (node option startScript) into <dir>")
+    .option("--name <name>", "with --start-script: the machine name in run-<name>-vm (default debian)")
+    .option("--disk <file>", "with --debian: also write a raw disk that boots through extlinux (node option diskImage)")
+    .action(async (opts: { cacheDir?: string; force: boolean; debian?: string | boolean; startScript?: string; name?: string; disk?: string }) => {
+      if ((opts.startScript || opts.disk) && opts.debian === undefined) throw new UsageError("image build: --start-script and --disk go with --debian");
       const { imageBuildCommand } = await import("../vm/image/cli.ts");
       const debian = opts.debian === undefined ? undefined : opts.debian === true ? [] : String(opts.debian).split(",").map((p) => p.trim()).filter(Boolean);
-      status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force, debian });
+      status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force, debian, startScript: opts.startScript, name: opts.name, disk: opts.disk });
     });
   image
     .command("list")

@@ -2,7 +2,8 @@
 // it), one cold boot that saves a snapshot, and restores for every other machine. Proves PID 1
 // is systemd, a packaged service (lighttpd) reached from a second machine by node name, the
 // systemd calls on real units (a failing unit, a unit with no job, stop/start, properties),
-// root SSH without a password, a later run starting from the snapshot, and nothing left behind.
+// root SSH without a password, a later run starting from the snapshot, the image brought as a
+// start script and as a disk with its own bootloader, and nothing left behind.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -36,7 +37,8 @@ async function run(name: string, extra: string[] = [], during?: (out: ReturnType
 let built: Awaited<ReturnType<typeof haltpoint>>;
 before(async () => {
   // The one build of this file (a no-op when the cache has it); the runs below reuse it.
-  built = await haltpoint(["image", "build", "--debian", PACKAGES], { timeout: 900_000 });
+  // With the "bring your own guest" forms of it: a start script and a disk with its own bootloader.
+  built = await haltpoint(["image", "build", "--debian", PACKAGES, "--start-script", join(dir, "byo"), "--disk", join(dir, "byo", "debian.img")], { timeout: 900_000 });
 });
 
 test("haltpoint image build --debian builds (or reuses) the image, and a second build reuses it", async () => {
@@ -128,5 +130,24 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
   assert.equal((later.all.match(/starting qemu \([^)]*from snapshot/g) ?? []).length, 2, `both machines of the later run restored:\n${later.all}`);
   assert.equal(later.facts.page, "hello from debian");
   assert.equal(later.facts.pid1, "systemd");
+  assert.deepEqual(await qemuProcesses(), [], "no qemu process left behind");
+});
+
+test("bring your own guest: the image as a NixOS-style start script and as a disk booted by extlinux", async () => {
+  const script = /^script: +(\S+)$/m.exec(built.stdout)?.[1];
+  const disk = /^disk: +(\S+)$/m.exec(built.stdout)?.[1];
+  assert.ok(script?.endsWith("/run-debian-vm") && existsSync(script), built.all);
+  assert.ok(disk && existsSync(disk), built.all);
+  const r = await haltpoint(["run", "test/fixtures/debian-byo", "--log-dir", join(dir, "byo-logs")], { env: { HP_DEB_START_SCRIPT: script!, HP_DEB_DISK: disk! }, timeout: 600_000 });
+  assert.equal(r.exitCode, 0, r.all);
+  const f = JSON.parse(/FACT (\{.*\})/.exec(r.all)?.[1] ?? "{}");
+  for (const m of ["scripted", "disked"]) {
+    assert.equal(f[m]?.pid1, "systemd", `${m}: ${r.all}`);
+    assert.equal(f[m]?.shellOn, "/dev/hvc0", `${m}: the backdoor started on the virtconsole haltpoint's QEMU_OPTS / argv gave it`);
+    assert.equal(f[m]?.lighttpd, "active");
+  }
+  assert.match(f.disked.cmdline, /^BOOT_IMAGE=\/boot\/vmlinuz-\S+ .*root=\/dev\/vda/, "extlinux loaded the kernel from the disk's own /boot");
+  assert.equal(f.disked.bootloader, "extlinux");
+  assert.doesNotMatch(f.scripted.cmdline, /BOOT_IMAGE/, "the start script boots the kernel directly");
   assert.deepEqual(await qemuProcesses(), [], "no qemu process left behind");
 });

@@ -2,7 +2,7 @@
 // print where it is. `haltpoint image prune`: remove every other cached image.
 
 import { buildImage, DEFAULT_APPEND, defaultImageCacheRoot, imageInputs } from "./build-image.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { listCachedImages, pruneImages, UNUSED_IMAGE_DAYS } from "./image-cache.ts";
 import { pruneSnapshots } from "../qemu/snapshot-store.ts";
 
@@ -14,6 +14,12 @@ export interface ImageBuildCommandOptions {
   force?: boolean;
   /** Build a Debian systemd guest with these packages (plus the base ones) instead of the default image. */
   debian?: string[];
+  /** Debian: also write a NixOS-style `run-<name>-vm` start script for it into this directory. */
+  startScript?: string;
+  /** Debian: also write a raw disk that boots through its own bootloader (extlinux) here. */
+  disk?: string;
+  /** The machine name of the start script (default "debian"). */
+  name?: string;
 }
 
 /** Progress goes to stderr, the result to stdout. Exit code 0 on success, 2 on failure. */
@@ -48,7 +54,11 @@ async function debianBuildCommand(packages: string[], opts: ImageBuildCommandOpt
   const bad = packages.find((p) => !DEBIAN_PACKAGE_NAME.test(p));
   if (bad !== undefined) return failed(new Error(`--debian: ${JSON.stringify(bad)} is not a Debian package name`));
   try {
-    const image = await buildDebianImage(packages, { cacheDir: opts.cacheDir, force: opts.force, log: (line) => process.stderr.write(`haltpoint image: ${line}\n`) });
+    const log = (line: string) => process.stderr.write(`haltpoint image: ${line}\n`);
+    const image = await buildDebianImage(packages, { cacheDir: opts.cacheDir, force: opts.force, log });
+    const byo = opts.startScript || opts.disk ? await import("./debian-byo.ts") : undefined;
+    const script = opts.startScript ? await byo!.writeStartScript(image, resolve(opts.startScript), opts.name) : undefined;
+    if (opts.disk) await byo!.writeBootableDisk(image, resolve(opts.disk), log);
     const secs = ((Date.now() - started) / 1000).toFixed(1);
     process.stderr.write(`haltpoint image: ${image.reused ? "reused cached image" : `built in ${secs} s`}\n`);
     process.stdout.write(
@@ -59,6 +69,8 @@ async function debianBuildCommand(packages: string[], opts: ImageBuildCommandOpt
         `kernel:   ${image.kernel} (${image.kernelVersion})`,
         `initrd:   ${image.initrd}`,
         `rootfs:   ${image.rootfs}`,
+        ...(script ? [`script:   ${script}`] : []),
+        ...(opts.disk ? [`disk:     ${resolve(opts.disk)}`] : []),
       ].join("\n") + "\n",
     );
     return 0;
