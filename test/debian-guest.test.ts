@@ -113,6 +113,9 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
   assert.match(String(f.inactiveWait), /^machine server: unit hp-no-such\.service is inactive and there are no pending jobs \(.*LoadState not-found\)/);
   assert.equal(f.journalHasLine, true);
   assert.equal(f.ssh, "server", "root logged in over SSH with no password");
+  assert.deepEqual(f.isEnabled, { status: 0, stdout: "enabled" }, "systemctl with a string of arguments");
+  assert.deepEqual(f.userUnit, { startStatus: 0, owner: "alice" }, "a user unit started, awaited and read through systemctl --user");
+  assert.match(String(f.userUnitSystemWide), /^machine server: unit hp-user\.service is inactive .*expected active/, "the user's unit is not a system unit");
   assert.match(String(f.timeoutError), /^machine server: command `sleep 600\.5; echo late` timed out after 3 s/);
   assert.equal(f.sleepLeft, 1, "the timed-out command's process was killed in the guest");
 

@@ -22,7 +22,7 @@ export const DEBIAN_SUITE = "bookworm";
 
 /** What every Debian guest has: systemd as PID 1, the generic kernel (CONFIG_VMGENID, for snapshot boots), sshd. */
 export const DEBIAN_BASE_PACKAGES: readonly string[] = [
-  "systemd-sysv", "udev", "dbus", KERNEL_METAPACKAGE, "initramfs-tools", "openssh-server", "iproute2", "procps", "netcat-openbsd", "kmod",
+  "systemd-sysv", "udev", "dbus", "libpam-systemd", KERNEL_METAPACKAGE, "initramfs-tools", "openssh-server", "iproute2", "procps", "netcat-openbsd", "kmod",
 ];
 
 export { DEBIAN_PACKAGE_NAME } from "../node-options.ts";
