@@ -9,10 +9,8 @@ const image = { packages: ["lighttpd", "curl"] };
 
 export default defineTest({
   name: "debian-services",
-  nodes: {
-    server: { backend: "qemu", image },
-    client: { backend: "qemu", image },
-  },
+  // A node with an image is a qemu guest: no backend needed.
+  nodes: { server: { image }, client: { image } },
   globalTimeout: 600,
   async testScript({ server, client, startAll, subtest }) {
     await startAll();

@@ -77,6 +77,14 @@ test("a bad image option is one line naming the file, the node and the option", 
   assert.equal(r.exitCode, 2, r.all);
   assert.match(r.all, /bad-image\.vmtest\.ts: node 'web': image\.packages: "Not A Package" is not a Debian package name$/m);
   assert.match(r.all, /local-image\.vmtest\.ts: node 'box': image \(a Debian guest\) needs backend "qemu", not "local"$/m);
+  // A node with an image and no backend is a qemu guest, whatever --backend says for the others.
+  const list = await haltpoint(["list", "--json", "--backend", "local", "examples/debian-services.vmtest.ts"]);
+  assert.equal(list.exitCode, 0, list.all);
+  const nodes = JSON.parse(list.stdout).tests[0].nodes;
+  assert.deepEqual(nodes.map((n: { name: string; backend: string }) => [n.name, n.backend]), [
+    ["server", "qemu"],
+    ["client", "qemu"],
+  ]);
 });
 
 test("image list and prune --debian on a cache of their own", async () => {

@@ -69,7 +69,8 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     for (const key of Object.keys(opts)) {
       if (!KNOWN_KEYS.has(key as keyof NodeOptions)) throw new Error(`${where}: unknown option '${key}' (known: ${[...KNOWN_KEYS].join(", ")})`);
     }
-    const backend = opts.backend ?? defaultBackend;
+    // A Debian image is a QEMU guest: it needs no backend named.
+    const backend = opts.backend ?? (opts.image !== undefined ? "qemu" : defaultBackend);
     if (!isBackend(backend)) throw new Error(`${where}: unknown backend '${backend}' (expected ${BACKENDS.join(" or ")})`);
     const memory = opts.memory ?? (backend === "qemu" ? 512 : 64);
     const cores = opts.cores ?? 1;

@@ -30,7 +30,8 @@ export interface NodeOptions {
   snapshotBoot?: boolean;
   /** qemu: a Debian 12 guest with systemd as PID 1 instead of haltpoint's own image: `"debian"`
    *  (the base system: systemd, udev, dbus, sshd, iproute2, procps, netcat) or
-   *  `{ packages: ["lighttpd", …] }`, installed and enabled as Debian does. Built once per
+   *  `{ packages: ["lighttpd", …] }`, installed and enabled as Debian does; implies backend
+   *  "qemu" when the node names none. Built once per
    *  package list (as root; `haltpoint image build --debian PKGS` builds it ahead) and cached. */
   image?: DebianImageOption;
   /** qemu: the virtual networks this machine is on (NixOS `virtualisation.vlans`), 1–255;
