@@ -32,6 +32,8 @@ export interface BootPlanInput {
   dir: string;
   /** The disk QEMU gets for `diskImage` (a kept overlay with --keep-machine-state). */
   disk(image: string): Promise<string | DiskImage>;
+  /** --keep-machine-state: the machine keeps its disk across runs. */
+  keepsState?: boolean;
   log(message: string): void;
 }
 

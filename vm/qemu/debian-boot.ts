@@ -49,6 +49,12 @@ async function makeOverlay(rootfs: string, overlay: string): Promise<void> {
 export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Promise<BootPlan> {
   const o = p.options;
   const base = { ...p.base, shellPort: "named" as const, kernel: image.kernel, initrd: image.initrd };
+  // --keep-machine-state: the guest's writable overlay of the image, kept across runs; a disk
+  // that lives on cannot be paired with a snapshot's memory, so such a machine boots cold.
+  const kept = p.keepsState ? await p.disk(image.rootfs) : undefined;
+  if (kept !== undefined) {
+    return { file: QEMU_BINARY, args: buildQemuArgv({ ...base, append: p.ownAppend(extraAppend(o)), diskImage: kept }), env: {} };
+  }
   const eligible = p.snapshots !== "none" && p.rt.snapshotBoot === true && o.snapshotBoot !== false && !p.hasVsock;
   if (eligible) {
     const extraArgs = [...IDENTITY_DEVICES, ...(base.extraArgs ?? [])];

@@ -177,6 +177,7 @@ export class QemuMachine extends BaseMachine {
       vnets: (hub ? 1 : 0) + moreVlans.length,
       ownAppend: (extra) => this.ownAppend(hub !== undefined, extra),
       dir: this.dir,
+      keepsState: this.ctx.keptStateDir !== undefined,
       disk: (image) => this.keptDisk(image),
       log: (m) => this.log(m),
     });
