@@ -309,17 +309,32 @@ export async function main(argv: string[]): Promise<number> {
     .description("build (or reuse) the guest kernel + initramfs from Debian packages")
     .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
     .option("--force", "rebuild even if the cache has it", false)
-    .action(async (opts: { cacheDir?: string; force: boolean }) => {
+    .option("--debian [packages]", "a Debian systemd guest (as root) with these comma-separated packages, as node option image: { packages } asks")
+    .option("--start-script <dir>", "with --debian: also write a NixOS-style run-<name>-vm start script (node option startScript) into <dir>")
+    .option("--name <name>", "with --start-script: the machine name in run-<name>-vm (default debian)")
+    .option("--disk <file>", "with --debian: also write a raw disk that boots through extlinux (node option diskImage)")
+    .action(async (opts: { cacheDir?: string; force: boolean; debian?: string | boolean; startScript?: string; name?: string; disk?: string }) => {
+      if ((opts.startScript || opts.disk) && opts.debian === undefined) throw new UsageError("image build: --start-script and --disk go with --debian");
       const { imageBuildCommand } = await import("../vm/image/cli.ts");
-      status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force });
+      const debian = opts.debian === undefined ? undefined : opts.debian === true ? [] : String(opts.debian).split(",").map((p) => p.trim()).filter(Boolean);
+      status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force, debian, startScript: opts.startScript, name: opts.name, disk: opts.disk });
+    });
+  image
+    .command("list")
+    .description("the cached guest images: the default one and the Debian ones, with their packages")
+    .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
+    .action(async (opts: { cacheDir?: string }) => {
+      const { imageListCommand } = await import("../vm/image/cli.ts");
+      status = await imageListCommand({ cacheDir: opts.cacheDir });
     });
   image
     .command("prune")
-    .description("remove every cached guest image but the current one")
+    .description("remove every cached guest image but the current one, and Debian images unused for 30 days")
     .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
-    .action(async (opts: { cacheDir?: string }) => {
+    .option("--debian", "remove every Debian image too", false)
+    .action(async (opts: { cacheDir?: string; debian: boolean }) => {
       const { imagePruneCommand } = await import("../vm/image/cli.ts");
-      status = await imagePruneCommand({ cacheDir: opts.cacheDir });
+      status = await imagePruneCommand({ cacheDir: opts.cacheDir, allDebian: opts.debian });
     });
 
   try {

@@ -17,7 +17,7 @@ import { DriverApi } from "../worker/driver-api.ts";
 import type { WorkerEvent } from "../worker/events.ts";
 import { loadTestFile } from "../worker/load-test-file.ts";
 import { buildTestContext } from "../worker/test-context.ts";
-import { prepareQemu } from "./prepare-qemu.ts";
+import { debianImagesOf, prepareQemu } from "./prepare-qemu.ts";
 
 // `haltpoint repl FILE`, NixOS's interactive driver (driverInteractive): the test's nodes
 // are built but nothing starts and the script does not run; a REPL in the terminal has the
@@ -58,7 +58,7 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   let qemu: QemuRuntime | undefined;
   if (test.nodes.some((n) => n.backend === "qemu")) {
     try {
-      qemu = await prepareQemu(o.accel, (line) => print(`haltpoint: ${line}`));
+      qemu = await prepareQemu(o.accel, (line) => print(`haltpoint: ${line}`), { debian: debianImagesOf(test.nodes) });
     } catch (e) {
       print(`haltpoint repl: the qemu backend is not ready: ${(e as Error).message.split("\n")[0]}`);
       return 2;

@@ -262,7 +262,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     if (localNotice) out.onNotice(localNotice);
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
-        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot }));
+        const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debianPackages ? [n.debianPackages] : [])));
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot, debian }));
       } catch (e) {
         scheduler.qemuUnavailable = `the qemu backend is not ready: ${(e as Error).message}`;
         out.onNotice(scheduler.qemuUnavailable);

@@ -17,8 +17,11 @@ import type {
   PortOptions,
   QmpEventMessage,
   StartOptions,
+  SystemdOptions,
+  UnitWaitOptions,
   WaitOptions,
 } from "./types.ts";
+import { Systemd } from "./systemd-api.ts";
 
 /** What a machine needs from the run that owns it. */
 export interface MachineContext {
@@ -263,20 +266,50 @@ export abstract class BaseMachine implements Machine {
     }
   }
 
-  async waitForUnit(unit: string, opts: WaitOptions = {}): Promise<void> {
-    this.log(`waiting for unit ${unit}`);
-    if ((await this.execute("command -v systemctl >/dev/null && test -d /run/systemd/system")).status !== 0) {
-      throw this.error(`waitForUnit(${JSON.stringify(unit)}): this machine does not run systemd (no systemctl or /run/systemd/system)`);
-    }
-    const q = `systemctl show --property=ActiveState --value ${ansiCQuote(unit)}`;
-    await this.wrapWait(undefined, () =>
-      pollUntil(`unit ${unit} to become active`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
-        const state = (await this.execute(q)).stdout.trim();
-        if (state === "active") return { done: true, value: undefined };
-        if (state === "failed") throw this.error(`unit ${unit} reached state failed`);
-        return { done: false, last: `state ${state || "unknown"}` };
-      }),
-    );
+  // The systemd calls (vm/systemd-api.ts): NixOS semantics, errors naming machine and unit.
+  /** False where systemctl would reach the host's systemd (a local sandbox): the calls are not supported. */
+  protected readonly hasOwnSystemd: boolean = true;
+  private systemdApi: Systemd | undefined;
+
+  private systemd(method?: string): Systemd {
+    if (method && !this.hasOwnSystemd) throw new NotSupportedError(this.name, method, this.backend);
+    return (this.systemdApi ??= new Systemd({ name: this.name, execute: (cmd, o) => this.execute(cmd, o), log: (m) => this.log(m) }));
+  }
+
+  async waitForUnit(unit: string, opts: UnitWaitOptions = {}): Promise<void> {
+    return this.systemd("waitForUnit").waitForUnit(unit, opts);
+  }
+
+  async systemctl(args: string | string[], opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
+    return this.systemd("systemctl").systemctl(args, opts);
+  }
+
+  async startJob(unit: string, opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
+    return this.systemd("startJob").systemctl(["start", unit], opts);
+  }
+
+  async stopJob(unit: string, opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
+    return this.systemd("stopJob").systemctl(["stop", unit], opts);
+  }
+
+  async getUnitInfo(unit: string, opts: SystemdOptions = {}): Promise<Record<string, string>> {
+    return this.systemd("getUnitInfo").getUnitInfo(unit, opts);
+  }
+
+  async getUnitProperty(unit: string, property: string, opts: SystemdOptions = {}): Promise<string> {
+    return this.systemd("getUnitProperty").getUnitProperty(unit, property, opts);
+  }
+
+  async requireUnitState(unit: string, state = "active", opts: SystemdOptions = {}): Promise<void> {
+    return this.systemd("requireUnitState").requireUnitState(unit, state, opts);
+  }
+
+  async waitForOpenUnixSocket(path: string, opts: WaitOptions & { isDatagram?: boolean } = {}): Promise<void> {
+    return this.systemd().waitForOpenUnixSocket(path, opts);
+  }
+
+  async journal(unit?: string, opts: SystemdOptions & { lines?: number } = {}): Promise<string> {
+    return this.systemd("journal").journal(unit, opts);
   }
 
   async copyFromMachine(src: string, targetDir?: string): Promise<string> {

@@ -6,8 +6,35 @@ export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 export { RESERVED_NAMES };
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
-  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot",
+  "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot", "image",
 ]);
+
+/** A Debian package name (Debian policy 5.6.1). */
+export const DEBIAN_PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+
+/** The packages a node's `image` option asks for (sorted, unique), or undefined for haltpoint's own image. */
+export function debianPackagesOf(o: NodeOptions): string[] | undefined {
+  if (o.image === undefined) return undefined;
+  return o.image === "debian" ? [] : [...new Set(o.image.packages)].sort();
+}
+
+function checkImage(where: string, backend: string, opts: NodeOptions): void {
+  const img: unknown = opts.image;
+  if (img === undefined) return;
+  const shape = 'image must be "debian" or { packages: ["lighttpd", …] }';
+  if (img !== "debian") {
+    if (typeof img !== "object" || img === null || Array.isArray(img)) throw new Error(`${where}: ${shape}, got ${JSON.stringify(img)}`);
+    const extra = Object.keys(img).filter((k) => k !== "packages");
+    if (extra.length) throw new Error(`${where}: image: unknown key '${extra[0]}' (${shape})`);
+    const pkgs = (img as { packages?: unknown }).packages;
+    if (!Array.isArray(pkgs)) throw new Error(`${where}: image.packages must be a list of Debian package names, got ${JSON.stringify(pkgs)}`);
+    const bad = pkgs.find((p) => typeof p !== "string" || !DEBIAN_PACKAGE_NAME.test(p));
+    if (bad !== undefined) throw new Error(`${where}: image.packages: ${JSON.stringify(bad)} is not a Debian package name`);
+  }
+  if (backend !== "qemu") throw new Error(`${where}: image (a Debian guest) needs backend "qemu", not "${backend}"`);
+  const clash = (["kernel", "initrd", "diskImage", "startScript"] as const).find((k) => opts[k] !== undefined);
+  if (clash) throw new Error(`${where}: image and ${clash} cannot be combined (the Debian image brings its own kernel and disk)`);
+}
 
 export interface ResolvedNode {
   name: string;
@@ -42,7 +69,8 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     for (const key of Object.keys(opts)) {
       if (!KNOWN_KEYS.has(key as keyof NodeOptions)) throw new Error(`${where}: unknown option '${key}' (known: ${[...KNOWN_KEYS].join(", ")})`);
     }
-    const backend = opts.backend ?? defaultBackend;
+    // A Debian image is a QEMU guest: it needs no backend named.
+    const backend = opts.backend ?? (opts.image !== undefined ? "qemu" : defaultBackend);
     if (!isBackend(backend)) throw new Error(`${where}: unknown backend '${backend}' (expected ${BACKENDS.join(" or ")})`);
     const memory = opts.memory ?? (backend === "qemu" ? 512 : 64);
     const cores = opts.cores ?? 1;
@@ -58,6 +86,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
         throw new Error(`${where}: vlans must be a non-empty list of distinct integers from 1 to 255, got ${JSON.stringify(v)}`);
       }
     }
+    checkImage(where, backend, opts);
     out.push({ name, backend, memory, cores, options: { ...opts, backend } });
   }
   return out;

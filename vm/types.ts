@@ -28,10 +28,19 @@ export interface NodeOptions {
   /** qemu, haltpoint's own image: start from a saved snapshot of an identical machine
    *  instead of booting (default true; the run's --no-snapshot-boot turns it off for all). */
   snapshotBoot?: boolean;
+  /** qemu: a Debian 12 guest with systemd as PID 1 instead of haltpoint's own image: `"debian"`
+   *  (the base system: systemd, udev, dbus, sshd, iproute2, procps, netcat) or
+   *  `{ packages: ["lighttpd", …] }`, installed and enabled as Debian does; implies backend
+   *  "qemu" when the node names none. Built once per
+   *  package list (as root; `haltpoint image build --debian PKGS` builds it ahead) and cached. */
+  image?: DebianImageOption;
   /** qemu: the virtual networks this machine is on (NixOS `virtualisation.vlans`), 1–255;
    *  only machines sharing a vlan reach each other. Default [1]: every machine on one. */
   vlans?: number[];
 }
+
+/** Node option `image`: a Debian systemd guest. */
+export type DebianImageOption = "debian" | { packages: string[] };
 
 export interface ExecuteOptions {
   /** Seconds; the command is killed and the call fails after it. Default 900. */
@@ -75,6 +84,14 @@ export interface WaitOptions {
   timeout?: number;
 }
 
+/** Options of the systemd calls. */
+export interface SystemdOptions {
+  /** Run as this user's `systemctl --user` (in a login shell of the user, as NixOS does). */
+  user?: string;
+}
+
+export interface UnitWaitOptions extends WaitOptions, SystemdOptions {}
+
 export interface PortOptions extends WaitOptions {
   /** Address to probe, default "127.0.0.1"/"localhost" inside the machine. */
   addr?: string;
@@ -101,7 +118,29 @@ export interface Machine {
   waitForOpenPort(port: number, opts?: PortOptions): Promise<void>;
   waitForClosedPort(port: number, opts?: PortOptions): Promise<void>;
   waitForConsoleText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
-  waitForUnit(unit: string, opts?: WaitOptions): Promise<void>;
+  /**
+   * Wait until a systemd unit is active (NixOS `wait_for_unit`). Fails at once, with the unit's
+   * state and its last journal lines, when the unit is `failed`, or `inactive` with no job
+   * pending; a clear error on a machine without systemd. Default timeout 900 s.
+   */
+  waitForUnit(unit: string, opts?: UnitWaitOptions): Promise<void>;
+  /** Run `systemctl ARGS` (a string as the shell reads it, or a list quoted word by word), as
+   *  `systemctl --user` of `user` when given; the result as `execute` returns it (NixOS `systemctl`). */
+  systemctl(args: string | string[], opts?: SystemdOptions): Promise<ExecuteResult<string>>;
+  /** `systemctl start UNIT` (NixOS `start_job`); the result as `execute` returns it. */
+  startJob(unit: string, opts?: SystemdOptions): Promise<ExecuteResult<string>>;
+  /** `systemctl stop UNIT` (NixOS `stop_job`); the result as `execute` returns it. */
+  stopJob(unit: string, opts?: SystemdOptions): Promise<ExecuteResult<string>>;
+  /** Every property `systemctl show UNIT` prints, name → value (NixOS `get_unit_info`). */
+  getUnitInfo(unit: string, opts?: SystemdOptions): Promise<Record<string, string>>;
+  /** One property of a unit, e.g. `getUnitProperty("sshd.service", "MainPID")` (NixOS `get_unit_property`). */
+  getUnitProperty(unit: string, property: string, opts?: SystemdOptions): Promise<string>;
+  /** Fails unless the unit's ActiveState is `state` now (default "active"; NixOS `require_unit_state`). */
+  requireUnitState(unit: string, state?: string, opts?: SystemdOptions): Promise<void>;
+  /** Wait until something listens on a UNIX socket (`nc -U`; NixOS `wait_for_open_unix_socket`). */
+  waitForOpenUnixSocket(path: string, opts?: WaitOptions & { isDatagram?: boolean }): Promise<void>;
+  /** The systemd journal, of one unit when given (`journalctl --no-pager [-u UNIT] [-n lines]`). */
+  journal(unit?: string, opts?: SystemdOptions & { lines?: number }): Promise<string>;
   copyFromMachine(src: string, targetDir?: string): Promise<string>;
   copyToMachine(src: string, dst: string): Promise<void>;
   screenshot(name: string): Promise<string>;

@@ -1,3 +1,4 @@
+import { debianPackagesOf } from "../vm/node-options.ts";
 import type { CollectResult, CollectTask } from "./events.ts";
 import { describeThrown } from "./describe-thrown.ts";
 import { TestFileError, loadTestFile } from "./load-test-file.ts";
@@ -10,7 +11,10 @@ export async function collectTest(task: CollectTask, lateError: Promise<never> =
     return {
       ok: true,
       name: t.name,
-      nodes: t.nodes.map((n) => ({ name: n.name, backend: n.backend, memory: n.memory, cores: n.cores })),
+      nodes: t.nodes.map((n) => {
+        const debianPackages = debianPackagesOf(n.options);
+        return { name: n.name, backend: n.backend, memory: n.memory, cores: n.cores, ...(debianPackages ? { debianPackages } : {}) };
+      }),
       globalTimeout: t.globalTimeout,
       enableDebugHook: t.enableDebugHook,
       retries: t.retries,

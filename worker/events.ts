@@ -84,6 +84,8 @@ export interface CollectedNode {
   backend: string;
   memory: number;
   cores: number;
+  /** A Debian guest (node option `image`): its packages, for the main thread to build the image. */
+  debianPackages?: string[];
 }
 
 export type CollectResult =

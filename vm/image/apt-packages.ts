@@ -57,7 +57,7 @@ function parsePolicy(text: string): Map<string, string> {
   return candidates;
 }
 
-async function candidates(names: string[], opts: AptOptions): Promise<Map<string, string>> {
+export async function candidates(names: string[], opts: AptOptions): Promise<Map<string, string>> {
   const r = await apt("apt-cache", ["policy", ...names], opts);
   if (missingTool(r)) throw new ImageBuildError("haltpoint image: apt-cache not found; the image builder needs a Debian host with apt");
   return parsePolicy(r.stdout);

@@ -160,7 +160,7 @@ async function assembleRoot(root: string, extracted: string, kernelVersion: stri
 }
 
 /** Move a finished image into place; rename(2) is atomic, so readers see all of it or nothing. */
-async function publish(staged: string, dir: string, scratch: string, force: boolean): Promise<boolean> {
+export async function publish(staged: string, dir: string, scratch: string, force: boolean): Promise<boolean> {
   try {
     await rename(staged, dir);
     return true;
@@ -175,7 +175,7 @@ async function publish(staged: string, dir: string, scratch: string, force: bool
 }
 
 /** Scratch directories of builds that were killed (a finished build removes its own). */
-async function removeStaleScratch(root: string): Promise<void> {
+export async function removeStaleScratch(root: string): Promise<void> {
   const hourAgo = Date.now() - 3600_000;
   for (const name of await readdir(root).catch(() => [])) {
     if (!name.startsWith(".build-")) continue;

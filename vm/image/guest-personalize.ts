@@ -30,7 +30,7 @@ export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; no
   const parts: string[] = [`date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`];
   if (o.restored) {
     parts.push(
-      `i=0; until dmesg | grep -c ${q(VMFORK_RESEED_LINE)} > /dev/null; do i=$((i+1)); [ $i -gt 100 ] && { echo "haltpoint: the kernel did not reseed its CRNG after the restore" >&2; break; }; usleep 10000; done`,
+      `i=0; until dmesg | grep -c ${q(VMFORK_RESEED_LINE)} > /dev/null; do i=$((i+1)); [ $i -gt 100 ] && { echo "haltpoint: the kernel did not reseed its CRNG after the restore" >&2; break; }; usleep 10000 2>/dev/null || sleep 0.01; done`,
       `echo ${randomBytes(32).toString("base64")} | base64 -d > /dev/urandom`,
     );
   }

@@ -170,10 +170,8 @@ export class LocalMachine extends BaseMachine {
     }
   }
 
-  /** A sandbox has no init of its own: the host's systemd is not this machine's. */
-  override waitForUnit(_unit: string): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "waitForUnit", this.backend));
-  }
+  /** A sandbox has no init of its own: systemctl would reach the host's systemd, so the systemd calls are not supported. */
+  protected override readonly hasOwnSystemd = false;
 
   /** Kill what the shell is running (its children), keeping the shell itself. */
   private killRunningCommand(): void {

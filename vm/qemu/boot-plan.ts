@@ -5,6 +5,7 @@ import type { QemuRuntime } from "./qemu-machine.ts";
 import { IDENTITY_DEVICES, planSnapshotBoot, snapshotEligible, type SnapshotBoot } from "./snapshot-boot.ts";
 import { restoreArgs } from "./snapshot-format.ts";
 import { startScriptArgs } from "./start-script.ts";
+import { debianImageFor, planDebianBoot } from "./debian-boot.ts";
 
 /** How one start of a qemu machine runs: the program, its arguments, and whether it is a snapshot boot. */
 export interface BootPlan {
@@ -25,10 +26,14 @@ export interface BootPlanInput {
   hasVsock: boolean;
   /** NICs on the run's virtual networks. */
   vnets: number;
-  /** The kernel command line that gives this machine its identity at boot. */
-  ownAppend(): string;
+  /** The kernel command line that gives this machine its identity at boot (`extra` instead of the node's append). */
+  ownAppend(extra?: string): string;
+  /** The machine's own state directory. */
+  dir: string;
   /** The disk QEMU gets for `diskImage` (a kept overlay with --keep-machine-state). */
   disk(image: string): Promise<string | DiskImage>;
+  /** --keep-machine-state: the machine keeps its disk across runs. */
+  keepsState?: boolean;
   log(message: string): void;
 }
 
@@ -44,6 +49,8 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
     // our sockets through QEMU_OPTS, as the NixOS driver does.
     return { file: o.startScript, args: [], env: { QEMU_OPTS: startScriptArgs(base).join(" ") } };
   }
+  const debian = debianImageFor(o, p.rt);
+  if (debian) return planDebianBoot(p, debian);
   if (p.snapshots !== "none" && snapshotEligible(o, p.rt.snapshotBoot === true, p.hasVsock)) {
     const extraArgs = [...IDENTITY_DEVICES, ...(base.extraArgs ?? [])];
     const snapshot = planSnapshotBoot(

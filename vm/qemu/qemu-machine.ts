@@ -28,6 +28,7 @@ import { restoreArgs, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { argvFromTemplate, argvTemplate, type RevivedMachine } from "./saved-machine.ts";
 import { verifyDigest } from "../file-digest.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
+import type { DebianImage } from "../image/debian-image.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
 class SnapshotRestoreFailed extends Error {
@@ -48,6 +49,8 @@ export interface QemuRuntime {
   snapshotBoot?: boolean;
   /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
   revive?: Record<string, RevivedMachine>;
+  /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
+  debian?: Record<string, DebianImage | { error: string }>;
 }
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
@@ -172,16 +175,21 @@ export class QemuMachine extends BaseMachine {
       allowReboot: this.startOptions.allowReboot === true,
     };
     const revived = this.rt.revive?.[this.name];
-    const { file, args, env, snapshot } = revived ? this.revivePlan(revived) : await planBoot({
+    const plan = revived ? Promise.resolve(this.revivePlan(revived)) : planBoot({
       options: o,
       rt: this.rt,
       base,
       snapshots,
       hasVsock: this.vsockUdsPath !== undefined,
       vnets: (hub ? 1 : 0) + moreVlans.length,
-      ownAppend: () => this.ownAppend(hub !== undefined),
+      ownAppend: (extra) => this.ownAppend(hub !== undefined, extra),
+      dir: this.dir,
+      keepsState: this.ctx.keptStateDir !== undefined,
       disk: (image) => this.keptDisk(image),
       log: (m) => this.log(m),
+    });
+    const { file, args, env, snapshot } = await plan.catch((e: Error) => {
+      throw this.error(`cannot start: ${e.message}`);
     });
 
     this.startedArgv = file === QEMU_BINARY ? args : undefined;
@@ -249,7 +257,11 @@ export class QemuMachine extends BaseMachine {
         }
       }
       await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
-      if (snapshot?.mode === "save") await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m));
+      if (snapshot?.mode === "save") {
+        // A systemd guest is saved once it has booted up, so that restored machines need not.
+        if (this.options.image !== undefined) await this.shell!.run("systemctl is-system-running --wait >/dev/null 2>&1 || true", (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000);
+        await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+      }
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.identityByShell = snapshot !== undefined;
@@ -278,6 +290,7 @@ export class QemuMachine extends BaseMachine {
   get unsaveableBecause(): string | undefined {
     if (!this.startedArgv) return this.options.startScript ? "it was started by a start script" : "it is not running";
     if (this.options.diskImage) return "it has a disk image, whose writes a bundle does not carry yet";
+    if (this.options.image !== undefined) return "it is a Debian guest, whose disk writes a bundle does not carry yet";
     if (this.vsockUdsPath) return "it has a vhost-device-vsock daemon, whose state is outside QEMU";
     return undefined;
   }
@@ -306,14 +319,14 @@ export class QemuMachine extends BaseMachine {
   }
 
   /** The kernel command line that gives this machine its identity at boot (cold boots). */
-  private ownAppend(onVnet: boolean): string {
+  private ownAppend(onVnet: boolean, extra = this.options.append): string {
     return guestAppend(
       {
         hostname: this.name,
         ip: onVnet ? `${this.net!.address(this.name)}/24` : undefined,
         hosts: onVnet ? this.net!.hosts(this.name) : undefined,
       },
-      this.options.append,
+      extra,
     );
   }
 

@@ -3,13 +3,14 @@
 // saves the snapshot once its backdoor shell is up, and then, like every machine restored
 // from it later, takes its own identity through the shell (guest-personalize.ts).
 
-import { rm, stat } from "node:fs/promises";
+import { copyFile, rm, stat } from "node:fs/promises";
 import type { NodeOptions } from "../types.ts";
 import type { QmpClient } from "./qmp.ts";
 import { saveSnapshot } from "./snapshot-format.ts";
 import { SnapshotSlot, type SnapshotShape } from "./snapshot-store.ts";
 
-export type SnapshotBoot = { mode: "restore"; slot: SnapshotSlot } | { mode: "save"; slot: SnapshotSlot; replaced?: string };
+/** `disk`: the machine's disk overlay, saved with the snapshot (Debian guests, vm/qemu/debian-boot.ts). */
+export type SnapshotBoot = { mode: "restore"; slot: SnapshotSlot; disk?: string } | { mode: "save"; slot: SnapshotSlot; replaced?: string; disk?: string };
 
 /**
  * Devices that make a restored guest its own: a new VM generation id on every QEMU start
@@ -41,12 +42,14 @@ export function planSnapshotBoot(shape: SnapshotShape, o: { restore: boolean }):
  * Save the running guest into the slot (stop, migrate, cont) and release it. Never throws:
  * a snapshot that cannot be saved only means later machines boot cold too.
  */
-export async function saveForLater(qmp: QmpClient, slot: SnapshotSlot, log: (m: string) => void): Promise<void> {
+export async function saveForLater(qmp: QmpClient, slot: SnapshotSlot, log: (m: string) => void, disk?: string): Promise<void> {
   const t0 = performance.now();
   try {
     await qmp.stop();
     try {
       await saveSnapshot(qmp, slot.partialFile);
+      // The migration has flushed the disk, and the guest is still stopped: the disk as its memory knows it.
+      if (disk) await copyFile(disk, slot.partialDiskFile);
       await slot.commit();
     } finally {
       await qmp.cont();
@@ -55,6 +58,7 @@ export async function saveForLater(qmp: QmpClient, slot: SnapshotSlot, log: (m: 
     log(`snapshot saved for later machines of this shape: ${slot.file} (${(bytes / 2 ** 20).toFixed(0)} MiB, ${((performance.now() - t0) / 1000).toFixed(2)} s)`);
   } catch (e) {
     await rm(slot.partialFile, { force: true });
+    await rm(slot.partialDiskFile, { force: true });
     log(`could not save a snapshot (${(e as Error).message}); later machines boot cold`);
   } finally {
     slot.release();

@@ -26,6 +26,8 @@ export interface SnapshotShape {
   extraArgs: readonly string[];
   append: string;
   allowReboot: boolean;
+  /** The base image of the disk whose overlay is saved with the snapshot (Debian guests). */
+  disk?: string;
 }
 
 function fileIdentity(path: string): string {
@@ -60,6 +62,7 @@ export function snapshotKey(shape: SnapshotShape): string {
     qemu: qemuBinaryIdentity(),
     kernel: fileIdentity(shape.kernel),
     initrd: fileIdentity(shape.initrd),
+    ...(shape.disk ? { disk: fileIdentity(shape.disk) } : {}),
     defaultAppend: DEFAULT_APPEND,
   };
   return createHash("sha256").update(JSON.stringify(facts)).digest("hex").slice(0, 16);
@@ -71,16 +74,25 @@ export class SnapshotSlot {
   private readonly lock: string;
   private locked = false;
 
+  /** The disk overlay saved with the snapshot, for shapes with a disk. */
+  readonly diskFile: string;
+
   constructor(
     readonly dir: string,
     readonly key: string,
+    readonly hasDisk = false,
   ) {
     this.file = join(dir, `${key}.zst`);
     this.lock = join(dir, `${key}.lock`);
+    this.diskFile = diskFileOf(this.file);
   }
 
   static forShape(shape: SnapshotShape): SnapshotSlot {
-    return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape));
+    return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape), shape.disk !== undefined);
+  }
+
+  get partialDiskFile(): string {
+    return `${this.diskFile}.partial-${process.pid}`;
   }
 
   /**
@@ -105,6 +117,13 @@ export class SnapshotSlot {
       closeSync(fd);
     }
     if (!magic.equals(ZSTD_MAGIC)) return { damaged: "not a zstd stream" };
+    if (this.hasDisk) {
+      try {
+        statSync(this.diskFile);
+      } catch {
+        return { damaged: "its disk overlay is missing" };
+      }
+    }
     const now = new Date();
     utimesSync(this.file, now, now);
     return "ok";
@@ -119,6 +138,8 @@ export class SnapshotSlot {
     const size = statSync(this.partialFile).size;
     const sha256 = await sha256File(this.partialFile);
     writeFileSync(this.sizeFile, JSON.stringify({ bytes: size, qemu: qemuBinaryIdentity(), sha256 } satisfies SnapshotRecord));
+    // The disk first: the snapshot file appearing is what makes the slot usable.
+    if (this.hasDisk) await rename(this.partialDiskFile, this.diskFile);
     await rename(this.partialFile, this.file);
   }
 
@@ -179,7 +200,7 @@ export class SnapshotSlot {
 
   /** A snapshot that failed to load is removed, so the next machine saves a good one. */
   discard(): void {
-    for (const f of [this.file, this.sizeFile]) {
+    for (const f of [this.file, this.sizeFile, this.diskFile]) {
       try {
         unlinkSync(f);
       } catch {
@@ -199,6 +220,7 @@ interface SnapshotRecord {
 }
 
 const recordFileOf = (file: string) => `${file}.json`;
+const diskFileOf = (file: string) => file.replace(/\.zst$/, ".disk.qcow2");
 
 function readRecord(path: string): SnapshotRecord | undefined {
   try {
@@ -256,6 +278,7 @@ export async function pruneSnapshots(dir: string, cutoffMs: number): Promise<Cac
     if (!s.otherQemu && s.lastUsedMs >= cutoffMs) continue;
     await rm(s.file, { force: true });
     await rm(recordFileOf(s.file), { force: true });
+    await rm(diskFileOf(s.file), { force: true });
     removed.push(s);
   }
   for (const n of await readdir(dir).catch(() => [] as string[])) {
