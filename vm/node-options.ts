@@ -3,6 +3,9 @@ import { RESERVED_NAMES } from "../worker/context-names.ts";
 
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
+/** Memory (MiB) of a machine whose node names none, per backend: defined here only. */
+export const DEFAULT_MEMORY_MIB: Record<BackendName, number> = { qemu: 512, local: 64 };
+
 export { RESERVED_NAMES };
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
@@ -72,7 +75,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     // A Debian image is a QEMU guest: it needs no backend named.
     const backend = opts.backend ?? (opts.image !== undefined ? "qemu" : defaultBackend);
     if (!isBackend(backend)) throw new Error(`${where}: unknown backend '${backend}' (expected ${BACKENDS.join(" or ")})`);
-    const memory = opts.memory ?? (backend === "qemu" ? 512 : 64);
+    const memory = opts.memory ?? DEFAULT_MEMORY_MIB[backend];
     const cores = opts.cores ?? 1;
     if (!Number.isInteger(memory) || memory < 16 || memory > 1 << 20) throw new Error(`${where}: memory must be an integer number of MiB (16 or more), got ${JSON.stringify(opts.memory)}`);
     if (!Number.isInteger(cores) || cores < 1 || cores > 256) throw new Error(`${where}: cores must be an integer from 1 to 256, got ${JSON.stringify(opts.cores)}`);

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
 import { BaseMachine, type MachineContext } from "../machine.ts";
-import type { ResolvedNode } from "../node-options.ts";
+import { DEFAULT_MEMORY_MIB, type ResolvedNode } from "../node-options.ts";
 import type { NodeOptions, QmpEventMessage, WaitOptions } from "../types.ts";
 import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
@@ -156,13 +156,13 @@ export class QemuMachine extends BaseMachine {
     if (this.vsockUdsPath) {
       this.vsock = await VhostVsockDaemon.start(sock("vhost-vsock.sock"), this.vsockUdsPath);
       if (this.vsock.pid !== undefined) this.ctx.trackProcess(this.name, this.vsock.pid, true);
-      vsockArgs.push(...vhostVsockArgs(this.vsock.vhostSocket, o.memory ?? 512));
+      vsockArgs.push(...vhostVsockArgs(this.vsock.vhostSocket, o.memory ?? DEFAULT_MEMORY_MIB.qemu));
       this.log(`vsock: vhost-device-vsock (guest CID 3) on ${this.vsockUdsPath}`);
     }
 
     const base: QemuArgvOptions = {
       name: this.name,
-      memoryMiB: o.memory ?? 512,
+      memoryMiB: o.memory ?? DEFAULT_MEMORY_MIB.qemu,
       cores: o.cores ?? 1,
       accel: this.rt.accel,
       qmpSocket: sock("qmp.sock"),
