@@ -3,8 +3,7 @@ import { connect, type Socket } from "node:net";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
 import type { BaseMachine } from "../vm/machine.ts";
-import { LocalMachine } from "../vm/local/local-machine.ts";
-import type { QemuMachine } from "../vm/qemu/qemu-machine.ts";
+import { MachineError } from "../vm/errors.ts";
 import { controlDir, mkdtempLower } from "./control-paths.ts";
 import type { LocalSshServer } from "./local-ssh-server.ts";
 import { BackdoorSocket, MAX_SOCKET_PATH, type Adopted, type BridgeTarget } from "./ssh-backdoor-socket.ts";
@@ -115,38 +114,31 @@ export class SshBackdoor {
   private async targetFor(m: BaseMachine): Promise<{ target: BridgeTarget; close(): void }> {
     let reach: (port: number) => Promise<Duplex | Adopted>;
     let close = (): void => {};
-    if (m instanceof LocalMachine) {
+    const access = m.backdoorAccess();
+    if (access.kind === "sandbox") {
       // Made on the first SSH connection: a run nobody connects to never loads ssh2.
       let server: Promise<LocalSshServer> | undefined;
       const sshServer = (): Promise<LocalSshServer> =>
-        (server ??= import("./local-ssh-server.ts").then(({ LocalSshServer }) => new LocalSshServer(m, (msg) => this.o.log(m.name, msg))));
+        (server ??= import("./local-ssh-server.ts").then(({ LocalSshServer }) => new LocalSshServer(access.machine, (msg) => this.o.log(m.name, msg))));
       reach = async (port) => {
         if (port !== 22) return tcpConnect(port);
         const s = await sshServer();
         return { adopt: (c: Socket) => s.adopt(c) };
       };
       close = () => void server?.then((s) => s.close());
-    } else if (m.backend === "qemu") {
-      const qm = m as QemuMachine;
-      const { wantsVhostVsock } = await import("../vm/qemu/vhost-vsock.ts");
-      if (wantsVhostVsock(qm.options)) {
-        qm.useVhostVsock(join(qm.dir, "vsock.sock"));
-        reach = (port) => {
-          const uds = qm.vsockSocket;
-          if (!uds) return Promise.reject(new Error("the guest has no vsock device"));
-          return connectVsockMux(uds, port);
-        };
-      } else {
-        // The guest's forwards go in a network namespace of QEMU's own: on the host's
-        // loopback, any local user could reach the guest's root shell through them.
-        qm.usePrivateNetwork();
-        reach = async (port) => {
-          if (!(port >= 1 && port <= 65535)) throw new Error(`port ${port} is not a TCP port`);
-          // The log line already names the machine: drop MachineError's "machine X: ".
-          return qm.openGuestPort(port).catch((e: Error) => Promise.reject(new Error(e.message.replace(/^machine \S+: /, ""))));
-        };
-      }
-    } else throw new Error(`no ssh backdoor for the ${m.backend} backend`);
+    } else if (access.kind === "vsock") {
+      reach = (port) => {
+        const uds = access.socket();
+        if (!uds) return Promise.reject(new Error("the guest has no vsock device"));
+        return connectVsockMux(uds, port);
+      };
+    } else {
+      reach = async (port) => {
+        if (!(port >= 1 && port <= 65535)) throw new Error(`port ${port} is not a TCP port`);
+        // The log line already names the machine: the error's detail, not its "machine X: ".
+        return access.open(port).catch((e: Error) => Promise.reject(e instanceof MachineError ? new Error(e.detail) : e));
+      };
+    }
     return { target: new MachineTarget(m, this.o, reach), close };
   }
 }

@@ -3,10 +3,11 @@ export class MachineError extends Error {
   override name = "MachineError";
   constructor(
     readonly machine: string,
-    message: string,
+    /** What went wrong, without the machine's name (for lines that already name it). */
+    readonly detail: string,
     readonly command?: string,
   ) {
-    super(`machine ${machine}: ${message}`);
+    super(`machine ${machine}: ${detail}`);
   }
 }
 

@@ -1,6 +1,7 @@
 import { execa } from "execa";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
+import type { BackdoorAccess } from "./backdoor-access.ts";
 import { ConsoleLog } from "./console-log.ts";
 import { ansiCQuote } from "./backdoor-shell.ts";
 import { ConnectionLostError, MachineError, NotSupportedError } from "./errors.ts";
@@ -335,6 +336,11 @@ export abstract class BaseMachine implements Machine {
       const r = await this.execute(cmd);
       if (r.status !== 0) throw this.error(`copyToMachine: cannot write ${dst} (exit code ${r.status})`);
     }
+  }
+
+  /** Before start: how the SSH backdoor reaches this machine (see backdoor-access.ts). */
+  backdoorAccess(): BackdoorAccess {
+    throw new NotSupportedError(this.name, "the ssh backdoor", this.backend);
   }
 
   screenshot(_name: string): Promise<string> {

@@ -1,9 +1,10 @@
 import type { ResultPromise } from "execa";
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, mkdirSync } from "node:fs";
-import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../backdoor-shell.ts";
-import { BaseMachine, type MachineContext } from "../machine.ts";
-import { NotSupportedError } from "../errors.ts";
+import { BackdoorShell, ShellClosedError, ansiCQuote } from "../backdoor-shell.ts";
+import type { BackdoorAccess } from "../backdoor-access.ts";
+import type { MachineContext } from "../machine.ts";
+import { ShellMachine } from "../shell-machine.ts";
 import type { NodeOptions } from "../types.ts";
 import { childrenOf, descendantsOf, processState, signal } from "./process-tree.ts";
 import { sandboxPrefix } from "./sandbox.ts";
@@ -17,13 +18,11 @@ const SHUTDOWN_GRACE_MS = 5000;
  * (and PID/UTS namespace where `unshare` allows) with its own directory as cwd and $HOME.
  * Commands go through the same backdoor shell protocol as a guest's hvc0.
  */
-export class LocalMachine extends BaseMachine {
+export class LocalMachine extends ShellMachine {
   readonly backend = "local" as const;
   private proc: ResultPromise | undefined;
-  private shell: BackdoorShell | undefined;
-  private exited: Promise<void> | undefined;
+  protected readonly processName = "shell";
   private stopping = false;
-  private exitHow: string | undefined;
   /** Processes started into the sandbox from outside (SSH sessions): frozen, thawed and killed with it. */
   private readonly attached = new Set<ChildProcess>();
   /** Processes that were already stopped (job control) when the machine froze: thaw leaves them stopped. */
@@ -34,6 +33,11 @@ export class LocalMachine extends BaseMachine {
     super(name, options, ctx);
     // --keep-machine-state: the directory (cwd, $HOME) outlives the run.
     this.dir = ctx.keptStateDir?.(name) ?? ctx.stateDir(name);
+  }
+
+  /** The SSH backdoor: the sandbox shares the host's network; port 22 is an SSH server haltpoint runs in it. */
+  override backdoorAccess(): BackdoorAccess {
+    return { kind: "sandbox", machine: this };
   }
 
   /** PID of the process group leader (the sandbox), for freeze and teardown. */
@@ -66,22 +70,6 @@ export class LocalMachine extends BaseMachine {
     this.shell = new BackdoorShell(proc.stdin!, proc.stdout!, (line) => this.console.append(line + "\n"));
     await this.shell.init(`${this.dir}/.hp-out`, 10_000, prefix.length ? this.namespaceSetup() : "true");
     this.console.append(`local machine ${this.name} started (pid ${pid}${prefix.length ? ", own namespaces" : ""})\n`);
-  }
-
-  protected async rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }> {
-    if (!this.shell) throw this.error("not started");
-    try {
-      return await this.shell.run(cmd, timeoutMs, () => this.killRunningCommand());
-    } catch (e) {
-      if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
-      if (e instanceof ShellClosedError) {
-        // The pipe closes a moment before the exit status is known: wait for it to name the cause.
-        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
-        const why = this.exitHow ? `shell exited (${this.exitHow})` : e.message;
-        throw this.error(`command \`${cmd}\` lost its shell: ${why}`, cmd);
-      }
-      throw e;
-    }
   }
 
   /**
@@ -173,8 +161,9 @@ export class LocalMachine extends BaseMachine {
   /** A sandbox has no init of its own: systemctl would reach the host's systemd, so the systemd calls are not supported. */
   protected override readonly hasOwnSystemd = false;
 
-  /** Kill what the shell is running (its children), keeping the shell itself. */
-  private killRunningCommand(): void {
+  /** Kill what the shell is running (its children), keeping the shell itself: synchronous,
+   *  before the next command is sent, so it is always command `_id`'s tree. */
+  protected killCommand(_id: number): void {
     const shellPid = this.shellPid();
     if (shellPid === undefined) return;
     for (const p of descendantsOf(shellPid).reverse()) signal(p, "SIGKILL");

@@ -4,8 +4,9 @@ import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "../backdoor-shell.ts";
-import { BaseMachine, type MachineContext } from "../machine.ts";
+import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
+import type { MachineContext } from "../machine.ts";
+import { ShellMachine } from "../shell-machine.ts";
 import { DEFAULT_MEMORY_MIB, type ResolvedNode } from "../node-options.ts";
 import type { NodeOptions, QmpEventMessage, WaitOptions } from "../types.ts";
 import { ConnectionLostError } from "../errors.ts";
@@ -16,7 +17,8 @@ import { QEMU_BINARY, QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./q
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
-import { VhostVsockDaemon, vhostVsockArgs } from "./vhost-vsock.ts";
+import { VhostVsockDaemon, vhostVsockArgs, wantsVhostVsock } from "./vhost-vsock.ts";
+import type { BackdoorAccess } from "../backdoor-access.ts";
 import { GuestPorts } from "./guest-ports.ts";
 import { inOwnNetNamespace } from "./net-namespace.ts";
 import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
@@ -62,16 +64,14 @@ const CONSOLE_TAIL_LINES = 50;
  * serial console captured into the machine's console log, and commands through the
  * backdoor shell on the guest's /dev/hvc0 (a UNIX socket this worker listens on).
  */
-export class QemuMachine extends BaseMachine {
+export class QemuMachine extends ShellMachine {
   readonly backend = "qemu" as const;
   private proc: ResultPromise | undefined;
   private qmp: QmpClient | undefined;
-  private shell: BackdoorShell | undefined;
+  protected readonly processName = "qemu";
   private shellListener: ShellListener | undefined;
   private killPort: GuestKillPort | undefined;
   private serialServer: Server | undefined;
-  private exited: Promise<void> = Promise.resolve();
-  private exitHow: string | undefined;
   private stopping = false;
   /** A kept disk (--keep-machine-state): QEMU must flush it before it is killed. */
   private keepsDisk = false;
@@ -396,19 +396,13 @@ export class QemuMachine extends BaseMachine {
     });
   }
 
-  protected async rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }> {
+  /** A rebooting guest's commands wait for its new shell. */
+  protected override async beforeCommand(): Promise<void> {
     if (this.reconnecting) await this.reconnecting.catch(() => {});
-    if (!this.shell) throw this.error("not started");
-    try {
-      return await this.shell.run(cmd, timeoutMs, (id) => this.killPort?.killCommand(id));
-    } catch (e) {
-      if (e instanceof ShellTimeoutError) throw this.error(`command \`${cmd}\` ${e.message}`, cmd);
-      if (e instanceof ShellClosedError) {
-        await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
-        throw new ConnectionLostError(this.name, `${this.exitHow ? `qemu exited (${this.exitHow})` : e.message} during \`${cmd}\``, cmd);
-      }
-      throw e;
-    }
+  }
+
+  protected killCommand(id: number): void {
+    this.killPort?.killCommand(id);
   }
 
   private requireQmp(): QmpClient {
@@ -567,23 +561,18 @@ export class QemuMachine extends BaseMachine {
   }
 
   /**
-   * Before start: give the guest a virtio-vsock device through vhost-device-vsock, whose
-   * hybrid-vsock socket (`CONNECT <port>` → the guest's AF_VSOCK port) will be `udsPath`.
+   * Before start: the SSH backdoor's way in. vhost-device-vsock where it is installed and
+   * wanted; else QEMU runs in a network namespace of its own, so that the forwards to the
+   * guest's ports are on a loopback no other local user can reach (GuestPorts).
    */
-  useVhostVsock(udsPath: string): void {
-    if (this.state !== "created") throw this.error("useVhostVsock() must come before start()");
-    this.vsockUdsPath = udsPath;
-  }
-
-  /** The hybrid-vsock socket of the guest's vsock device, when it has one. */
-  get vsockSocket(): string | undefined {
-    return this.vsock?.udsPath;
-  }
-
-  /** Before start: QEMU in a network namespace of its own (see GuestPorts.usePrivateNetwork). */
-  usePrivateNetwork(): void {
-    if (this.state !== "created") throw this.error("usePrivateNetwork() must come before start()");
+  override backdoorAccess(): BackdoorAccess {
+    if (this.state !== "created") throw this.error("the ssh backdoor must be set up before start()");
+    if (wantsVhostVsock(this.options)) {
+      this.vsockUdsPath = join(this.dir, "vsock.sock");
+      return { kind: "vsock", socket: () => this.vsock?.udsPath };
+    }
     this.ports.usePrivateNetwork();
+    return { kind: "ports", open: (port) => this.openGuestPort(port) };
   }
 
   /** A connection the guest has accepted on its `guestPort` (see GuestPorts.open). */
