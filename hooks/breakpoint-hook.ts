@@ -1,11 +1,13 @@
 import { haltpointCommand } from "./ssh-lines.ts";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { BaseMachine } from "../vm/machine.ts";
-import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
+import { serializeError, type TaskControl, type WorkerEvent } from "../worker/events.ts";
 import { ConsoleReplHost } from "./console-repl.ts";
 import { CONSOLE_NAMES } from "../worker/context-names.ts";
+import { abortText } from "../orchestrator/reporters/failure-text.ts";
+import type { BackdoorSocketInfo } from "../worker/events.ts";
 
-type Answer = Extract<ControlMessage, { t: "halted" | "halt-refused" }>;
+type Answer = Extract<TaskControl, { t: "halted" | "halt-refused" }>;
 
 /**
  * The worker's half of a breakpoint. It freezes the test's machines, asks the broker (main
@@ -24,15 +26,17 @@ export class BreakpointHook {
     private readonly testName: string,
     /** The run's SSH backdoor sockets, if it has them: the broker hands out this directory. */
     private readonly socketDir?: string,
+    /** Those sockets, by machine (the broker's `!!!` lines name them; the main thread reads no directory). */
+    private readonly sockets: BackdoorSocketInfo[] = [],
   ) {}
 
   /** Control messages from the main thread that concern a breakpoint. */
-  onControl(m: ControlMessage): void {
+  onControl(m: TaskControl): void {
     if (m.t === "halted" || m.t === "halt-refused") this.answer?.(m);
     else if (m.t === "release") this.leave(m.by);
     else if (m.t === "abort") {
-      this.answer?.({ t: "halt-refused", reason: m.reason });
-      this.leave(m.reason);
+      this.answer?.({ t: "halt-refused", refusal: { kind: "stopping", cause: m.cause } });
+      this.leave(abortText(m.cause));
     }
   }
 
@@ -60,10 +64,11 @@ export class BreakpointHook {
         frozen,
         console: port2,
         socketDir: this.socketDir,
+        sockets: this.sockets,
       } satisfies WorkerEvent,
       [port2],
     );
-    const a = this.pendingRelease ? ({ t: "halt-refused", reason: this.pendingRelease } as const) : await answered;
+    const a: Answer = this.pendingRelease ? { t: "halt-refused", refusal: { kind: "released", by: this.pendingRelease } } : await answered;
     this.answer = undefined;
     if (a.t === "halt-refused") {
       port1.close();

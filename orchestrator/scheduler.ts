@@ -3,16 +3,19 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
 import type { Piscina } from "piscina";
-import type { RunTask, WorkerEvent } from "../worker/events.ts";
+import type { RunTask, TaskControl, WorkerEvent } from "../worker/events.ts";
 import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "./run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
+import { causeText as causeWords } from "./reporters/failure-text.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
+import type { AbortCause, FailureCause, StopReason } from "./failure-kinds.ts";
+import { attemptFrom } from "./attempt-result.ts";
 
 export interface SchedulerOptions {
   pool: Piscina;
@@ -52,7 +55,8 @@ interface ActiveRun {
   run: PlannedRun;
   port: MessagePort;
   kill: AbortController;
-  reason?: string;
+  /** Why the orchestrator asked it to stop, once it did. */
+  cause?: AbortCause;
   killTimer?: NodeJS.Timeout;
   /** The breakpoint id while the run is halted. */
   halted?: string;
@@ -78,8 +82,10 @@ export class Scheduler {
   private runsBegun = false;
   /** Guest image + accelerator for qemu machines, once prepared. */
   qemu: QemuRuntime | undefined;
-  /** Why qemu tests cannot run (image build or accel probe failed). */
+  /** Why qemu tests cannot run (image build or accel probe failed): the error's message. */
   qemuUnavailable: string | undefined;
+  /** Why admission stopped (--until-fail, --max-fail, Ctrl-C), once it did: the reports say it. */
+  stopReason: StopReason | undefined;
   private seq = 0;
   /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
   private readonly slotsTaken: boolean[] = [];
@@ -123,10 +129,7 @@ export class Scheduler {
       this.queue.off("next", feed);
     }
     if (outstanding.size && this.o.broker?.count) {
-      this.o.reporters.onNotice(
-        `every other test is done; holding ${this.o.broker.count} breakpoint${this.o.broker.count === 1 ? "" : "s"} ` +
-          "(haltpoint ls / attach ID / release ID); Ctrl-C releases them all",
-      );
+      this.o.reporters.onNotice({ kind: "holding-breakpoints", count: this.o.broker.count });
     }
     while (outstanding.size) await Promise.all(outstanding);
     return results;
@@ -150,7 +153,12 @@ export class Scheduler {
   private async admitSlot(run: PlannedRun, slot: number, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     const need = demandOf(run.test);
     const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
-    const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
+    const over = this.o.budget.overrun(need);
+    const refusal: FailureCause | undefined = over
+      ? { kind: "not-admitted", over }
+      : usesQemu && this.qemuUnavailable !== undefined
+        ? { kind: "not-admitted", qemuUnavailable: this.qemuUnavailable }
+        : undefined;
     if (refusal) return void results.push(this.refuse(run, refusal, slot));
     const release = await this.o.budget.acquire(need);
     if (!this.admitting) return release();
@@ -180,23 +188,25 @@ export class Scheduler {
   }
 
   /** Ctrl-C: admit nothing more, ask every running test to stop and tear down. */
-  interrupt(reason = "interrupted"): void {
+  interrupt(signal?: string): void {
     if (this.stopping) return;
     this.stopping = true;
+    const cause: AbortCause = signal ? { kind: "interrupted", signal } : { kind: "interrupted" };
+    this.stopReason ??= cause;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
     this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
     this.stopAdmission();
     for (const a of this.active) {
-      if (a.halted) this.o.broker?.release(a.halted, reason);
-      else if (!a.failedAtBreakpoint) this.abort(a, reason);
+      if (a.halted) this.o.broker?.release(a.halted, causeWords(cause));
+      else if (!a.failedAtBreakpoint) this.abort(a, cause);
     }
   }
 
   /** Kill every running worker now (a second Ctrl-C). */
   killNow(): void {
     for (const a of this.active) {
-      a.reason ??= "interrupted";
+      a.cause ??= { kind: "interrupted" };
       a.kill.abort();
     }
   }
@@ -206,23 +216,24 @@ export class Scheduler {
   }
 
   /** A run that cannot start: reported as failed at once, without a worker. */
-  private refuse(run: PlannedRun, reason: string, slot: number): RunResult {
+  private refuse(run: PlannedRun, failure: FailureCause, slot: number): RunResult {
     const logDir = join(this.o.logDir, runDirName(run));
     this.o.reporters.onRunStart(run, logDir);
-    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
+    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", failure, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
     this.o.reporters.onRunEnd(result);
     this.stopOnFailure(run);
     return result;
   }
 
   /** --max-fail N / --until-fail: the Nth failed run stops admission (at the failure, even if it then halts). */
-  private stopOnFailure(run: PlannedRun, what = "failed"): void {
+  private stopOnFailure(run: PlannedRun, flaky = false): void {
     this.failedRuns.add(run.key);
     const limit = this.o.maxFail ?? (this.o.untilFail ? 1 : undefined);
     if (limit === undefined || !this.admitting || this.failedRuns.size < limit) return;
     this.stopAdmission();
-    const flag = this.o.maxFail !== undefined ? `--max-fail ${this.o.maxFail}` : "--until-fail";
-    this.o.reporters.onNotice(`${flag}: ${run.key} ${what}${limit > 1 ? ` (${limit} failed runs)` : ""}; starting no more runs`);
+    const stop: StopReason = this.o.maxFail !== undefined ? { kind: "max-fail", limit: this.o.maxFail, run: run.key, flaky } : { kind: "until-fail", run: run.key, flaky };
+    this.stopReason ??= stop;
+    this.o.reporters.onNotice({ kind: "stopped", stop });
   }
 
   /**
@@ -244,14 +255,14 @@ export class Scheduler {
     }
     const result = resultFromAttempts(run, attempts);
     reporters.onRunEnd(result);
-    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky" ? "was flaky (--flaky-fails)" : "failed");
+    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky");
     return result;
   }
 
-  private abort(a: ActiveRun, reason: string): void {
-    if (a.reason) return;
-    a.reason = reason;
-    a.port.postMessage({ t: "abort", reason });
+  private abort(a: ActiveRun, cause: AbortCause): void {
+    if (a.cause) return;
+    a.cause = cause;
+    a.port.postMessage({ t: "abort", cause } satisfies TaskControl);
     a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
   }
 
@@ -280,7 +291,7 @@ export class Scheduler {
     let clockStarted = 0;
     const startClock = (): void => {
       clockStarted = Date.now();
-      timeoutTimer = setTimeout(() => this.abort(a, `global timeout of ${run.test.globalTimeout} s exceeded`), timeLeftMs);
+      timeoutTimer = setTimeout(() => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }), timeLeftMs);
     };
     const stopClock = (): void => {
       clearTimeout(timeoutTimer);
@@ -308,9 +319,9 @@ export class Scheduler {
         }
       }
       if (e.t === "halt") {
-        if (!broker || a.reason) {
+        if (!broker || a.cause) {
           e.console.close();
-          port1.postMessage({ t: "halt-refused", reason: a.reason ?? "no breakpoint broker" });
+          port1.postMessage({ t: "halt-refused", refusal: a.cause ? { kind: "stopping", cause: a.cause } : { kind: "no-broker" } } satisfies TaskControl);
         } else {
           stopClock();
           void broker.register(run, e, port1).then((info) => {
@@ -324,7 +335,7 @@ export class Scheduler {
               a.failedAtBreakpoint = true;
               this.stopOnFailure(run);
             }
-            if (this.stopping) broker.release(info.id, a.reason ?? "interrupted");
+            if (this.stopping) broker.release(info.id, causeWords(a.cause ?? { kind: "interrupted" }));
             freeSlot();
           });
         }
@@ -335,7 +346,7 @@ export class Scheduler {
         const h = halts.at(-1);
         if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by: e.by });
         void broker?.ended(id, e.by);
-        if (!a.reason) startClock();
+        if (!a.cause) startClock();
       }
       if (e.t === "done") {
         done = e;
@@ -359,7 +370,7 @@ export class Scheduler {
       qemu: this.qemu,
       port: port2,
     };
-    let crash: string | undefined;
+    let crash: Extract<FailureCause, { kind: "worker-crashed" | "worker-killed" }> | undefined;
     let recycledBeforeStart = false;
     try {
       await this.o.pool.run(task, { transferList: [port2 as never], signal: a.kill.signal });
@@ -368,40 +379,36 @@ export class Scheduler {
       // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
       // handed this run: the run never started, so it is not failed but run again.
       recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && (e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}`;
-      crash = a.kill.signal.aborted ? `worker killed after ${this.o.abortGraceMs / 1000} s` : `worker crashed: ${(e as Error).message}`;
+      crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
     } finally {
       clearTimeout(timeoutTimer);
       clearInterval(slowTimer);
       clearTimeout(a.killTimer);
       this.active.delete(a);
       port1.close();
-      if (a.halted) await broker?.ended(a.halted, crash ?? "the run ended");
+      if (a.halted) await broker?.ended(a.halted, crash ? causeWords(crash) : "the run ended");
     }
     if (recycledBeforeStart && !this.stopping) {
       await rm(stateDir, { recursive: true, force: true }).catch(() => {});
       return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
-    for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ?? "the run ended" });
+    for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ? causeWords(crash) : "the run ended" });
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
     if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
 
-    const attempt: RunAttempt = {
+    const attempt = attemptFrom({
       attempt: attemptNo,
-      outcome: done?.outcome === "passed" && !crash && !a.reason ? "passed" : "failed",
       startedAt,
-      durationMs: done?.durationMs ?? performance.now() - t0,
+      elapsedMs: performance.now() - t0,
       logDir,
       slot,
-    };
-    if (halts.length) attempt.halts = halts;
-    if (done?.error) attempt.error = done.error;
-    const reasons = [a.reason, crash, !done && !crash ? "the worker ended without a result" : undefined].filter(Boolean);
-    if (leftovers.length) reasons.push(`killed leftover processes of ${[...new Set(leftovers)].join(", ")}`);
-    if (reasons.length && attempt.outcome === "failed") {
-      const saw = attempt.error && a.reason && attempt.error.message !== a.reason ? ` (the script then saw: ${attempt.error.message})` : "";
-      attempt.reason = reasons.join("; ") + saw;
-    }
+      done,
+      abort: a.cause,
+      crash,
+      leftovers,
+      halts,
+    });
     return { attempt, halted: everHalted };
   }
 }

@@ -3,7 +3,7 @@ import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { ConsoleLog } from "./console-log.ts";
 import { ansiCQuote } from "./backdoor-shell.ts";
-import { ConnectionLostError, MachineError, NotSupportedError } from "./errors.ts";
+import { ConnectionLostError, MachineError, NotSupportedError, type MachineFailureKind } from "./errors.ts";
 import { splitCommandOptions, ttyTextCommand } from "./machine-commands.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "./poll.ts";
 import type {
@@ -74,8 +74,8 @@ export abstract class BaseMachine implements Machine {
     this.ctx.log(this.name, msg);
   }
 
-  protected error(msg: string, command?: string): MachineError {
-    return new MachineError(this.name, msg, command);
+  protected error(msg: string, command?: string, kind?: MachineFailureKind): MachineError {
+    return new MachineError(this.name, msg, command, kind);
   }
 
   get isUp(): boolean {
@@ -97,6 +97,8 @@ export abstract class BaseMachine implements Machine {
       await this.doStart();
     } catch (e) {
       this.state = "crashed";
+      // Whatever a start throws is a boot failure (reports tell it from a failed command).
+      if (e instanceof MachineError) e.kind ??= "boot-failed";
       throw e;
     }
     this.state = "running";
@@ -167,7 +169,7 @@ export abstract class BaseMachine implements Machine {
       this.log(`must succeed: ${cmd}`);
       const r = await this.execute(cmd, { timeout });
       if (r.status !== 0) {
-        throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd);
+        throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd, "command-failed");
       }
       out += r.stdout;
     }
@@ -181,7 +183,7 @@ export abstract class BaseMachine implements Machine {
     for (const cmd of cmds) {
       this.log(`must fail: ${cmd}`);
       const r = await this.execute(cmd, { timeout });
-      if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd);
+      if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd, "command-failed");
       out += r.stdout;
     }
     return out;

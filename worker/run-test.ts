@@ -10,7 +10,9 @@ import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
 import { dirNameFor } from "../orchestrator/run-dir-names.ts";
-import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { scriptFailureKind } from "./script-failure.ts";
+import { abortText } from "../orchestrator/reporters/failure-text.ts";
 
 /**
  * Run one test file once, to its end: load it, build its machines, run its script, halt at
@@ -29,10 +31,10 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
   const aborted = new Promise<never>((_, reject) => (abort = reject));
   aborted.catch(() => {});
   let hook: BreakpointHook | undefined;
-  port.on("message", (m: ControlMessage) => {
+  port.on("message", (m: TaskControl) => {
     if (m.t === "abort") {
-      abortedBy = m.reason;
-      abort(new Error(m.reason));
+      abortedBy = abortText(m.cause);
+      abort(new Error(abortedBy));
     }
     hook?.onControl(m);
   });
@@ -68,7 +70,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
       const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
       backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
     }
-    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir);
+    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, backdoor?.sockets());
     const debug = {
       breakpoint: async () => {
         if (!debugHook) {
@@ -98,6 +100,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     time: Date.now(),
     outcome,
     error: error === undefined ? undefined : serializeError(error),
+    ...(error === undefined ? {} : { failureKind: scriptFailureKind(error) }),
     durationMs: performance.now() - started,
   });
   port.close();

@@ -78,7 +78,7 @@ export class LocalMachine extends BaseMachine {
         // The pipe closes a moment before the exit status is known: wait for it to name the cause.
         await Promise.race([this.exited, new Promise((r) => setTimeout(r, 1000))]);
         const why = this.exitHow ? `shell exited (${this.exitHow})` : e.message;
-        throw this.error(`command \`${cmd}\` lost its shell: ${why}`, cmd);
+        throw this.error(`command \`${cmd}\` lost its shell: ${why}`, cmd, "machine-died");
       }
       throw e;
     }
