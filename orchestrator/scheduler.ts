@@ -2,26 +2,33 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
-import type { Piscina } from "piscina";
-import type { RunTask, TaskControl, WorkerEvent } from "../worker/events.ts";
+import type { CollectTask, RunTask, TaskControl, WorkerEvent } from "../worker/events.ts";
 import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "./run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
-import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
-import { causeText as causeWords } from "./reporters/failure-text.ts";
+import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
-import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 import type { AbortCause, FailureCause, StopReason } from "./failure-kinds.ts";
-import { attemptFrom } from "./attempt-result.ts";
+import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
+import { RunClock } from "./run-clock.ts";
+import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
+
+/** The worker pool as the scheduler uses it (piscina; a fake in test/scheduler.test.ts). */
+export interface TaskPool {
+  run(task: RunTask | CollectTask, options?: { transferList?: MessagePort[]; signal?: AbortSignal }): Promise<unknown>;
+}
+
+/** The process ledger as the scheduler uses it (process-ledger.ts). */
+export type RunLedger = Pick<ProcessLedger, "add" | "remove" | "killRun">;
 
 export interface SchedulerOptions {
-  pool: Piscina;
+  pool: TaskPool;
   jobs: number;
   reporters: ReporterSet;
-  ledger: ProcessLedger;
+  ledger: RunLedger;
   logDir: string;
   /** Root of the per-run state directories (short: UNIX socket paths live there). */
   stateRoot: string;
@@ -35,7 +42,7 @@ export interface SchedulerOptions {
   /** Memory and cores that qemu machines may take at once (--memory, --cores). */
   budget: ResourceBudget;
   /** Holds halted tests (--debug-hook); without it no test halts. */
-  broker?: BreakpointBroker;
+  broker?: HaltBroker;
   /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
   debugHook: boolean;
   /** SSH backdoor sockets for every run (--ssh-backdoor / --no-ssh-backdoor); undefined: per test. */
@@ -48,6 +55,8 @@ export interface SchedulerOptions {
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
   flakyFails?: boolean;
+  /** How long to wait for a run's `done` after its task returned (default 5 s; tests shorten it). */
+  doneWaitMs?: number;
 }
 
 /** A run in flight: what the scheduler needs to stop it. */
@@ -58,10 +67,8 @@ interface ActiveRun {
   /** Why the orchestrator asked it to stop, once it did. */
   cause?: AbortCause;
   killTimer?: NodeJS.Timeout;
-  /** The breakpoint id while the run is halted. */
-  halted?: string;
-  /** It halted on a failure: its outcome is decided, and after release it only tears down. */
-  failedAtBreakpoint?: boolean;
+  /** Its breakpoints: whether it is halted now, and whether it halted on its failure. */
+  breakpoints: RunBreakpoints;
 }
 
 /** How long to wait for a run's final `done` message after its task returned. */
@@ -195,11 +202,11 @@ export class Scheduler {
     this.stopReason ??= cause;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
-    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
+    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => a.breakpoints.heldId === undefined && !a.breakpoints.failedAtBreakpoint);
     this.stopAdmission();
     for (const a of this.active) {
-      if (a.halted) this.o.broker?.release(a.halted, causeWords(cause));
-      else if (!a.failedAtBreakpoint) this.abort(a, cause);
+      if (a.breakpoints.heldId !== undefined) a.breakpoints.release(cause);
+      else if (!a.breakpoints.failedAtBreakpoint) this.abort(a, cause);
     }
   }
 
@@ -269,86 +276,48 @@ export class Scheduler {
   /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
   private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void, slot: number): Promise<{ attempt: RunAttempt; halted: boolean }> {
     const { reporters, ledger } = this.o;
-    let everHalted = false;
-    const halts: HaltSpan[] = [];
     const stateDir = join(this.o.stateRoot, String(++this.seq));
     const { port1, port2 } = new MessageChannel();
-    const a: ActiveRun = { run, port: port1, kill: new AbortController() };
-    this.active.add(a);
+    const a = { run, port: port1, kill: new AbortController() } as ActiveRun;
     const startedAt = Date.now();
     const t0 = performance.now();
+    const clock = new RunClock({
+      timeoutMs: run.test.globalTimeout * 1000,
+      onTimeout: () => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }),
+      slowMs: run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined,
+      onSlow: (elapsedMs) => reporters.onSlow(run, attemptNo, elapsedMs, run.test.slowTimeout! * 1000),
+      isHalted: () => a.breakpoints.heldId !== undefined,
+    });
+    a.breakpoints = new RunBreakpoints({
+      run,
+      port: port1,
+      clock,
+      broker: this.o.broker,
+      cause: () => a.cause,
+      stopping: () => this.stopping,
+      onHeld: (kind) => {
+        // A halted failure is final (never retried): --until-fail stops admission now,
+        // not when someone releases the breakpoint.
+        if (kind === "failure") this.stopOnFailure(run);
+        freeSlot();
+      },
+    });
+    this.active.add(a);
 
     let done: Extract<WorkerEvent, { t: "done" }> | undefined;
     let onDone: () => void = () => {};
     const doneSeen = new Promise<void>((r) => (onDone = r));
-    // The test's clock starts when its worker picks it up, not while it waits for a
-    // thread, and stops while the test is halted at a breakpoint.
-    let timeoutTimer: NodeJS.Timeout | undefined;
-    // --slow-timeout: a SLOW event each time another slow-timeout passes (not while halted).
-    let slowTimer: NodeJS.Timeout | undefined;
-    const slowMs = run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined;
-    let timeLeftMs = run.test.globalTimeout * 1000;
-    let clockStarted = 0;
-    const startClock = (): void => {
-      clockStarted = Date.now();
-      timeoutTimer = setTimeout(() => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }), timeLeftMs);
-    };
-    const stopClock = (): void => {
-      clearTimeout(timeoutTimer);
-      timeLeftMs = Math.max(0, timeLeftMs - (Date.now() - clockStarted));
-    };
-    const broker = this.o.broker;
     let workerStarted = false;
     port1.on("message", (e: WorkerEvent) => {
       if (e.t === "process") {
         if (e.alive) ledger.add(run.key, e.pid, e.machine);
         else ledger.remove(run.key, e.pid);
-      }
-      if (e.t === "start") {
+      } else if (e.t === "start") {
         workerStarted = true;
-        startClock();
-        if (slowMs !== undefined && !slowTimer) {
-          const since = performance.now();
-          let ticks = 0;
-          slowTimer = setInterval(() => {
-            // A timer may fire a fraction of a millisecond before the clock agrees that
-            // its interval passed: never report less than the thresholds crossed.
-            ticks++;
-            if (!a.halted) reporters.onSlow(run, attemptNo, Math.max(performance.now() - since, ticks * slowMs), slowMs);
-          }, slowMs).unref();
-        }
-      }
-      if (e.t === "halt") {
-        if (!broker || a.cause) {
-          e.console.close();
-          port1.postMessage({ t: "halt-refused", refusal: a.cause ? { kind: "stopping", cause: a.cause } : { kind: "no-broker" } } satisfies TaskControl);
-        } else {
-          stopClock();
-          void broker.register(run, e, port1).then((info) => {
-            if (!info) return startClock();
-            a.halted = info.id;
-            everHalted = true;
-            halts.push({ id: info.id, kind: e.kind, startedAt: e.time, durationMs: -1 });
-            // A halted failure is final (never retried): --until-fail stops admission now,
-            // not when someone releases the breakpoint.
-            if (e.kind === "failure") {
-              a.failedAtBreakpoint = true;
-              this.stopOnFailure(run);
-            }
-            if (this.stopping) broker.release(info.id, causeWords(a.cause ?? { kind: "interrupted" }));
-            freeSlot();
-          });
-        }
-      }
-      if (e.t === "resumed" && a.halted) {
-        const id = a.halted;
-        a.halted = undefined;
-        const h = halts.at(-1);
-        if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by: e.by });
-        void broker?.ended(id, e.by);
-        if (!a.cause) startClock();
-      }
-      if (e.t === "done") {
+        clock.start();
+      } else if (e.t === "halt") a.breakpoints.onHalt(e);
+      else if (e.t === "resumed") a.breakpoints.onResumed(e);
+      else if (e.t === "done") {
         done = e;
         onDone();
       }
@@ -370,33 +339,30 @@ export class Scheduler {
       qemu: this.qemu,
       port: port2,
     };
-    let crash: Extract<FailureCause, { kind: "worker-crashed" | "worker-killed" }> | undefined;
+    let crash: AttemptFacts["crash"];
     let recycledBeforeStart = false;
     try {
-      await this.o.pool.run(task, { transferList: [port2 as never], signal: a.kill.signal });
-      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, DONE_MESSAGE_WAIT_MS).unref())]);
+      await this.o.pool.run(task, { transferList: [port2], signal: a.kill.signal });
+      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, this.o.doneWaitMs ?? DONE_MESSAGE_WAIT_MS).unref())]);
     } catch (e) {
       // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
       // handed this run: the run never started, so it is not failed but run again.
       recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && (e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}`;
       crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
     } finally {
-      clearTimeout(timeoutTimer);
-      clearInterval(slowTimer);
+      clock.stop();
       clearTimeout(a.killTimer);
       this.active.delete(a);
       port1.close();
-      if (a.halted) await broker?.ended(a.halted, crash ? causeWords(crash) : "the run ended");
+      await a.breakpoints.finish(crash);
     }
     if (recycledBeforeStart && !this.stopping) {
-      await rm(stateDir, { recursive: true, force: true }).catch(() => {});
+      await removeStateDir(stateDir);
       return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
-    for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ? causeWords(crash) : "the run ended" });
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
-    if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
-
+    if (crash || !done) await removeStateDir(stateDir);
     const attempt = attemptFrom({
       attempt: attemptNo,
       startedAt,
@@ -407,8 +373,13 @@ export class Scheduler {
       abort: a.cause,
       crash,
       leftovers,
-      halts,
+      halts: a.breakpoints.halts,
     });
-    return { attempt, halted: everHalted };
+    return { attempt, halted: a.breakpoints.everHalted };
   }
+}
+
+/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth an error. */
+async function removeStateDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
