@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { UsageError } from "./discovery.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { Failure, StopReason } from "./failure-kinds.ts";
-import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "./results.ts";
+import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type SuiteSummary } from "./results.ts";
 import { formatShard, type Shard } from "./shard.ts";
 import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, JsonReporter, buildJsonReport, type JsonAttempt, type JsonReport, type JsonRun } from "./reporters/json-report.ts";
 import { JUnitReporter } from "./reporters/junit.ts";

@@ -74,7 +74,8 @@ export class BackdoorShell {
   private closedWith: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  private readonly listeners: Array<[Readable | Writable, string, (...a: any[]) => void]>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: listeners of any event of any stream
+  private readonly listeners: Array<[Readable | Writable, string, (...a: any[]) => void]>;
 
   constructor(
     private readonly input: Writable,
