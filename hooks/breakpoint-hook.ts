@@ -49,7 +49,7 @@ export class BreakpointHook {
     const frozen: string[] = [];
     for (const m of this.machines) {
       if (m.state !== "running") continue;
-      await m.freeze().catch(() => {});
+      await m.freeze().catch((e: Error) => this.emit({ t: "log", time: Date.now(), machine: m.name, level: "warn", msg: `could not freeze it at the breakpoint: ${e.message}` }));
       if ((m.state as string) === "frozen") frozen.push(m.name);
     }
     const { port1, port2 } = new MessageChannel();
@@ -98,7 +98,7 @@ export class BreakpointHook {
   }
 
   private async thawAll(names: string[]): Promise<void> {
-    for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch(() => {});
+    for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch((e: Error) => this.emit({ t: "log", time: Date.now(), machine: m.name, level: "warn", msg: `could not thaw it after the breakpoint: ${e.message}` }));
   }
 
   /** What a console session has in scope: the machines and CONSOLE_NAMES (worker/context-names.ts). */

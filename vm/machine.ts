@@ -382,16 +382,20 @@ export abstract class BaseMachine implements Machine {
 
   /** Tear down whatever state the machine is in; never throws. Used at the end of a run. */
   async cleanup(): Promise<void> {
+    // Each step's error goes to the run log (a teardown that failed explains leftovers and
+    // odd next runs); none stops the steps after it or fails the run.
+    const logged = (what: string) => (e: unknown) => this.log(`teardown: ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
     try {
-      if (this.state === "frozen") await this.thaw().catch(() => {});
+      if (this.state === "frozen") await this.thaw().catch(logged("thaw"));
       if (this.isUp || this.state === "starting") {
         await this.doCrash();
         this.state = "stopped";
       }
-    } catch {
-      /* best effort: the main thread's ledger kills what is left */
+    } catch (e) {
+      // The main thread's ledger kills what is left.
+      logged("stopping the machine")(e);
     } finally {
-      await this.dispose().catch(() => {});
+      await this.dispose().catch(logged("releasing its sockets"));
       await this.console.close();
     }
   }

@@ -91,10 +91,19 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     if (debugHook && hook && abortedBy === undefined) await hook.halt("failure", e);
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
-  await backdoor?.close().catch(() => {});
+  // Teardown errors are a line in the run log each; none fails the run or stops the rest.
+  const teardownFailed = (what: string) => (e: unknown) => emit({ t: "log", time: Date.now(), level: "warn", msg: `teardown: ${what} failed: ${e instanceof Error ? e.message : String(e)}` });
+  await backdoor?.close().catch(teardownFailed("closing the ssh backdoor"));
   await Promise.all(machines.map((m) => m.cleanup()));
-  await network?.close().catch(() => {});
-  if (machines.length) rmSync(task.stateDir, { recursive: true, force: true });
+  await network?.close().catch(teardownFailed("closing the virtual network"));
+  if (machines.length) {
+    try {
+      rmSync(task.stateDir, { recursive: true, force: true });
+    } catch (e) {
+      // The main thread's sweep of abandoned state roots removes it later.
+      teardownFailed(`removing the state directory ${task.stateDir}`)(e);
+    }
+  }
   emit({
     t: "done",
     time: Date.now(),
