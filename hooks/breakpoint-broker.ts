@@ -2,11 +2,12 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { MessagePort } from "node:worker_threads";
-import type { ControlMessage, WorkerEvent } from "../worker/events.ts";
+import type { TaskControl, WorkerEvent } from "../worker/events.ts";
 import type { PlannedRun } from "../orchestrator/plan.ts";
 import { isLoopbackHost } from "./console-gate.ts";
 import { ConsoleServer } from "./console-server.ts";
 import type { BreakpointInfo } from "./control-protocol.ts";
+import type { HaltRefusal } from "../orchestrator/failure-kinds.ts";
 
 type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
 type BundleEvent = Extract<WorkerEvent, { t: "bundle" }>;
@@ -30,7 +31,7 @@ export interface BrokerOptions {
 /** What the broker tells whoever reports (the terminal prints it in `!!!` lines). */
 export interface BreakpointListener {
   onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
-  onBreakpointRefused?(run: PlannedRun, reason: string): void;
+  onBreakpointRefused?(run: PlannedRun, refusal: HaltRefusal): void;
   onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
   /** Someone who may not use the console tried to (another uid, a wrong token). */
   onConsoleRefused?(run: PlannedRun, message: string): void;
@@ -75,12 +76,12 @@ export class BreakpointBroker {
 
   /** A worker halted: hold it (answer `halted`) or refuse (answer `halt-refused`). */
   async register(run: PlannedRun, e: HaltEvent, taskPort: MessagePort): Promise<BreakpointInfo | undefined> {
-    const answer = (m: ControlMessage): void => taskPort.postMessage(m);
+    const answer = (m: TaskControl): void => taskPort.postMessage(m);
     if (this.held.size + this.registering >= this.o.maxFrozen) {
-      const reason = `not halted: ${this.o.maxFrozen} test${this.o.maxFrozen === 1 ? " is" : "s are"} already halted (--max-frozen ${this.o.maxFrozen})`;
+      const refusal: HaltRefusal = { kind: "max-frozen", limit: this.o.maxFrozen };
       e.console.close();
-      answer({ t: "halt-refused", reason });
-      this.listener.onBreakpointRefused?.(run, reason);
+      answer({ t: "halt-refused", refusal });
+      this.listener.onBreakpointRefused?.(run, refusal);
       return undefined;
     }
     this.registering++;
@@ -115,6 +116,7 @@ export class BreakpointBroker {
         machines: e.machines,
         frozen: e.frozen,
         socketDir,
+        sockets: e.sockets ?? [],
         orchestratorPid: process.pid,
         ...(token ? { token } : {}),
         reason: e.kind === "failure" ? (e.error?.message ?? "failed") : "debug.breakpoint()",
@@ -127,9 +129,9 @@ export class BreakpointBroker {
       return info;
     } catch (err) {
       e.console.close();
-      const reason = `not halted: ${(err as Error).message}`;
-      answer({ t: "halt-refused", reason });
-      this.listener.onBreakpointRefused?.(run, reason);
+      const refusal: HaltRefusal = { kind: "console-failed", message: (err as Error).message };
+      answer({ t: "halt-refused", refusal });
+      this.listener.onBreakpointRefused?.(run, refusal);
       return undefined;
     } finally {
       this.registering--;
@@ -140,7 +142,7 @@ export class BreakpointBroker {
   release(id: string, by: string): boolean {
     const h = this.held.get(id);
     if (!h) return false;
-    h.taskPort.postMessage({ t: "release", by } satisfies ControlMessage);
+    h.taskPort.postMessage({ t: "release", by } satisfies TaskControl);
     return true;
   }
 
@@ -159,7 +161,7 @@ export class BreakpointBroker {
         this.saves.delete(reqId);
         resolve(e);
       });
-      h.taskPort.postMessage({ t: "save", reqId, dir } satisfies ControlMessage);
+      h.taskPort.postMessage({ t: "save", reqId, dir } satisfies TaskControl);
     });
   }
 

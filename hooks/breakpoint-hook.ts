@@ -1,14 +1,16 @@
 import { haltpointCommand } from "./ssh-lines.ts";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import type { BaseMachine } from "../vm/machine.ts";
-import { serializeError, type ControlMessage, type WorkerEvent } from "../worker/events.ts";
+import { serializeError, type TaskControl, type WorkerEvent } from "../worker/events.ts";
 import { ConsoleReplHost } from "./console-repl.ts";
 import { CONSOLE_NAMES } from "../worker/context-names.ts";
 import { join } from "node:path";
 import { dirNameFor } from "../orchestrator/run-dir-names.ts";
 import type { BundleSubject } from "./bundle-writer.ts";
+import { abortText } from "../orchestrator/reporters/failure-text.ts";
+import type { BackdoorSocketInfo } from "../worker/events.ts";
 
-type Answer = Extract<ControlMessage, { t: "halted" | "halt-refused" }>;
+type Answer = Extract<TaskControl, { t: "halted" | "halt-refused" }>;
 
 /**
  * The worker's half of a breakpoint. It freezes the test's machines, asks the broker (main
@@ -27,6 +29,8 @@ export class BreakpointHook {
     private readonly testName: string,
     /** The run's SSH backdoor sockets, if it has them: the broker hands out this directory. */
     private readonly socketDir?: string,
+    /** Those sockets, by machine (the broker's `!!!` lines name them; the main thread reads no directory). */
+    private readonly sockets: BackdoorSocketInfo[] = [],
     /** What a bundle of this test records, and where --save-breakpoints puts them. */
     private readonly bundles?: { subject: Omit<BundleSubject, "kind" | "error">; saveDir?: string },
   ) {}
@@ -35,13 +39,13 @@ export class BreakpointHook {
   private halt_: { kind: "failure" | "breakpoint"; error?: unknown; id: string } | undefined;
 
   /** Control messages from the main thread that concern a breakpoint. */
-  onControl(m: ControlMessage): void {
+  onControl(m: TaskControl): void {
     if (m.t === "halted" || m.t === "halt-refused") this.answer?.(m);
     else if (m.t === "release") this.leave(m.by);
     else if (m.t === "save") void this.save(m.dir, m.reqId);
     else if (m.t === "abort") {
-      this.answer?.({ t: "halt-refused", reason: m.reason });
-      this.leave(m.reason);
+      this.answer?.({ t: "halt-refused", refusal: { kind: "stopping", cause: m.cause } });
+      this.leave(abortText(m.cause));
     }
   }
 
@@ -54,7 +58,7 @@ export class BreakpointHook {
     const frozen: string[] = [];
     for (const m of this.machines) {
       if (m.state !== "running") continue;
-      await m.freeze().catch(() => {});
+      await m.freeze().catch((e: Error) => this.emit({ t: "log", time: Date.now(), machine: m.name, level: "warn", msg: `could not freeze it at the breakpoint: ${e.message}` }));
       if ((m.state as string) === "frozen") frozen.push(m.name);
     }
     const { port1, port2 } = new MessageChannel();
@@ -69,10 +73,11 @@ export class BreakpointHook {
         frozen,
         console: port2,
         socketDir: this.socketDir,
+        sockets: this.sockets,
       } satisfies WorkerEvent,
       [port2],
     );
-    const a = this.pendingRelease ? ({ t: "halt-refused", reason: this.pendingRelease } as const) : await answered;
+    const a: Answer = this.pendingRelease ? { t: "halt-refused", refusal: { kind: "released", by: this.pendingRelease } } : await answered;
     this.answer = undefined;
     if (a.t === "halt-refused") {
       port1.close();
@@ -127,7 +132,7 @@ export class BreakpointHook {
   }
 
   private async thawAll(names: string[]): Promise<void> {
-    for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch(() => {});
+    for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch((e: Error) => this.emit({ t: "log", time: Date.now(), machine: m.name, level: "warn", msg: `could not thaw it after the breakpoint: ${e.message}` }));
   }
 
   /** What a console session has in scope: the machines and CONSOLE_NAMES (worker/context-names.ts). */

@@ -21,6 +21,8 @@ export interface BreakpointInfo {
   frozen?: string[];
   /** Directory of the machines' SSH sockets. */
   socketDir: string;
+  /** The machines' SSH sockets in it (from the halt event; not sent over the control socket). */
+  sockets?: Array<{ machine: string; path: string }>;
   orchestratorPid: number;
   /** Why it halted: the failure's message, or "debug.breakpoint()". */
   reason: string;

@@ -93,6 +93,11 @@ export class SshBackdoor {
     return this.entries.get(machine)?.socket.path;
   }
 
+  /** Every machine's socket, by machine name (what a breakpoint's ssh lines list). */
+  sockets(): Array<{ machine: string; path: string }> {
+    return [...this.entries.entries()].map(([machine, e]) => ({ machine, path: e.socket.path })).sort((a, b) => (a.machine < b.machine ? -1 : a.machine > b.machine ? 1 : 0));
+  }
+
   /** Print how to connect (when the machine has started). */
   announce(machine: string): void {
     const path = this.socketPath(machine);

@@ -60,10 +60,11 @@ export function sshCommands(machine: string, socket: string): { vsockMux?: strin
   };
 }
 
-/** A breakpoint's ssh lines, one group per machine with a socket in `socketDir`. */
-export function breakpointSshLines(id: string, socketDir: string): string[] {
+/** A breakpoint's ssh lines, one group per machine with a socket (the halt event lists them:
+ *  the terminal reporter reads no directory). */
+export function breakpointSshLines(id: string, sockets: ReadonlyArray<{ machine: string; path: string }>): string[] {
   const lines: string[] = [];
-  for (const { machine, path } of socketsIn(socketDir)) {
+  for (const { machine, path } of sockets) {
     const c = sshCommands(machine, path);
     lines.push(`ssh ${machine}: ${haltpointCommand()} ssh ${id} ${machine}`, ...(c.vsockMux ? [`ssh ${machine}: ${c.vsockMux}`] : []), `ssh ${machine}: ${c.proxy}`);
   }

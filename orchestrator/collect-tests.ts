@@ -1,10 +1,9 @@
-import type { Piscina } from "piscina";
 import type { CollectResult, CollectTask } from "../worker/events.ts";
 import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import type { LoadError, PlannedTest } from "./plan.ts";
 
 /** Load every file in a worker (a file that throws or exits cannot take the orchestrator down) and learn what it declares. */
-export async function collectTests(pool: Piscina, files: string[], defaultBackend: string): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
+export async function collectTests(pool: { run(task: CollectTask): Promise<unknown> }, files: string[], defaultBackend: string): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
   const results = await Promise.all(
     files.map(async (file): Promise<CollectResult> => {
       const task: CollectTask = { kind: "collect", file, defaultBackend };

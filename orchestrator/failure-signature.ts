@@ -1,3 +1,6 @@
+import type { Failure } from "./failure-kinds.ts";
+import { reasonOf } from "./results.ts";
+
 // What a failure "is", independent of the run it happened in: the failing command or
 // error message with the parts that differ from run to run (numbers, paths, hex ids)
 // replaced by placeholders, so that failures with one cause fall into one group.
@@ -27,8 +30,8 @@ export function normalizeMessage(line: string): string {
  * timeout, a crash — or else the script's error message), normalised. Later lines (stack
  * traces, console tails) differ between runs of one cause and are left out.
  */
-export function failureSignature(f: { reason?: string; error?: { name?: string; message: string } }): string {
-  const text = f.reason ?? f.error?.message ?? "";
+export function failureSignature(f: { failure?: Failure; reason?: string; error?: { name?: string; message: string } }): string {
+  const text = reasonOf(f) ?? f.error?.message ?? "";
   const first = text.split("\n").find((l) => l.trim()) ?? "";
   const sig = normalizeMessage(first);
   return sig || (f.error?.name ? `${f.error.name} (no message)` : "failed (no message)");

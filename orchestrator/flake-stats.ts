@@ -2,7 +2,7 @@
 // failures grouped by cause. Pure functions of the run results (`haltpoint merge` computes
 // the same from shard reports).
 import { failureSignature } from "./failure-signature.ts";
-import type { RunResult } from "./results.ts";
+import { failureMessage, type RunResult } from "./results.ts";
 
 /** z for a two-sided 95% interval (the 0.975 quantile of the standard normal). */
 export const Z95 = 1.959963984540054;
@@ -85,7 +85,7 @@ export function flakeStats(results: RunResult[], order: string[] = []): TestFlak
         failures++;
         const signature = failureSignature(a);
         let g = groups.get(signature);
-        if (!g) groups.set(signature, (g = { signature, example: firstLine(a.reason ?? a.error?.message ?? "failed"), occurrences: [] }));
+        if (!g) groups.set(signature, (g = { signature, example: firstLine(failureMessage(a)), occurrences: [] }));
         g.occurrences.push({ run: r.run.index, attempt: a.attempt, logDir: a.logDir });
       }
     }

@@ -4,7 +4,8 @@
 import { readFile } from "node:fs/promises";
 import { UsageError } from "./discovery.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
-import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "./results.ts";
+import type { Failure, StopReason } from "./failure-kinds.ts";
+import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type SuiteSummary } from "./results.ts";
 import { formatShard, type Shard } from "./shard.ts";
 import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, JsonReporter, buildJsonReport, type JsonAttempt, type JsonReport, type JsonRun } from "./reporters/json-report.ts";
 import { JUnitReporter } from "./reporters/junit.ts";
@@ -77,6 +78,11 @@ function toAttempt(a: JsonAttempt): RunAttempt {
   const out: RunAttempt = { attempt: a.attempt, outcome: a.outcome, startedAt: Date.parse(a.startedAt), durationMs: a.durationMs, logDir: a.logDir };
   if (a.error) out.error = a.error;
   if (a.reason) out.reason = a.reason;
+  if (a.failure) {
+    // The words are made again from the kind; an older report's `reason` stays as it was.
+    const { message: _words, ...failure } = a.failure;
+    out.failure = failure as Failure;
+  }
   if (a.slot !== undefined) out.slot = a.slot;
   if (a.halts?.length) out.halts = a.halts.map((h) => ({ ...h, startedAt: Date.parse(h.startedAt) }));
   return out;
@@ -180,6 +186,7 @@ export function mergeReports(given: ReportFile[], o: { flakyFails?: boolean; all
     results: results.sort((a, b) => a.startedAt - b.startedAt),
     notRun,
     interrupted: files.some((f) => f.report.interrupted),
+    ...stopOf(files),
     startedAt: Math.min(...starts),
     durationMs: Math.max(...ends) - Math.min(...starts),
   };
@@ -222,4 +229,12 @@ export async function mergeCommand(o: MergeOptions): Promise<number> {
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new GitHubReporter(out));
   await new ReporterSet(reporters).onEnd(summary);
   return exitStatus(summary);
+}
+
+/** The first shard's stop (--until-fail, --max-fail, Ctrl-C), if any stopped. */
+function stopOf(files: ReportFile[]): { stop?: StopReason } {
+  const s = files.map((f) => f.report.stoppedBy).find((x) => x);
+  if (!s) return {};
+  const { message: _words, ...stop } = s;
+  return { stop: stop as StopReason };
 }

@@ -1,4 +1,6 @@
 import type { PlannedTest } from "./plan.ts";
+import type { BudgetOverrun } from "./failure-kinds.ts";
+import { overrunText } from "./reporters/failure-text.ts";
 
 export interface Resources {
   memoryMiB: number;
@@ -31,12 +33,18 @@ export class ResourceBudget {
 
   constructor(readonly total: Resources) {}
 
-  /** Why `need` can never fit, or undefined if it can. */
+  /** What of `need` can never fit, or undefined if it can (reporters put it into words). */
+  overrun(need: Resources): BudgetOverrun | undefined {
+    const over: BudgetOverrun = {};
+    if (need.memoryMiB > this.total.memoryMiB) over.memoryMiB = { need: need.memoryMiB, budget: this.total.memoryMiB };
+    if (need.cores > this.total.cores) over.cores = { need: need.cores, budget: this.total.cores };
+    return over.memoryMiB || over.cores ? over : undefined;
+  }
+
+  /** Why `need` can never fit, in words, or undefined if it can. */
   refusal(need: Resources): string | undefined {
-    const over: string[] = [];
-    if (need.memoryMiB > this.total.memoryMiB) over.push(`${need.memoryMiB} MiB of memory (budget ${this.total.memoryMiB} MiB, --memory)`);
-    if (need.cores > this.total.cores) over.push(`${need.cores} cores (budget ${this.total.cores}, --cores)`);
-    return over.length ? `its qemu machines need ${over.join(" and ")}: it can never fit on this host` : undefined;
+    const over = this.overrun(need);
+    return over && overrunText(over);
   }
 
   /** Wait until `need` fits, take it, and return the function that gives it back. */

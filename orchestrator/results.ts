@@ -3,6 +3,8 @@ import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { BreakpointInfo } from "../hooks/control-protocol.ts";
 import type { Shard } from "./shard.ts";
 import type { HostFacts } from "./host-facts.ts";
+import type { Failure, HaltRefusal, Notice, StopReason } from "./failure-kinds.ts";
+import { failureReason } from "./reporters/failure-text.ts";
 
 /** A run's outcome: "flaky" when it failed, then passed on a retry (--retries). */
 export type RunOutcome = "passed" | "failed" | "flaky";
@@ -13,7 +15,9 @@ export interface RunAttempt {
   attempt: number;
   outcome: "passed" | "failed";
   error?: SerializedError;
-  /** Set when the orchestrator, not the script, ended the attempt (timeout, crash, Ctrl-C). */
+  /** What ended a failed attempt, as data (reporters put it into words). */
+  failure?: Failure;
+  /** Only from reports of older haltpoints (merged): their words for `failure`. Read it through reasonOf(). */
   reason?: string;
   startedAt: number;
   durationMs: number;
@@ -41,7 +45,9 @@ export interface RunResult {
   outcome: RunOutcome;
   /** Of the last failed attempt (failed, flaky); none when passed. */
   error?: SerializedError;
-  /** Set when the orchestrator, not the script, ended the run (timeout, crash, Ctrl-C). */
+  /** Of the last failed attempt (failed, flaky). */
+  failure?: Failure;
+  /** Only from reports of older haltpoints (merged); read it through reasonOf(). */
   reason?: string;
   /** When the first attempt started. */
   startedAt: number;
@@ -64,6 +70,7 @@ export function resultFromAttempts(run: PlannedRun, attempts: RunAttempt[]): Run
     run,
     outcome,
     error: outcome === "passed" ? undefined : shown.error,
+    failure: outcome === "passed" ? undefined : shown.failure,
     reason: outcome === "passed" ? undefined : shown.reason,
     startedAt: attempts[0]!.startedAt,
     durationMs: attempts.reduce((s, a) => s + a.durationMs, 0),
@@ -106,6 +113,8 @@ export interface SuiteSummary {
   /** Runs never started (Ctrl-C stopped admission). */
   notRun: PlannedRun[];
   interrupted: boolean;
+  /** Why runs stopped being started (--until-fail, --max-fail, Ctrl-C), if they did. */
+  stop?: StopReason;
   startedAt: number;
   durationMs: number;
 }
@@ -124,11 +133,11 @@ export interface Reporter {
   /** An attempt is still running `elapsedMs` after it started (--slow-timeout), repeated each `slowTimeoutMs`. */
   onSlow?(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void;
   /** A message from the orchestrator itself (interrupts, cleanup). */
-  onNotice?(msg: string): void;
+  onNotice?(n: Notice): void;
   /** A test halted at a breakpoint and can be attached to. */
   onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
   /** A failing test was not halted (e.g. --max-frozen reached). */
-  onBreakpointRefused?(run: PlannedRun, reason: string): void;
+  onBreakpointRefused?(run: PlannedRun, refusal: HaltRefusal): void;
   onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
   /** A connection to a breakpoint's console was refused (another uid, a wrong token). */
   onConsoleRefused?(run: PlannedRun, message: string): void;
@@ -156,14 +165,14 @@ export class ReporterSet implements Required<Reporter> {
   onSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void {
     for (const r of this.reporters) r.onSlow?.(run, attempt, elapsedMs, slowTimeoutMs);
   }
-  onNotice(msg: string): void {
-    for (const r of this.reporters) r.onNotice?.(msg);
+  onNotice(n: Notice): void {
+    for (const r of this.reporters) r.onNotice?.(n);
   }
   onBreakpoint(run: PlannedRun, info: BreakpointInfo): void {
     for (const r of this.reporters) r.onBreakpoint?.(run, info);
   }
-  onBreakpointRefused(run: PlannedRun, reason: string): void {
-    for (const r of this.reporters) r.onBreakpointRefused?.(run, reason);
+  onBreakpointRefused(run: PlannedRun, refusal: HaltRefusal): void {
+    for (const r of this.reporters) r.onBreakpointRefused?.(run, refusal);
   }
   onBreakpointEnd(run: PlannedRun, info: BreakpointInfo, by: string): void {
     for (const r of this.reporters) r.onBreakpointEnd?.(run, info, by);
@@ -201,7 +210,17 @@ export const REPORT_WRITE_EXIT_STATUS = 3;
 /** Like nextest's: a run that selects no test (a --filter typo, an empty shard) is not a pass. */
 export const NO_TESTS_EXIT_STATUS = 4;
 
+/** The orchestrator's words for what ended a failed attempt or run (a timeout, a crash), if it did. */
+export function reasonOf(a: { failure?: Failure; reason?: string }): string | undefined {
+  return a.failure ? failureReason(a.failure) : a.reason;
+}
+
+/** A failed attempt's or run's one message: the orchestrator's reason, else the script's error. */
+export function failureMessage(a: { failure?: Failure; reason?: string; error?: SerializedError }): string {
+  return reasonOf(a) ?? a.error?.message ?? "failed";
+}
+
 export function runMessage(r: RunResult): string {
   if (r.outcome === "passed") return "";
-  return r.reason ?? r.error?.message ?? "failed";
+  return failureMessage(r);
 }

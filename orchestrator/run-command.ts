@@ -12,7 +12,7 @@ import { selectTests, type ShardSpec } from "./selection.ts";
 import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
 import { ProcessLedger } from "./process-ledger.ts";
-import { NO_TESTS_EXIT_STATUS, REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
+import { REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "./results.ts";
 import { JsonReporter } from "./reporters/json-report.ts";
 import { RunLogReporter } from "./reporters/run-log.ts";
 import { TerminalReporter } from "./reporters/terminal.ts";
@@ -158,11 +158,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => {
     interrupts++;
     if (interrupts === 1) {
-      out.onNotice(`${sig}: starting no more tests, stopping the running ones (again to kill them now)`);
-      if (scheduler) scheduler.interrupt(`interrupted (${sig})`);
+      out.onNotice({ kind: "signal", signal: sig, again: false });
+      if (scheduler) scheduler.interrupt(sig);
       else startupSignal = sig;
     } else {
-      out.onNotice(`${sig} again: killing the running tests`);
+      out.onNotice({ kind: "signal", signal: sig, again: true });
       scheduler?.killNow();
       ledger.killAll();
     }
@@ -173,16 +173,14 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
   const swept = sweepAbandonedStateRoots();
-  if (swept.length) out.onNotice(`removed ${swept.length} state ${swept.length === 1 ? "directory" : "directories"} of haltpoint runs that no longer exist: ${swept.join(", ")}`);
+  if (swept.length) out.onNotice({ kind: "swept-state-dirs", dirs: swept });
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
   // A worker error outside any task must not end the run (an unhandled 'error' event would).
-  pool.on("error", (e: unknown) => out.onNotice(`a worker thread failed outside any test: ${describeThrown(e instanceof Error ? e.message : e)}`));
-  const lateErrors = listenForLateErrors((n) =>
-    out.onNotice(`late error from ${n.runKey}, after it finished (${n.kind}): ${n.message}; its result stands, its worker thread is replaced`),
-  );
+  pool.on("error", (e: unknown) => out.onNotice({ kind: "pool-error", message: describeThrown(e instanceof Error ? e.message : e) }));
+  const lateErrors = listenForLateErrors((n) => out.onNotice({ kind: "late-error", run: n.runKey, errorKind: n.kind, message: n.message }));
   const broker = new BreakpointBroker(
     {
       startPort: o.debugPort ?? 4444,
@@ -195,7 +193,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   );
   // `haltpoint ls / attach / release` reach this run through its control socket.
   const control = await ControlServer.listen((req) => handleControl(broker, req)).catch((e: Error) => {
-    out.onNotice(`no control socket (haltpoint ls/release will not see this run): ${e.message}`);
+    out.onNotice({ kind: "no-control-socket", message: e.message });
     return undefined;
   });
   scheduler = new Scheduler({
@@ -223,7 +221,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     }),
   });
 
-  if (startupSignal) scheduler.interrupt(`interrupted (${startupSignal})`);
+  if (startupSignal) scheduler.interrupt(startupSignal);
 
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
@@ -235,10 +233,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     );
     const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, where: (o.paths.length ? o.paths : ["."]).join(", ") });
     const selected = sel.tests;
-    for (const n of sel.notices) out.onNotice(n);
-    if (!selected.length && !loadErrors.length) {
-      out.onNotice(`no test selected: ${sel.emptyReason ?? "none"}${o.passWithNoTests ? " (--pass-with-no-tests)" : ` (exit status ${NO_TESTS_EXIT_STATUS}; --pass-with-no-tests allows it)`}`);
-    }
+    for (const text of sel.notices) out.onNotice({ kind: "info", source: "selection", text });
+    if (!selected.length && !loadErrors.length) out.onNotice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
     const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
@@ -259,14 +255,14 @@ export async function runCommand(o: RunOptions): Promise<number> {
     };
     out.onPlan(plan);
     const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
-    if (localNotice) out.onNotice(localNotice);
+    if (localNotice) out.onNotice({ kind: "info", source: "sandbox", text: localNotice });
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debianPackages ? [n.debianPackages] : [])));
-        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (line) => out.onNotice(line), { snapshotBoot: o.snapshotBoot, debian }));
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian }));
       } catch (e) {
-        scheduler.qemuUnavailable = `the qemu backend is not ready: ${(e as Error).message}`;
-        out.onNotice(scheduler.qemuUnavailable);
+        scheduler.qemuUnavailable = (e as Error).message;
+        out.onNotice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
       }
     }
     const results = scheduler.isStopping ? [] : await scheduler.runAll(stress ?? runs);
@@ -277,6 +273,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       results,
       notRun: made.filter((r) => !done.has(r.key)),
       interrupted: scheduler.interruptedWork,
+      ...(scheduler.stopReason ? { stop: scheduler.stopReason } : {}),
       startedAt,
       durationMs: Date.now() - startedAt,
     };

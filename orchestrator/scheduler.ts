@@ -2,23 +2,33 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
-import type { Piscina } from "piscina";
-import type { RunTask, WorkerEvent } from "../worker/events.ts";
+import type { CollectTask, RunTask, TaskControl, WorkerEvent } from "../worker/events.ts";
 import { RECYCLE_EXIT_CODE } from "../worker/late-errors.ts";
 import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "./run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
-import { failsSuite, resultFromAttempts, type HaltSpan, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
+import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "./results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
-import type { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
+import type { AbortCause, FailureCause, StopReason } from "./failure-kinds.ts";
+import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
+import { RunClock } from "./run-clock.ts";
+import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
+
+/** The worker pool as the scheduler uses it (piscina; a fake in test/scheduler.test.ts). */
+export interface TaskPool {
+  run(task: RunTask | CollectTask, options?: { transferList?: MessagePort[]; signal?: AbortSignal }): Promise<unknown>;
+}
+
+/** The process ledger as the scheduler uses it (process-ledger.ts). */
+export type RunLedger = Pick<ProcessLedger, "add" | "remove" | "killRun">;
 
 export interface SchedulerOptions {
-  pool: Piscina;
+  pool: TaskPool;
   jobs: number;
   reporters: ReporterSet;
-  ledger: ProcessLedger;
+  ledger: RunLedger;
   logDir: string;
   /** Root of the per-run state directories (short: UNIX socket paths live there). */
   stateRoot: string;
@@ -32,7 +42,7 @@ export interface SchedulerOptions {
   /** Memory and cores that qemu machines may take at once (--memory, --cores). */
   budget: ResourceBudget;
   /** Holds halted tests (--debug-hook); without it no test halts. */
-  broker?: BreakpointBroker;
+  broker?: HaltBroker;
   /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
   debugHook: boolean;
   /** SSH backdoor sockets for every run (--ssh-backdoor / --no-ssh-backdoor); undefined: per test. */
@@ -47,6 +57,8 @@ export interface SchedulerOptions {
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
   flakyFails?: boolean;
+  /** How long to wait for a run's `done` after its task returned (default 5 s; tests shorten it). */
+  doneWaitMs?: number;
 }
 
 /** A run in flight: what the scheduler needs to stop it. */
@@ -54,12 +66,11 @@ interface ActiveRun {
   run: PlannedRun;
   port: MessagePort;
   kill: AbortController;
-  reason?: string;
+  /** Why the orchestrator asked it to stop, once it did. */
+  cause?: AbortCause;
   killTimer?: NodeJS.Timeout;
-  /** The breakpoint id while the run is halted. */
-  halted?: string;
-  /** It halted on a failure: its outcome is decided, and after release it only tears down. */
-  failedAtBreakpoint?: boolean;
+  /** Its breakpoints: whether it is halted now, and whether it halted on its failure. */
+  breakpoints: RunBreakpoints;
 }
 
 /** How long to wait for a run's final `done` message after its task returned. */
@@ -80,8 +91,10 @@ export class Scheduler {
   private runsBegun = false;
   /** Guest image + accelerator for qemu machines, once prepared. */
   qemu: QemuRuntime | undefined;
-  /** Why qemu tests cannot run (image build or accel probe failed). */
+  /** Why qemu tests cannot run (image build or accel probe failed): the error's message. */
   qemuUnavailable: string | undefined;
+  /** Why admission stopped (--until-fail, --max-fail, Ctrl-C), once it did: the reports say it. */
+  stopReason: StopReason | undefined;
   private seq = 0;
   /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
   private readonly slotsTaken: boolean[] = [];
@@ -125,10 +138,7 @@ export class Scheduler {
       this.queue.off("next", feed);
     }
     if (outstanding.size && this.o.broker?.count) {
-      this.o.reporters.onNotice(
-        `every other test is done; holding ${this.o.broker.count} breakpoint${this.o.broker.count === 1 ? "" : "s"} ` +
-          "(haltpoint ls / attach ID / release ID); Ctrl-C releases them all",
-      );
+      this.o.reporters.onNotice({ kind: "holding-breakpoints", count: this.o.broker.count });
     }
     while (outstanding.size) await Promise.all(outstanding);
     return results;
@@ -152,7 +162,12 @@ export class Scheduler {
   private async admitSlot(run: PlannedRun, slot: number, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     const need = demandOf(run.test);
     const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
-    const refusal = this.o.budget.refusal(need) ?? (usesQemu ? this.qemuUnavailable : undefined);
+    const over = this.o.budget.overrun(need);
+    const refusal: FailureCause | undefined = over
+      ? { kind: "not-admitted", over }
+      : usesQemu && this.qemuUnavailable !== undefined
+        ? { kind: "not-admitted", qemuUnavailable: this.qemuUnavailable }
+        : undefined;
     if (refusal) return void results.push(this.refuse(run, refusal, slot));
     const release = await this.o.budget.acquire(need);
     if (!this.admitting) return release();
@@ -182,23 +197,25 @@ export class Scheduler {
   }
 
   /** Ctrl-C: admit nothing more, ask every running test to stop and tear down. */
-  interrupt(reason = "interrupted"): void {
+  interrupt(signal?: string): void {
     if (this.stopping) return;
     this.stopping = true;
+    const cause: AbortCause = signal ? { kind: "interrupted", signal } : { kind: "interrupted" };
+    this.stopReason ??= cause;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
-    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => !a.halted && !a.failedAtBreakpoint);
+    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => a.breakpoints.heldId === undefined && !a.breakpoints.failedAtBreakpoint);
     this.stopAdmission();
     for (const a of this.active) {
-      if (a.halted) this.o.broker?.release(a.halted, reason);
-      else if (!a.failedAtBreakpoint) this.abort(a, reason);
+      if (a.breakpoints.heldId !== undefined) a.breakpoints.release(cause);
+      else if (!a.breakpoints.failedAtBreakpoint) this.abort(a, cause);
     }
   }
 
   /** Kill every running worker now (a second Ctrl-C). */
   killNow(): void {
     for (const a of this.active) {
-      a.reason ??= "interrupted";
+      a.cause ??= { kind: "interrupted" };
       a.kill.abort();
     }
   }
@@ -208,23 +225,24 @@ export class Scheduler {
   }
 
   /** A run that cannot start: reported as failed at once, without a worker. */
-  private refuse(run: PlannedRun, reason: string, slot: number): RunResult {
+  private refuse(run: PlannedRun, failure: FailureCause, slot: number): RunResult {
     const logDir = join(this.o.logDir, runDirName(run));
     this.o.reporters.onRunStart(run, logDir);
-    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", reason, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
+    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", failure, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
     this.o.reporters.onRunEnd(result);
     this.stopOnFailure(run);
     return result;
   }
 
   /** --max-fail N / --until-fail: the Nth failed run stops admission (at the failure, even if it then halts). */
-  private stopOnFailure(run: PlannedRun, what = "failed"): void {
+  private stopOnFailure(run: PlannedRun, flaky = false): void {
     this.failedRuns.add(run.key);
     const limit = this.o.maxFail ?? (this.o.untilFail ? 1 : undefined);
     if (limit === undefined || !this.admitting || this.failedRuns.size < limit) return;
     this.stopAdmission();
-    const flag = this.o.maxFail !== undefined ? `--max-fail ${this.o.maxFail}` : "--until-fail";
-    this.o.reporters.onNotice(`${flag}: ${run.key} ${what}${limit > 1 ? ` (${limit} failed runs)` : ""}; starting no more runs`);
+    const stop: StopReason = this.o.maxFail !== undefined ? { kind: "max-fail", limit: this.o.maxFail, run: run.key, flaky } : { kind: "until-fail", run: run.key, flaky };
+    this.stopReason ??= stop;
+    this.o.reporters.onNotice({ kind: "stopped", stop });
   }
 
   /**
@@ -246,101 +264,63 @@ export class Scheduler {
     }
     const result = resultFromAttempts(run, attempts);
     reporters.onRunEnd(result);
-    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky" ? "was flaky (--flaky-fails)" : "failed");
+    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky");
     return result;
   }
 
-  private abort(a: ActiveRun, reason: string): void {
-    if (a.reason) return;
-    a.reason = reason;
-    a.port.postMessage({ t: "abort", reason });
+  private abort(a: ActiveRun, cause: AbortCause): void {
+    if (a.cause) return;
+    a.cause = cause;
+    a.port.postMessage({ t: "abort", cause } satisfies TaskControl);
     a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
   }
 
   /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
   private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void, slot: number): Promise<{ attempt: RunAttempt; halted: boolean }> {
     const { reporters, ledger } = this.o;
-    let everHalted = false;
-    const halts: HaltSpan[] = [];
     const stateDir = join(this.o.stateRoot, String(++this.seq));
     const { port1, port2 } = new MessageChannel();
-    const a: ActiveRun = { run, port: port1, kill: new AbortController() };
-    this.active.add(a);
+    const a = { run, port: port1, kill: new AbortController() } as ActiveRun;
     const startedAt = Date.now();
     const t0 = performance.now();
+    const clock = new RunClock({
+      timeoutMs: run.test.globalTimeout * 1000,
+      onTimeout: () => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }),
+      slowMs: run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined,
+      onSlow: (elapsedMs) => reporters.onSlow(run, attemptNo, elapsedMs, run.test.slowTimeout! * 1000),
+      isHalted: () => a.breakpoints.heldId !== undefined,
+    });
+    a.breakpoints = new RunBreakpoints({
+      run,
+      port: port1,
+      clock,
+      broker: this.o.broker,
+      cause: () => a.cause,
+      stopping: () => this.stopping,
+      onHeld: (kind) => {
+        // A halted failure is final (never retried): --until-fail stops admission now,
+        // not when someone releases the breakpoint.
+        if (kind === "failure") this.stopOnFailure(run);
+        freeSlot();
+      },
+    });
+    this.active.add(a);
 
     let done: Extract<WorkerEvent, { t: "done" }> | undefined;
     let onDone: () => void = () => {};
     const doneSeen = new Promise<void>((r) => (onDone = r));
-    // The test's clock starts when its worker picks it up, not while it waits for a
-    // thread, and stops while the test is halted at a breakpoint.
-    let timeoutTimer: NodeJS.Timeout | undefined;
-    // --slow-timeout: a SLOW event each time another slow-timeout passes (not while halted).
-    let slowTimer: NodeJS.Timeout | undefined;
-    const slowMs = run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined;
-    let timeLeftMs = run.test.globalTimeout * 1000;
-    let clockStarted = 0;
-    const startClock = (): void => {
-      clockStarted = Date.now();
-      timeoutTimer = setTimeout(() => this.abort(a, `global timeout of ${run.test.globalTimeout} s exceeded`), timeLeftMs);
-    };
-    const stopClock = (): void => {
-      clearTimeout(timeoutTimer);
-      timeLeftMs = Math.max(0, timeLeftMs - (Date.now() - clockStarted));
-    };
-    const broker = this.o.broker;
     let workerStarted = false;
     port1.on("message", (e: WorkerEvent) => {
       if (e.t === "process") {
         if (e.alive) ledger.add(run.key, e.pid, e.machine);
         else ledger.remove(run.key, e.pid);
-      }
-      if (e.t === "start") {
+      } else if (e.t === "start") {
         workerStarted = true;
-        startClock();
-        if (slowMs !== undefined && !slowTimer) {
-          const since = performance.now();
-          let ticks = 0;
-          slowTimer = setInterval(() => {
-            // A timer may fire a fraction of a millisecond before the clock agrees that
-            // its interval passed: never report less than the thresholds crossed.
-            ticks++;
-            if (!a.halted) reporters.onSlow(run, attemptNo, Math.max(performance.now() - since, ticks * slowMs), slowMs);
-          }, slowMs).unref();
-        }
-      }
-      if (e.t === "halt") {
-        if (!broker || a.reason) {
-          e.console.close();
-          port1.postMessage({ t: "halt-refused", reason: a.reason ?? "no breakpoint broker" });
-        } else {
-          stopClock();
-          void broker.register(run, e, port1).then((info) => {
-            if (!info) return startClock();
-            a.halted = info.id;
-            everHalted = true;
-            halts.push({ id: info.id, kind: e.kind, startedAt: e.time, durationMs: -1 });
-            // A halted failure is final (never retried): --until-fail stops admission now,
-            // not when someone releases the breakpoint.
-            if (e.kind === "failure") {
-              a.failedAtBreakpoint = true;
-              this.stopOnFailure(run);
-            }
-            if (this.stopping) broker.release(info.id, a.reason ?? "interrupted");
-            freeSlot();
-          });
-        }
-      }
-      if (e.t === "resumed" && a.halted) {
-        const id = a.halted;
-        a.halted = undefined;
-        const h = halts.at(-1);
-        if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by: e.by });
-        void broker?.ended(id, e.by);
-        if (!a.reason) startClock();
-      }
-      if (e.t === "bundle" && e.reqId !== undefined) broker?.bundleSaved(e);
-      if (e.t === "done") {
+        clock.start();
+      } else if (e.t === "halt") a.breakpoints.onHalt(e);
+      else if (e.t === "resumed") a.breakpoints.onResumed(e);
+      else if (e.t === "bundle" && e.reqId !== undefined) this.o.broker?.bundleSaved?.(e);
+      else if (e.t === "done") {
         done = e;
         onDone();
       }
@@ -363,49 +343,47 @@ export class Scheduler {
       qemu: this.qemu,
       port: port2,
     };
-    let crash: string | undefined;
+    let crash: AttemptFacts["crash"];
     let recycledBeforeStart = false;
     try {
-      await this.o.pool.run(task, { transferList: [port2 as never], signal: a.kill.signal });
-      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, DONE_MESSAGE_WAIT_MS).unref())]);
+      await this.o.pool.run(task, { transferList: [port2], signal: a.kill.signal });
+      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, this.o.doneWaitMs ?? DONE_MESSAGE_WAIT_MS).unref())]);
     } catch (e) {
       // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
       // handed this run: the run never started, so it is not failed but run again.
       recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && (e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}`;
-      crash = a.kill.signal.aborted ? `worker killed after ${this.o.abortGraceMs / 1000} s` : `worker crashed: ${(e as Error).message}`;
+      crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
     } finally {
-      clearTimeout(timeoutTimer);
-      clearInterval(slowTimer);
+      clock.stop();
       clearTimeout(a.killTimer);
       this.active.delete(a);
       port1.close();
-      if (a.halted) await broker?.ended(a.halted, crash ?? "the run ended");
+      await a.breakpoints.finish(crash);
     }
     if (recycledBeforeStart && !this.stopping) {
-      await rm(stateDir, { recursive: true, force: true }).catch(() => {});
+      await removeStateDir(stateDir);
       return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
-    for (const h of halts) if (h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, Date.now() - h.startedAt), by: crash ?? "the run ended" });
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
-    if (crash || !done) await rm(stateDir, { recursive: true, force: true }).catch(() => {});
-
-    const attempt: RunAttempt = {
+    if (crash || !done) await removeStateDir(stateDir);
+    const attempt = attemptFrom({
       attempt: attemptNo,
-      outcome: done?.outcome === "passed" && !crash && !a.reason ? "passed" : "failed",
       startedAt,
-      durationMs: done?.durationMs ?? performance.now() - t0,
+      elapsedMs: performance.now() - t0,
       logDir,
       slot,
-    };
-    if (halts.length) attempt.halts = halts;
-    if (done?.error) attempt.error = done.error;
-    const reasons = [a.reason, crash, !done && !crash ? "the worker ended without a result" : undefined].filter(Boolean);
-    if (leftovers.length) reasons.push(`killed leftover processes of ${[...new Set(leftovers)].join(", ")}`);
-    if (reasons.length && attempt.outcome === "failed") {
-      const saw = attempt.error && a.reason && attempt.error.message !== a.reason ? ` (the script then saw: ${attempt.error.message})` : "";
-      attempt.reason = reasons.join("; ") + saw;
-    }
-    return { attempt, halted: everHalted };
+      done,
+      abort: a.cause,
+      crash,
+      leftovers,
+      halts: a.breakpoints.halts,
+    });
+    return { attempt, halted: a.breakpoints.everHalted };
   }
+}
+
+/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth an error. */
+async function removeStateDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
 }

@@ -206,6 +206,9 @@ test("--debug-bind beyond loopback: the token is printed once, asked for first, 
       guess.child.kill(); // nc stays after the server closes, as long as its stdin is open
     }
     await out.waitFor(/!!! web#1: refused a console connection from 127\.0\.0\.1:\d+: wrong console token/);
+    // The console closed the refused connection, but nc (stdin still open) may stay: a
+    // live child keeps this test file's process from exiting.
+    guess.child.kill();
 
     const nc = new Peer("nc", ["127.0.0.1", id]);
     try {

@@ -262,7 +262,7 @@ test("haltpoint attach (piped stdin) runs lines and returns when the console clo
   stdin.end('await server.succeed("uptime")\n21*2\n');
   assert.equal(await status, 0, errs.join(""));
   assert.match(out, /fixture failed/);
-  assert.match(out, /'ran: uptime'\r\n[^]*42\r\n/);
+  assert.match(out, /'ran: uptime'\r\n[\s\S]*42\r\n/);
   assert.equal(await attachCommand("nope", io), 1);
   assert.match(errs.join(""), /no breakpoint with id nope \(haltpoint ls lists them\)/);
 });

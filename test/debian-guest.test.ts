@@ -94,7 +94,7 @@ test("image list and prune --debian on a cache of their own", async () => {
   for (const f of ["vmlinuz", "initrd.img", "rootfs.img"]) writeFileSync(join(img, f), "x".repeat(4096));
   writeFileSync(join(img, "manifest.json"), JSON.stringify({ key: "0123456789abcdef", kind: "debian", packages: ["hello"], kernelVersion: "6.1.0-0-amd64" }));
   const list = await haltpoint(["image", "list", "--cache-dir", cache]);
-  assert.match(list.stdout, /^0123456789abcdef  debian .*packages: hello$/m, list.all);
+  assert.match(list.stdout, /^0123456789abcdef {2}debian .*packages: hello$/m, list.all);
   const kept = await haltpoint(["image", "prune", "--cache-dir", cache]);
   assert.equal(kept.exitCode, 0, kept.all);
   assert.ok(existsSync(img), `a Debian image used today is kept by a plain prune:\n${kept.all}`);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
 import { Z95, flakeStats, wilsonInterval } from "../orchestrator/flake-stats.ts";
 import { failureSignature, normalizeMessage } from "../orchestrator/failure-signature.ts";
+import { noticeText } from "../orchestrator/reporters/failure-text.ts";
 import { resultFromAttempts, type RunAttempt } from "../orchestrator/results.ts";
 import type { PlannedRun, PlannedTest } from "../orchestrator/plan.ts";
 import { runCommand } from "../orchestrator/run-command.ts";
@@ -116,7 +117,7 @@ test("--until-fail: the run failing on its 3rd run is caught, and no run is admi
       {
         onRunStart: (run) => void events.push(`start ${run.index}`),
         onRunEnd: (r) => void events.push(`end ${r.run.index} ${r.outcome}`),
-        onNotice: (msg) => void events.push(`notice ${msg}`),
+        onNotice: (n) => void events.push(`notice ${noticeText(n)}`),
       },
     ],
   });

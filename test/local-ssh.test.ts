@@ -10,7 +10,7 @@ import { execa } from "execa";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { SshBackdoor } from "../hooks/ssh-backdoor.ts";
 import { findSftpServer } from "../hooks/local-ssh-server.ts";
-import { connectVsockMux, VsockMuxError } from "../hooks/vsock-mux.ts";
+import { connectVsockMux, type VsockMuxError } from "../hooks/vsock-mux.ts";
 import { isAlive, sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { BIN } from "./helpers/cli.ts";
 
@@ -183,7 +183,7 @@ describe("a local machine's ssh backdoor", () => {
 
     await box.thaw();
     await sleep(600);
-    files.forEach((f, i) => assert.ok(lines(f) > frozen[i]! + 3, `${f} ticks again`));
+    for (const [i, f] of files.entries()) assert.ok(lines(f) > frozen[i]! + 3, `${f} ticks again`);
 
     // The client going away hangs up its session.
     exec.kill();

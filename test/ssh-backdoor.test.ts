@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { SshBackdoor } from "../hooks/ssh-backdoor.ts";
-import { connectVsockMux, VsockMuxError } from "../hooks/vsock-mux.ts";
+import { connectVsockMux, type VsockMuxError } from "../hooks/vsock-mux.ts";
 import { findOnPath } from "../vm/find-on-path.ts";
 import { newForwardPort, parseUsernet } from "../vm/qemu/usernet.ts";
 import { vhostVsockArgs, wantsVhostVsock } from "../vm/qemu/vhost-vsock.ts";

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync, existsSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
-import { HandshakeParser, connectVsockMux, okLine, VsockMuxError } from "../hooks/vsock-mux.ts";
+import { HandshakeParser, connectVsockMux, okLine, type VsockMuxError } from "../hooks/vsock-mux.ts";
 import { BackdoorSocket, MAX_SOCKET_PATH, type BridgeTarget } from "../hooks/ssh-backdoor-socket.ts";
 import { sleep } from "./helpers/machine-context.ts";
 
@@ -178,7 +178,7 @@ describe("BackdoorSocket", () => {
   test("many connections at once, each its own bridge", async () => {
     const clients = await Promise.all(Array.from({ length: 20 }, () => connectVsockMux(path, 7)));
     const answers = await Promise.all(clients.map((s, i) => roundTrip(s, `client ${i} `.padEnd(12, "."), 12)));
-    answers.forEach((a, i) => assert.equal(a, `client ${i} `.padEnd(12, ".")));
+    for (const [i, a] of answers.entries()) assert.equal(a, `client ${i} `.padEnd(12, "."));
     for (const s of clients) s.destroy();
   });
 

@@ -54,7 +54,7 @@ export function ansiCQuote(s: string): string {
  * <id> (vm/qemu/kill-port.ts) then kills that command's tree and never the next command's.
  */
 export function setupScript(outFile: string, runningFile?: string): string {
-  const record = runningFile ? `printf '%s %s\\n' \"$1\" \"$BASHPID\" >${ansiCQuote(runningFile)}; ` : "";
+  const record = runningFile ? `printf '%s %s\\n' "$1" "$BASHPID" >${ansiCQuote(runningFile)}; ` : "";
   return (
     "set +o emacs +o vi +H 2>/dev/null; PS1=; PS2=; PS4=; unset PROMPT_COMMAND; " +
     `__hp_out=${ansiCQuote(outFile)}\n` +
@@ -79,7 +79,8 @@ export class BackdoorShell {
   private closedWith: Error | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
-  private readonly listeners: Array<[Readable | Writable, string, (...a: any[]) => void]>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: listeners of any event of any stream
+  private readonly listeners: Array<[Readable | Writable, string, (...a: any[]) => void]>;
 
   constructor(
     private readonly input: Writable,

@@ -1,3 +1,6 @@
+/** Which way a machine failed the test (orchestrator/failure-kinds.ts); unset: a misuse or a wait. */
+export type MachineFailureKind = "command-failed" | "boot-failed" | "machine-died";
+
 /** A Machine API call failed: the message always names the machine. */
 export class MachineError extends Error {
   override name = "MachineError";
@@ -6,6 +9,8 @@ export class MachineError extends Error {
     /** What went wrong, without the machine's name (for lines that already name it). */
     readonly detail: string,
     readonly command?: string,
+    /** Set where the failure is made (a command's status, a boot); start() marks what it throws. */
+    public kind?: MachineFailureKind,
   ) {
     super(`machine ${machine}: ${detail}`);
   }
@@ -22,4 +27,5 @@ export class NotSupportedError extends MachineError {
 /** The machine went away (powered off, rebooted, QEMU exited) while a command ran. */
 export class ConnectionLostError extends MachineError {
   override name = "ConnectionLostError";
+  override kind: MachineFailureKind = "machine-died";
 }

@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import type { BackdoorAccess } from "./backdoor-access.ts";
 import { ConsoleLog } from "./console-log.ts";
 import { ansiCQuote } from "./backdoor-shell.ts";
-import { ConnectionLostError, MachineError, NotSupportedError } from "./errors.ts";
+import { ConnectionLostError, MachineError, NotSupportedError, type MachineFailureKind } from "./errors.ts";
 import { splitCommandOptions, ttyTextCommand } from "./machine-commands.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "./poll.ts";
 import type {
@@ -78,8 +78,8 @@ export abstract class BaseMachine implements Machine {
     this.ctx.log(this.name, msg);
   }
 
-  protected error(msg: string, command?: string): MachineError {
-    return new MachineError(this.name, msg, command);
+  protected error(msg: string, command?: string, kind?: MachineFailureKind): MachineError {
+    return new MachineError(this.name, msg, command, kind);
   }
 
   get isUp(): boolean {
@@ -101,6 +101,8 @@ export abstract class BaseMachine implements Machine {
       await this.doStart();
     } catch (e) {
       this.state = "crashed";
+      // Whatever a start throws is a boot failure (reports tell it from a failed command).
+      if (e instanceof MachineError) e.kind ??= "boot-failed";
       throw e;
     }
     this.state = "running";
@@ -171,7 +173,7 @@ export abstract class BaseMachine implements Machine {
       this.log(`must succeed: ${cmd}`);
       const r = await this.execute(cmd, { timeout });
       if (r.status !== 0) {
-        throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd);
+        throw this.error(`command \`${cmd}\` failed (exit code ${r.status})${tailOf(r.stdout)}`, cmd, "command-failed");
       }
       out += r.stdout;
     }
@@ -185,7 +187,7 @@ export abstract class BaseMachine implements Machine {
     for (const cmd of cmds) {
       this.log(`must fail: ${cmd}`);
       const r = await this.execute(cmd, { timeout });
-      if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd);
+      if (r.status === 0) throw this.error(`command \`${cmd}\` unexpectedly succeeded${tailOf(r.stdout)}`, cmd, "command-failed");
       out += r.stdout;
     }
     return out;
@@ -419,16 +421,20 @@ export abstract class BaseMachine implements Machine {
 
   /** Tear down whatever state the machine is in; never throws. Used at the end of a run. */
   async cleanup(): Promise<void> {
+    // Each step's error goes to the run log (a teardown that failed explains leftovers and
+    // odd next runs); none stops the steps after it or fails the run.
+    const logged = (what: string) => (e: unknown) => this.log(`teardown: ${what} failed: ${e instanceof Error ? e.message : String(e)}`);
     try {
-      if (this.state === "frozen") await this.thaw().catch(() => {});
+      if (this.state === "frozen") await this.thaw().catch(logged("thaw"));
       if (this.isUp || this.state === "starting") {
         await this.doCrash();
         this.state = "stopped";
       }
-    } catch {
-      /* best effort: the main thread's ledger kills what is left */
+    } catch (e) {
+      // The main thread's ledger kills what is left.
+      logged("stopping the machine")(e);
     } finally {
-      await this.dispose().catch(() => {});
+      await this.dispose().catch(logged("releasing its sockets"));
       await this.console.close();
     }
   }

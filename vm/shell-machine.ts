@@ -1,4 +1,4 @@
-import { BackdoorShell, ShellClosedError, ShellTimeoutError } from "./backdoor-shell.ts";
+import { type BackdoorShell, ShellClosedError, ShellTimeoutError } from "./backdoor-shell.ts";
 import { ConnectionLostError } from "./errors.ts";
 import { BaseMachine } from "./machine.ts";
 

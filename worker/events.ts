@@ -1,6 +1,7 @@
 import { describeThrown, safeProperty } from "./describe-thrown.ts";
 import type { MessagePort } from "node:worker_threads";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
+import type { AbortCause, HaltRefusal, ScriptFailureKind } from "../orchestrator/failure-kinds.ts";
 
 // The messages between a worker running a test and the main thread. Events flow one way,
 // worker → main, on the task's MessagePort; main → worker messages are control requests
@@ -23,20 +24,28 @@ export type WorkerEvent =
   | { t: "subtest"; time: number; name: string; phase: "start" | "pass" | "fail"; durationMs?: number; error?: SerializedError }
   /** The test stopped at a breakpoint, its machines frozen; the broker should serve its
    *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
-  | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string }
+  | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string; sockets?: BackdoorSocketInfo[] }
   /** A halted test was saved as a bundle (--save-breakpoints, or `haltpoint save` as `reqId`), or could not be (`error`). */
   | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; revivable?: boolean; error?: string }
   /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }
   /** The last message of a run. The main thread waits for it before treating the run as finished. */
-  | { t: "done"; time: number; outcome: Outcome; error?: SerializedError; durationMs: number };
+  | { t: "done"; time: number; outcome: Outcome; error?: SerializedError; failureKind?: ScriptFailureKind; durationMs: number };
 
-export type ControlMessage =
-  | { t: "abort"; reason: string }
+/** A machine's SSH backdoor socket (a breakpoint's ssh lines name them). */
+export interface BackdoorSocketInfo {
+  machine: string;
+  path: string;
+}
+
+/** What the main thread sends on a task's port: the control half of the task port
+ *  (not the control socket of `haltpoint ls/attach/release`, hooks/control-protocol.ts). */
+export type TaskControl =
+  | { t: "abort"; cause: AbortCause }
   /** The broker registered the breakpoint: where its console and sockets are. */
   | { t: "halted"; id: string; host: string; port: number; socketDir: string }
   /** The broker will not hold this test (e.g. --max-frozen reached): tear down as usual. */
-  | { t: "halt-refused"; reason: string }
+  | { t: "halt-refused"; refusal: HaltRefusal }
   /** `haltpoint release`, --freeze-ttl or the end of the run: leave the breakpoint. */
   | { t: "release"; by: string }
   /** `haltpoint save`: write the halted test to a bundle at `dir`; answered by a `bundle` event. */

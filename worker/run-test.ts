@@ -10,7 +10,9 @@ import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
 import { dirNameFor } from "../orchestrator/run-dir-names.ts";
-import { serializeError, type ControlMessage, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { scriptFailureKind } from "./script-failure.ts";
+import { abortText } from "../orchestrator/reporters/failure-text.ts";
 
 /**
  * Run one test file once, to its end: load it, build its machines, run its script, halt at
@@ -29,10 +31,10 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
   const aborted = new Promise<never>((_, reject) => (abort = reject));
   aborted.catch(() => {});
   let hook: BreakpointHook | undefined;
-  port.on("message", (m: ControlMessage) => {
+  port.on("message", (m: TaskControl) => {
     if (m.t === "abort") {
-      abortedBy = m.reason;
-      abort(new Error(m.reason));
+      abortedBy = abortText(m.cause);
+      abort(new Error(abortedBy));
     }
     hook?.onControl(m);
   });
@@ -68,7 +70,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
       const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
       backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
     }
-    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, {
+    hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, backdoor?.sockets(), {
       subject: {
         test: { name: test.name, file: task.file, run: task.runIndex, key: `${test.name}#${task.runIndex}` },
         sshBackdoor: backdoor !== undefined,
@@ -97,15 +99,25 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     if (debugHook && hook && abortedBy === undefined) await hook.halt("failure", e);
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
-  await backdoor?.close().catch(() => {});
+  // Teardown errors are a line in the run log each; none fails the run or stops the rest.
+  const teardownFailed = (what: string) => (e: unknown) => emit({ t: "log", time: Date.now(), level: "warn", msg: `teardown: ${what} failed: ${e instanceof Error ? e.message : String(e)}` });
+  await backdoor?.close().catch(teardownFailed("closing the ssh backdoor"));
   await Promise.all(machines.map((m) => m.cleanup()));
-  await network?.close().catch(() => {});
-  if (machines.length) rmSync(task.stateDir, { recursive: true, force: true });
+  await network?.close().catch(teardownFailed("closing the virtual network"));
+  if (machines.length) {
+    try {
+      rmSync(task.stateDir, { recursive: true, force: true });
+    } catch (e) {
+      // The main thread's sweep of abandoned state roots removes it later.
+      teardownFailed(`removing the state directory ${task.stateDir}`)(e);
+    }
+  }
   emit({
     t: "done",
     time: Date.now(),
     outcome,
     error: error === undefined ? undefined : serializeError(error),
+    ...(error === undefined ? {} : { failureKind: scriptFailureKind(error) }),
     durationMs: performance.now() - started,
   });
   port.close();

@@ -1,6 +1,6 @@
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import { runMessage, type RunAttempt, type RunResult } from "../results.ts";
+import { failureMessage, runMessage, type RunAttempt, type RunResult } from "../results.ts";
 
 /** `login#3 server:` — the prefix every line of a run carries. */
 export function prefix(run: PlannedRun, machine?: string): string {
@@ -41,7 +41,7 @@ export function formatResult(r: RunResult): string {
 
 /** `login#3: attempt 1 failed, retrying (attempt 2): …` */
 export function formatRetry(run: PlannedRun, failed: RunAttempt, next: number): string {
-  return `${prefix(run)} attempt ${failed.attempt} failed, retrying (attempt ${next}): ${oneLine(failed.reason ?? failed.error?.message ?? "failed")}`;
+  return `${prefix(run)} attempt ${failed.attempt} failed, retrying (attempt ${next}): ${oneLine(failureMessage(failed))}`;
 }
 
 /** 0.0123 → "1.2%", 0.00377 → "0.38%". */

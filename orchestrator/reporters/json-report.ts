@@ -1,7 +1,9 @@
 import type { SerializedError, WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
 import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../results.ts";
-import { exitStatus } from "../results.ts";
+import { exitStatus, failureMessage, reasonOf } from "../results.ts";
+import type { Failure, StopReason } from "../failure-kinds.ts";
+import { stopText } from "./failure-text.ts";
 import { flakeStats } from "../flake-stats.ts";
 import type { Shard } from "../shard.ts";
 import type { HostFacts } from "../host-facts.ts";
@@ -26,7 +28,10 @@ export interface JsonAttempt {
   startedAt: string;
   durationMs: number;
   error?: SerializedError;
+  /** The orchestrator's words (a timeout, a crash, Ctrl-C), as version 2 had them: `failure` says it as data. */
   reason?: string;
+  /** What ended a failed attempt: its kind (failure-kinds.ts), fields of that kind, and its message. */
+  failure?: JsonFailure;
   logDir: string;
   /** The last lines of a failed attempt's output. */
   log?: string[];
@@ -35,6 +40,9 @@ export interface JsonAttempt {
   /** Where it halted at a breakpoint. */
   halts?: JsonHaltSpan[];
 }
+
+/** A failure as data plus its one-line message (the reason, else the script's error). */
+export type JsonFailure = Failure & { message: string };
 
 export interface JsonHaltSpan {
   id: string;
@@ -53,6 +61,8 @@ export interface JsonRun {
   /** The (last) failure's message, as version 1 had it. */
   error?: string;
   reason?: string;
+  /** The (last) failed attempt's failure. */
+  failure?: JsonFailure;
   logDir: string;
   attempts: JsonAttempt[];
 }
@@ -91,6 +101,8 @@ export interface JsonReport {
   startedAt: string;
   durationMs: number;
   interrupted: boolean;
+  /** Why runs stopped being started: --until-fail, --max-fail or an interrupt (null: they were not). */
+  stoppedBy?: (StopReason & { message: string }) | null;
   exitStatus: number;
   flakyFails: boolean;
   /** --pass-with-no-tests: an empty run passed. */
@@ -108,7 +120,7 @@ export interface JsonReport {
   host?: HostFacts;
   summary: { runs: number; passed: number; flaky: number; failed: number; notRun: number; loadErrors: number };
   tests: JsonTest[];
-  loadErrors: { file: string; error: string }[];
+  loadErrors: { file: string; error: string; failure?: { kind: "load-error"; message: string } }[];
 }
 
 export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonReport {
@@ -142,7 +154,8 @@ export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonRepo
       startedAt: new Date(r.startedAt).toISOString(),
       durationMs: Math.round(r.durationMs),
       error: r.error?.message,
-      reason: r.reason,
+      reason: reasonOf(r),
+      ...(r.failure ? { failure: jsonFailure(r) } : {}),
       logDir: r.logDir,
       attempts: r.attempts.map((a) => jsonAttempt(r.run, a, lines)),
     });
@@ -155,6 +168,7 @@ export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonRepo
     startedAt: new Date(s.startedAt).toISOString(),
     durationMs: Math.round(s.durationMs),
     interrupted: s.interrupted,
+    stoppedBy: s.stop ? { ...s.stop, message: stopText(s.stop) } : null,
     exitStatus: exitStatus(s),
     flakyFails: s.plan.flakyFails ?? false,
     ...(s.plan.passWithNoTests ? { passWithNoTests: true } : {}),
@@ -167,19 +181,25 @@ export function buildJsonReport(s: SuiteSummary, lines?: AttemptLines): JsonRepo
     ...(s.plan.host ? { host: s.plan.host } : {}),
     summary: { runs: s.results.length, passed: count("passed"), flaky: count("flaky"), failed: count("failed"), notRun: s.notRun.length, loadErrors: s.plan.loadErrors.length },
     tests: [...byTest.values()],
-    loadErrors: s.plan.loadErrors,
+    loadErrors: s.plan.loadErrors.map((e) => ({ ...e, failure: { kind: "load-error", message: e.error } })),
   };
 }
 
 function jsonAttempt(run: PlannedRun, a: RunAttempt, lines: AttemptLines | undefined): JsonAttempt {
   const j: JsonAttempt = { attempt: a.attempt, outcome: a.outcome, startedAt: new Date(a.startedAt).toISOString(), durationMs: Math.round(a.durationMs), logDir: a.logDir };
   if (a.error) j.error = a.error;
-  if (a.reason) j.reason = a.reason;
+  const reason = reasonOf(a);
+  if (reason) j.reason = reason;
+  if (a.failure) j.failure = jsonFailure(a);
   if (a.slot !== undefined) j.slot = a.slot;
   if (a.halts?.length) j.halts = a.halts.map((h) => ({ ...h, startedAt: new Date(h.startedAt).toISOString(), durationMs: Math.round(h.durationMs) }));
   const log = a.outcome === "failed" ? lines?.get(run.key, a.attempt).slice(-FAILED_LOG_LINES) : undefined;
   if (log?.length) j.log = log;
   return j;
+}
+
+function jsonFailure(a: { failure?: Failure; reason?: string; error?: SerializedError }): JsonFailure {
+  return { ...a.failure!, message: failureMessage(a) };
 }
 
 export class JsonReporter implements Reporter {

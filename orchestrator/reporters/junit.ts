@@ -2,7 +2,7 @@ import { create } from "xmlbuilder2";
 import type { XMLBuilder } from "xmlbuilder2/lib/interfaces.js";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import { type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
+import { failureMessage, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
 import { writeReport } from "./atomic-write.ts";
 import { AttemptLines } from "./attempt-lines.ts";
 
@@ -108,7 +108,7 @@ export class JUnitReporter implements Reporter {
 }
 
 function message(a: RunAttempt): string {
-  return a.reason ?? a.error?.message ?? "failed";
+  return failureMessage(a);
 }
 
 function type(a: RunAttempt): string {

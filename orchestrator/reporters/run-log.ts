@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { WorkerEvent } from "../../worker/events.ts";
 import type { PlannedRun } from "../plan.ts";
-import type { Reporter, RunAttempt, RunResult } from "../results.ts";
+import { reasonOf, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
+import type { Notice } from "../failure-kinds.ts";
 
 /**
  * A pino destination for one run's file. The directory and file are created on libuv's
@@ -84,12 +85,12 @@ export class RunLogReporter implements Reporter {
   private warned = false;
 
   /** `notice`: told once when log lines start being dropped (the disk is full). */
-  constructor(private readonly notice: (msg: string) => void = () => {}) {}
+  constructor(private readonly notice: (n: Notice) => void = () => {}) {}
 
   private readonly onWriteError = (file: string, e: NodeJS.ErrnoException): void => {
     if (this.warned) return;
     this.warned = true;
-    this.notice(`cannot write run logs (${e.code ?? e.message}, first at ${file}): logs are truncated from here on; results and reports are not affected`);
+    this.notice({ kind: "run-log-truncated", error: e.code ?? e.message, file });
   };
 
   onRunStart(run: PlannedRun, logDir: string): void {
@@ -108,8 +109,8 @@ export class RunLogReporter implements Reporter {
   onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
     const entry = this.logs.get(run.key);
     if (entry) {
-      const fields = { event: "attempt-end", attempt: failed.attempt, outcome: failed.outcome, durationMs: Math.round(failed.durationMs), reason: failed.reason, err: failed.error };
-      entry.log.error(fields, `attempt ${failed.attempt} failed: ${failed.reason ?? failed.error?.message ?? ""}; retrying (attempt ${next}, logs in ${logDir})`);
+      const fields = { event: "attempt-end", attempt: failed.attempt, outcome: failed.outcome, durationMs: Math.round(failed.durationMs), reason: reasonOf(failed), failure: failed.failure, err: failed.error };
+      entry.log.error(fields, `attempt ${failed.attempt} failed: ${reasonOf(failed) ?? failed.error?.message ?? ""}; retrying (attempt ${next}, logs in ${logDir})`);
       entry.dest.close();
     }
     this.open(run, logDir, next);
@@ -140,10 +141,10 @@ export class RunLogReporter implements Reporter {
     const entry = this.logs.get(r.run.key);
     if (!entry) return;
     this.logs.delete(r.run.key);
-    const fields = { event: "run-end", outcome: r.outcome, attempts: r.attempts.length, durationMs: Math.round(r.durationMs), reason: r.reason, err: r.error };
+    const fields = { event: "run-end", outcome: r.outcome, attempts: r.attempts.length, durationMs: Math.round(r.durationMs), reason: reasonOf(r), failure: r.failure, err: r.error };
     if (r.outcome === "passed") entry.log.info(fields, "passed");
-    else if (r.outcome === "flaky") entry.log.warn(fields, `flaky: passed on attempt ${r.attempts.length} after: ${r.reason ?? r.error?.message ?? ""}`);
-    else entry.log.error(fields, `failed: ${r.reason ?? r.error?.message ?? ""}`);
+    else if (r.outcome === "flaky") entry.log.warn(fields, `flaky: passed on attempt ${r.attempts.length} after: ${reasonOf(r) ?? r.error?.message ?? ""}`);
+    else entry.log.error(fields, `failed: ${reasonOf(r) ?? r.error?.message ?? ""}`);
     entry.dest.close();
   }
 }

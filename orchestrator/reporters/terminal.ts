@@ -9,6 +9,8 @@ import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./f
 import { flakeStats } from "../flake-stats.ts";
 import { formatFlakeStats } from "./flake-summary.ts";
 import { formatShard } from "../shard.ts";
+import type { HaltRefusal, Notice } from "../failure-kinds.ts";
+import { haltRefusalText, noticeText } from "./failure-text.ts";
 
 export interface TerminalOptions {
   /** Only results, failures and the summary (no per-event lines). */
@@ -93,14 +95,14 @@ export class TerminalReporter implements Reporter {
       `${p} console: telnet ${bp.host} ${bp.port}   (or: ${haltpointCommand()} attach ${bp.id})`,
       ...(bp.token ? [`${p} console token (asked for first; shown only here): ${bp.token}`] : []),
       `${p} sockets: ${bp.socketDir}`,
-      ...breakpointSshLines(bp.id, bp.socketDir).map((l) => `${p} ${l}`),
+      ...breakpointSshLines(bp.id, bp.sockets ?? []).map((l) => `${p} ${l}`),
       `${p} release: release() in the console, or ${haltpointCommand()} release ${bp.id}`,
     ];
     for (const l of lines) this.line(pc.magenta(l));
   }
 
-  onBreakpointRefused(run: PlannedRun, reason: string): void {
-    this.line(pc.yellow(`!!! ${run.key}: ${reason}`));
+  onBreakpointRefused(run: PlannedRun, refusal: HaltRefusal): void {
+    this.line(pc.yellow(`!!! ${run.key}: ${haltRefusalText(refusal)}`));
   }
 
   onConsoleRefused(run: PlannedRun, message: string): void {
@@ -111,8 +113,8 @@ export class TerminalReporter implements Reporter {
     this.line(pc.magenta(`!!! ${run.key}: breakpoint ${bp.id} released (${by})`));
   }
 
-  onNotice(msg: string): void {
-    this.line(pc.yellow(`haltpoint: ${msg}`));
+  onNotice(n: Notice): void {
+    this.line(pc.yellow(`haltpoint: ${noticeText(n)}`));
   }
 
   onEnd(s: SuiteSummary): void {

@@ -421,7 +421,10 @@ export class QemuMachine extends ShellMachine {
   protected async doShutdown(): Promise<void> {
     this.stopping = true;
     // ACPI power button: the guest powers off cleanly (its acpid runs `poweroff`).
-    await this.requireQmp().systemPowerdown().catch(() => {});
+    // Without the power button press the guest will not power off: the timer below kills it.
+    await this.requireQmp()
+      .systemPowerdown()
+      .catch((e: Error) => this.log(`system_powerdown failed: ${e.message}`));
     const timer = setTimeout(() => {
       this.log(`did not power off within ${SHUTDOWN_TIMEOUT_MS / 1000} s: killing qemu`);
       void this.kill();
@@ -433,7 +436,7 @@ export class QemuMachine extends ShellMachine {
   protected async doCrash(): Promise<void> {
     this.stopping = true;
     // QMP quit flushes the qcow2 overlay's metadata, which a SIGKILL would lose.
-    if (this.keepsDisk) await Promise.race([this.qmp?.quit().catch(() => {}), new Promise((r) => setTimeout(r, 10_000))]);
+    if (this.keepsDisk) await Promise.race([this.qmp?.quit().catch((e: Error) => this.log(`QMP quit failed (the kept disk may miss its last writes): ${e.message}`)), new Promise((r) => setTimeout(r, 10_000))]);
     await this.kill();
   }
 

@@ -60,11 +60,13 @@ function connectOnce(path: string): Promise<Socket> {
   });
 }
 
+// Typed `on` overloads for the EventEmitter subclass below (a declaration merge on purpose).
 export interface QmpClient {
   on(name: "event", listener: (e: QmpEvent) => void): this;
   on(name: "close", listener: (err: QmpClosedError) => void): this;
 }
 
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above only narrows EventEmitter's own `on`
 export class QmpClient extends EventEmitter {
   private buf = "";
   private nextId = 1;

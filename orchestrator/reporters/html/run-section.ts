@@ -51,7 +51,7 @@ function haltLines(a: JsonAttempt): Html {
 async function renderAttempt(a: JsonAttempt, r: JsonRun, pageDir: string, full: boolean, images: ImageBudget): Promise<Html> {
   const art = await attemptArtifacts(a.logDir, pageDir, full, images);
   const failed = a.outcome === "failed";
-  const error = a.error ? html`<pre class="error">${a.error.stack && a.error.stack.includes(a.error.message) ? a.error.stack : [a.error.message, a.error.stack].filter(Boolean).join("\n")}</pre>` : "";
+  const error = a.error ? html`<pre class="error">${a.error.stack?.includes(a.error.message) ? a.error.stack : [a.error.message, a.error.stack].filter(Boolean).join("\n")}</pre>` : "";
   const reason = a.reason ? html`<p class="error-reason"><strong>${a.reason}</strong></p>` : "";
   // A merged report whose shard's log dir is not here still has the failed attempt's last lines.
   const saved = !art.found && a.log?.length ? html`<details${failed ? html` open` : ""}><summary>output (last ${a.log.length} lines, from the report)</summary><pre>${a.log.join("\n")}</pre></details>` : "";
