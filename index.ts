@@ -60,14 +60,11 @@ export interface TestDefinition<N extends Record<string, NodeOptions> = Record<s
   testScript(ctx: TestContext<N>): Promise<void>;
 }
 
-export const TEST_BRAND = Symbol.for("haltpoint.test");
-
-export type DefinedTest = TestDefinition & { [TEST_BRAND]: true };
 
 /** Declare a VM test; export the result as the file's default export. */
 export function defineTest<N extends Record<string, NodeOptions>>(def: TestDefinition<N>): TestDefinition<N> {
   if (typeof def !== "object" || def === null) throw new TypeError("defineTest() takes an object");
   const problem = definitionProblem(def);
   if (problem) throw new TypeError(`defineTest(): ${problem}`);
-  return Object.assign(Object.create(null), def, { [TEST_BRAND]: true });
+  return Object.assign(Object.create(null), def);
 }

@@ -35,8 +35,8 @@ export function selectTests(tests: PlannedTest[], filter?: RegExp, shard?: Shard
 }
 
 /** Expand tests into runs (`--repeat`), keeping those whose name or file matches `filter`. */
-export function expandRuns(tests: PlannedTest[], repeat: number, filter?: RegExp, shard?: Shard): PlannedRun[] {
-  return [...roundsOf(selectTests(tests, filter, shard), () => true, repeat)];
+export function expandRuns(tests: PlannedTest[], repeat: number): PlannedRun[] {
+  return [...roundsOf(tests, () => true, repeat)];
 }
 
 /**

@@ -221,7 +221,6 @@ export class QemuMachine extends ShellMachine {
 
     try {
       this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
-      this.qmp.on("close", () => {});
       this.qmp.on("event", (e) => {
         this.events.push(e);
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
