@@ -7,6 +7,7 @@ import { haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching, sleep } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
+import { emptied } from "./helpers/settled.ts";
 
 
 
@@ -91,8 +92,7 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
     const r = await child;
     assert.equal(r.exitCode, 1, "Ctrl-C that only releases breakpoints is not an interrupted run: the failures decide");
     assert.match(r.all, /10 failed/);
-    await sleep(300);
-    assert.deepEqual(await processesMatching(`${ticks}/run`), [], "no machine process left behind");
+    assert.deepEqual(await emptied(() => processesMatching(`${ticks}/run`)), [], "no machine process left behind");
     assert.match((await haltpoint(["ls"])).all, /no halted tests/);
   } finally {
     child.kill("SIGKILL");
@@ -182,8 +182,7 @@ test("a failing qemu test halts with its guest paused; after thaw() the console 
   clearTimeout(killer);
   assert.equal(r.exitCode, 1, r.all);
   assert.match(r.all, /qemu-fails#1: FAIL .*command `test -e \/no\/such\/file` failed/);
-  await sleep(300);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });
 
 test("--debug-bind beyond loopback: the token is printed once, asked for first, and haltpoint attach sends it", async () => {

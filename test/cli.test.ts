@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { processesMatching, sleep } from "./helpers/machine-context.ts";
+import { emptied } from "./helpers/settled.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-cli-"));
 
@@ -77,8 +78,7 @@ test("a suite with broken files, crashes and timeouts: every other test still ru
   assert.ok(existsSync(join(dir, "logs", "fail#1", "server.console.log")));
 
   // Nothing left behind: the crashed workers' sandboxes were killed by the ledger.
-  await sleep(200);
-  assert.deepEqual(await processesMatching("sleep 300"), []);
+  assert.deepEqual(await emptied(() => processesMatching("sleep 300")), []);
 });
 
 test("the examples pass on the local backend", async () => {
@@ -125,8 +125,7 @@ test("SIGINT stops the run: reports are written, exit status 130, no process lef
   assert.equal(report.interrupted, true);
   assert.equal(report.exitStatus, 130);
   assert.ok(existsSync(join(dir, "j.xml")));
-  await sleep(200);
-  assert.deepEqual(await processesMatching(marker), [], "the machine's processes are gone");
+  assert.deepEqual(await emptied(() => processesMatching(marker)), [], "the machine's processes are gone");
 });
 
 test("an orchestrator killed with SIGKILL leaves no sandbox process behind (parent-death signal)", async () => {

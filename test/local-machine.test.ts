@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { ConnectionLostError, MachineError, NotSupportedError } from "../vm/errors.ts";
 import { isAlive, processesMatching, sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { emptied, settled } from "./helpers/settled.ts";
 
 describe("local machine", () => {
   const env = testMachineContext();
@@ -99,8 +100,8 @@ describe("local machine", () => {
     assert.equal(await wait, "ready: 42");
     assert.match(m.consoleLog(), /ready: 42/);
     await assert.rejects(m.waitForConsoleText("never-printed", { timeout: 0.5 }), /timed out after 0.5 s waiting for \/never-printed\/ on the console/);
-    await sleep(100);
-    assert.match(readFileSync(env.ctx.consolePath("server")!, "utf8"), /ready: 42/, "the console is also in its own log file");
+    const logged = await settled(() => readFileSync(env.ctx.consolePath("server")!, "utf8"), (t) => /ready: 42/.test(t));
+    assert.match(logged, /ready: 42/, "the console is also in its own log file");
   });
 
   test("copyToMachine / copyFromMachine move files and directories", async () => {
@@ -144,13 +145,11 @@ test("crash kills the machine and everything it started; shutdown ends it cleanl
     await m.start();
     const marker = `hp-marker-${process.pid}-${Date.now()}`;
     await m.succeed(`(exec -a ${marker} sleep 600) >/dev/null 2>&1 &`);
-    await sleep(100);
-    assert.equal((await processesMatching(marker)).length, 1);
+    assert.equal((await settled(() => processesMatching(marker), (p) => p.length === 1)).length, 1);
     const pid = m.pid!;
     await m.crash();
     assert.equal(m.state, "crashed");
-    await sleep(100);
-    assert.deepEqual(await processesMatching(marker), [], "the background process died with the machine");
+    assert.deepEqual(await emptied(() => processesMatching(marker)), [], "the background process died with the machine");
     assert.equal(isAlive(pid), false);
     await assert.rejects(m.succeed("true"), /machine victim: cannot run `true`: the machine is crashed/);
 

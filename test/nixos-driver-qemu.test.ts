@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
+import { emptied } from "./helpers/settled.ts";
 
 describe("a qemu guest driven like a NixOS test", () => {
   const env = testMachineContext();
@@ -131,6 +132,5 @@ describe("a qemu guest driven like a NixOS test", () => {
 });
 
 test("no QEMU outlives the tests above", async () => {
-  await sleep(300);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });

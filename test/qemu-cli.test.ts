@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { sleep } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
+import { emptied } from "./helpers/settled.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-qcli-"));
 
@@ -45,8 +46,7 @@ test("Ctrl-C during a qemu test leaves no QEMU behind", async () => {
   child.kill("SIGINT");
   const r = await child;
   assert.equal(r.exitCode, 130, r.all);
-  await sleep(300);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });
 
 test("an orchestrator killed with SIGKILL leaves no QEMU behind (parent-death signal)", async () => {

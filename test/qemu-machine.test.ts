@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
+import { emptied } from "./helpers/settled.ts";
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -206,6 +207,5 @@ test("a NixOS-style start script gets haltpoint's sockets through QEMU_OPTS", as
 });
 
 test("no QEMU outlives the tests above", async () => {
-  await sleep(300);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });

@@ -8,6 +8,7 @@ import { RunNetwork } from "../vm/qemu/run-network.ts";
 import { resolveNodes } from "../vm/node-options.ts";
 import { sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
+import { emptied } from "./helpers/settled.ts";
 
 const env = testMachineContext();
 const nodes = resolveNodes({ left: { vlans: [1], memory: 256 }, middle: { vlans: [1, 2], memory: 256 }, right: { vlans: [2], memory: 256 } }, "qemu");
@@ -50,6 +51,5 @@ test("bad vlans are one line naming the node", () => {
 
 test("no QEMU outlives the vlan tests", async () => {
   await Promise.all([left, middle, right].map((m) => m.cleanup()));
-  await sleep(300);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });
