@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { RunNetwork } from "../vm/qemu/run-network.ts";
 import { resolveNodes } from "../vm/node-options.ts";
-import { sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
 
