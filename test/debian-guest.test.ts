@@ -129,12 +129,14 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
 
   // The later run, with the SSH backdoor: the host logs in to a restored Debian guest.
   let viaBackdoor: Awaited<ReturnType<typeof execa>> | undefined;
+  let runSoFar = "";
   const later = await run("later", ["--ssh-backdoor"], async (out) => {
     const line = (await out.waitFor(/^debian-services#1 server: ssh backdoor: (ssh -o ProxyCommand=.* root@server)$/m))[1]!;
     await out.waitFor(/WAITING FOR SSH/);
     viaBackdoor = await execa("bash", ["-c", `${line} -o BatchMode=yes -o LogLevel=ERROR 'touch /root/ssh-was-here; hostname; cat /proc/1/comm'`], { reject: false, timeout: 60_000, stdin: "ignore" });
+    runSoFar = out.text();
   });
-  assert.equal(viaBackdoor?.exitCode, 0, String(viaBackdoor?.stderr));
+  assert.equal(viaBackdoor?.exitCode, 0, `ssh: ${String(viaBackdoor?.stderr) || "(no stderr)"}\nthe run so far:\n${runSoFar}`);
   assert.equal(viaBackdoor?.stdout, "server\nsystemd", "the host's ssh through the backdoor socket reached the guest's sshd as root");
   assert.equal(later.exitCode, 0, later.all);
   assert.doesNotMatch(later.all, /snapshot saved/);
