@@ -70,6 +70,10 @@ function install(): void {
  */
 export async function runOwnedBy<T>(runKey: string, fn: (failed: Promise<never>) => Promise<T>): Promise<T> {
   install();
+  // Recycling (recycleNow) waits for a turn of the event loop, in which piscina may already
+  // have handed this worker its next test: it takes none, and exits before that test starts
+  // (the scheduler then runs it again elsewhere, as a run that never started).
+  if (recycle) process.exit(RECYCLE_EXIT_CODE);
   let fail!: (e: unknown) => void;
   const failed = new Promise<never>((_, reject) => (fail = reject));
   failed.catch(() => {});
