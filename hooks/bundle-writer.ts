@@ -1,15 +1,12 @@
 import { chmodSync, existsSync, lstatSync, readdirSync } from "node:fs";
 import { copyFile, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
 import type { BaseMachine } from "../vm/machine.ts";
 import type { QemuMachine } from "../vm/qemu/qemu-machine.ts";
-import { QEMU_BINARY } from "../vm/qemu/qemu-argv.ts";
 import { sha256File } from "../vm/file-digest.ts";
-import { packageFile } from "../package-root.ts";
+import { haltpointVersion, qemuVersion } from "../orchestrator/host-facts.ts";
 import type { SerializedError } from "../worker/events.ts";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type BundleFile, type BundleMachine, type BundleManifest } from "./bundle-format.ts";
-import { readFileSync } from "node:fs";
 
 /** What the worker knows about the halted test, for its bundle. */
 export interface BundleSubject {
@@ -29,11 +26,6 @@ export interface SavedBundle {
   skipped: string[];
   /** It has a qemu machine for `haltpoint revive` to restore (local machines are only kept as files). */
   revivable: boolean;
-}
-
-async function firstLineOf(cmd: string, args: string[]): Promise<string | null> {
-  const r = await execa(cmd, args, { reject: false, timeout: 10_000 }).catch(() => undefined);
-  return r && r.exitCode === 0 ? String(r.stdout).split("\n")[0]!.trim() || null : null;
 }
 
 /** Make every file and directory under `dir` owner-only (a bundle holds guest memory). */
@@ -130,8 +122,8 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
       format: BUNDLE_FORMAT,
       version: BUNDLE_VERSION,
       savedAt: new Date().toISOString(),
-      haltpoint: (JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string }).version,
-      qemu: out.some((m) => m.backend === "qemu") ? await firstLineOf(QEMU_BINARY, ["--version"]) : null,
+      haltpoint: haltpointVersion(),
+      qemu: out.some((m) => m.backend === "qemu") ? await qemuVersion() : null,
       ...(s.accel ? { accel: s.accel } : {}),
       test: s.test,
       kind: s.kind,

@@ -16,15 +16,23 @@ export interface HostFacts {
   memoryMiB: number;
 }
 
+/** haltpoint's own version (its package.json). */
+export function haltpointVersion(): string {
+  return (JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string }).version;
+}
+
+/** `qemu-system-x86_64 --version`'s first line, or null where it is not installed (reports, bundles). */
+export async function qemuVersion(): Promise<string | null> {
+  const q = await execa(QEMU_BINARY, ["--version"], { reject: false, timeout: 10_000 }).catch(() => undefined);
+  return q && q.exitCode === 0 ? (String(q.stdout).split("\n")[0] ?? "").trim() || null : null;
+}
+
 /** Gathered once per run, only when a report that shows them is written. */
 export async function hostFacts(): Promise<HostFacts> {
-  const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
-  const q = await execa(QEMU_BINARY, ["--version"], { reject: false, timeout: 10_000 }).catch(() => undefined);
-  const qemu = q && q.exitCode === 0 ? (String(q.stdout).split("\n")[0] ?? "").trim() || null : null;
   return {
-    haltpoint: pkg.version,
+    haltpoint: haltpointVersion(),
     node: process.version,
-    qemu,
+    qemu: await qemuVersion(),
     hostname: hostname(),
     os: `${type()} ${release()} ${arch()}`,
     cpus: availableParallelism(),

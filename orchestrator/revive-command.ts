@@ -1,13 +1,13 @@
 import { accessSync, constants } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { execa } from "execa";
 import { BundleError, damageOf, readManifest, type BundleManifest, type BundleQemuMachine } from "../hooks/bundle-format.ts";
 import { QEMU_BINARY } from "../vm/qemu/qemu-argv.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
 import type { RevivedMachine } from "../vm/qemu/saved-machine.ts";
 import type { Reporter } from "./results.ts";
 import { runCommand } from "./run-command.ts";
+import { qemuVersion } from "./host-facts.ts";
 
 export interface ReviveOptions {
   bundle: string;
@@ -23,15 +23,10 @@ function reviveTestFile(): string {
   return fileURLToPath(new URL(`../worker/revive-test.${ext}`, import.meta.url));
 }
 
-async function qemuVersionHere(): Promise<string | null> {
-  const r = await execa(QEMU_BINARY, ["--version"], { reject: false, timeout: 10_000 }).catch(() => undefined);
-  return r && r.exitCode === 0 ? String(r.stdout).split("\n")[0]!.trim() || null : null;
-}
-
 /** Why this host cannot revive the bundle (one line), or undefined. */
 async function cannotRevive(dir: string, m: BundleManifest): Promise<string | undefined> {
   if (!m.machines.some((x) => x.backend === "qemu")) return "it has no qemu machine to revive (local machines cannot be; their files are in the bundle)";
-  const here = await qemuVersionHere();
+  const here = await qemuVersion();
   if (here !== m.qemu) return `it was saved by ${m.qemu ?? "an unknown QEMU"} and this host has ${here ?? `no ${QEMU_BINARY}`}: QEMU loads only its own version's state`;
   if (m.accel === "kvm") {
     try {

@@ -21,7 +21,6 @@ export interface GuestPortsHost {
   qmpIfAny(): QmpClient | undefined;
   trackProcess(pid: number, alive: boolean): void;
   error(message: string): Error;
-  log(message: string): void;
 }
 
 /**

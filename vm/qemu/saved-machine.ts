@@ -14,10 +14,8 @@ export interface RevivedMachine {
   argv: string[];
   kernel?: string;
   initrd?: string;
-  /** The machine's saved state (zstd migration stream). */
+  /** The machine's saved state (zstd migration stream); `haltpoint revive` checked its sha256. */
   state: string;
-  /** Its sha256, checked while QEMU loads it; unset when the caller has checked it already. */
-  sha256?: string;
 }
 
 /**
