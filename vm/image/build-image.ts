@@ -2,6 +2,7 @@
 // busybox, bash, dropbear and guest-init.sh, cached per set of inputs.
 
 import { createHash } from "node:crypto";
+import { withGuestIdentity } from "./guest-identity.ts";
 import { access, chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -190,7 +191,7 @@ export async function imageInputs(apt: AptOptions = {}) {
   const packages = await resolveGuestPackages(apt);
   const kernelVersion = kernelRelease(packages[0]!.name);
   const libs = await hostLibs();
-  const initScript = await readFile(INIT_SCRIPT, "utf8");
+  const initScript = withGuestIdentity(await readFile(INIT_SCRIPT, "utf8"));
   const key = createHash("sha256")
     .update(JSON.stringify({ builder: IMAGE_BUILDER_VERSION, packages, hostLibs: libs.map((l) => [l.guest, l.sha256]), modules: GUEST_MODULES, init: initScript }))
     .digest("hex")

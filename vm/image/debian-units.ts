@@ -17,6 +17,7 @@
 
 import { KILL_PORT_NAME, SHELL_PORT_NAME } from "../qemu/qemu-argv.ts";
 import { RUNNING_FILE } from "../qemu/kill-port.ts";
+import { withGuestIdentity } from "./guest-identity.ts";
 import { BACKDOOR_MARKER as READY_MARKER } from "../qemu/shell-listener.ts";
 
 export interface GuestFile {
@@ -33,28 +34,10 @@ function portDeviceUnit(name: string): string {
 
 const LIB = "/usr/local/lib/haltpoint";
 
-const SETUP_SCRIPT = `#!/bin/bash
+const SETUP_SCRIPT = withGuestIdentity(`#!/bin/bash
 # haltpoint: this machine's identity from the kernel command line (hp.* parameters).
-set -f
-hp_hostname=debian hp_ip= hp_hosts= hp_key=
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in
-    hp.hostname=*) hp_hostname="\${arg#hp.hostname=}" ;;
-    hp.ip=*) hp_ip="\${arg#hp.ip=}" ;;
-    hp.hosts=*) hp_hosts="\${arg#hp.hosts=}" ;;
-    hp.authorized_key=*) hp_key="\${arg#hp.authorized_key=}" ;;
-  esac
-done
-set +f
-hostname "$hp_hostname"
-echo "$hp_hostname" > /etc/hostname
-{
-  echo "127.0.0.1 localhost"
-  echo "127.0.1.1 $hp_hostname"
-  echo "$hp_hosts" | tr ',' '\\n' | while IFS=: read -r name addr; do
-    [ -n "$name" ] && [ -n "$addr" ] && echo "$addr $name"
-  done
-} > /etc/hosts
+hp_default_hostname=debian
+# @guest-identity@
 ip link set lo up
 if [ -e /sys/class/net/eth0 ]; then
   ip link set eth0 up
@@ -78,7 +61,7 @@ if [ -n "$hp_key" ]; then
   chmod 0600 /root/.ssh/authorized_keys
 fi
 exit 0
-`;
+`);
 
 const BACKDOOR_SCRIPT = `#!/bin/bash
 # haltpoint: the backdoor root shell (framing: vm/backdoor-shell.ts in haltpoint).

@@ -37,28 +37,7 @@ for m in $(cat /lib/modules/load-order); do
   insmod "/lib/modules/$m.ko" 2>/dev/null
 done
 
-# Kernel command line: no globbing while splitting it into words.
-set -f
-hp_hostname=haltpoint hp_ip= hp_hosts= hp_key=
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in
-    hp.hostname=*) hp_hostname="${arg#hp.hostname=}" ;;
-    hp.ip=*) hp_ip="${arg#hp.ip=}" ;;
-    hp.hosts=*) hp_hosts="${arg#hp.hosts=}" ;;
-    hp.authorized_key=*) hp_key="${arg#hp.authorized_key=}" ;;
-  esac
-done
-set +f
-
-hostname "$hp_hostname"
-echo "$hp_hostname" > /etc/hostname
-{
-  echo "127.0.0.1 localhost"
-  echo "127.0.1.1 $hp_hostname"
-  echo "$hp_hosts" | tr ',' '\n' | while IFS=: read -r name addr; do
-    [ -n "$name" ] && [ -n "$addr" ] && echo "$addr $name"
-  done
-} > /etc/hosts
+# @guest-identity@
 
 # root's blank password lives in /etc/shadow: busybox cannot resolve a passwd line with
 # an empty password field ("unknown uid 0"), while dropbear -B reads shadow.
