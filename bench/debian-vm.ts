@@ -14,6 +14,7 @@ import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { MachineContext } from "../vm/machine.ts";
 import type { NodeOptions } from "../vm/types.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+import { benchContext } from "./machine-context.ts";
 
 applyV8Flags();
 
@@ -22,13 +23,7 @@ const BOOTS = Number(process.env.HP_BENCH_BOOTS ?? 2);
 const RESTORES = Number(process.env.HP_BENCH_RESTORES ?? 5);
 const COMMANDS = Number(process.env.HP_BENCH_COMMANDS ?? 200);
 const scratch = mkdtempSync(join("/var/tmp", "hp-bdeb-"));
-const ctx = (name: string): MachineContext => ({
-  log: () => {},
-  trackProcess: () => {},
-  consolePath: (m) => join(scratch, name, `${m}.console.log`),
-  stateDir: (m) => join(scratch, name, m),
-  outputDir: join(scratch, name, "out"),
-});
+const ctx = (name: string): MachineContext => benchContext(scratch, name);
 const secs = (ms: number) => fmt(ms / 1000, 2);
 const rows: (string | number)[][] = [];
 const row = (what: string, ms: number[]) => {

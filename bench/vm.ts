@@ -14,6 +14,7 @@ import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { largeOutputRow, printLargeOutput } from "./large-output.ts";
+import { benchContext } from "./machine-context.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
@@ -21,13 +22,7 @@ const COMMANDS = Number(process.env.HP_BENCH_COMMANDS ?? 500);
 const BOOTS = Number(process.env.HP_BENCH_BOOTS ?? 5);
 const RUNS = 8;
 const scratch = mkdtempSync(join("/var/tmp", "hp-bvm-"));
-const ctx = (name: string): MachineContext => ({
-  log: () => {},
-  trackProcess: () => {},
-  consolePath: (m) => join(scratch, name, `${m}.console.log`),
-  stateDir: (m) => join(scratch, name, m),
-  outputDir: join(scratch, name, "out"),
-});
+const ctx = (name: string): MachineContext => benchContext(scratch, name);
 
 const qemu = await prepareQemu("auto", (l) => console.error(l));
 
