@@ -1,11 +1,13 @@
 import { chmodSync, existsSync, lstatSync, readdirSync } from "node:fs";
 import { copyFile, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { hostname, userInfo } from "node:os";
 import type { BaseMachine } from "../vm/machine.ts";
 import type { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { sha256File } from "../vm/file-digest.ts";
 import { haltpointVersion, qemuVersion } from "../orchestrator/host-facts.ts";
 import type { SerializedError } from "../worker/events.ts";
+import { signBundle } from "./bundle-signature.ts";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type BundleFile, type BundleMachine, type BundleManifest } from "./bundle-format.ts";
 
 /** What the worker knows about the halted test, for its bundle. */
@@ -16,6 +18,8 @@ export interface BundleSubject {
   sshBackdoor: boolean;
   accel?: "kvm" | "tcg";
   consolePath(machine: string): string | undefined;
+  /** The private key file to sign with (--sign-key); else the user's own key (bundle-signature.ts). */
+  signKey?: string;
 }
 
 export interface SavedBundle {
@@ -87,16 +91,19 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
           continue;
         }
         const shape = q.savedShape();
+        if ("unsaveable" in shape) {
+          skipped.push(`${m.name} (${shape.unsaveable})`);
+          continue;
+        }
         const statePath = `${m.name}/state.zst`;
         await q.saveState(join(tmp, statePath));
         const state = { path: statePath, bytes: (await stat(join(tmp, statePath))).size, sha256: await sha256File(join(tmp, statePath)) };
         out.push({
           name: m.name,
           backend: "qemu",
-          options: m.options,
-          argv: shape.argv,
+          ...shape.params,
+          kernel: await carry(shape.kernel, "kernel"),
           state,
-          ...(shape.kernel ? { kernel: await carry(shape.kernel, "kernel") } : {}),
           ...(shape.initrd ? { initrd: await carry(shape.initrd, "initrd") } : {}),
           ...(console ? { console } : {}),
         });
@@ -115,13 +122,14 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
             },
           });
         }
-        out.push({ name: m.name, backend: "local", options: m.options, ...(files ? { files } : {}), ...(console ? { console } : {}) });
+        out.push({ name: m.name, backend: "local", ...(files ? { files } : {}), ...(console ? { console } : {}) });
       }
     }
     const manifest: BundleManifest = {
       format: BUNDLE_FORMAT,
       version: BUNDLE_VERSION,
       savedAt: new Date().toISOString(),
+      origin: { host: hostname(), user: userName() },
       haltpoint: haltpointVersion(),
       qemu: out.some((m) => m.backend === "qemu") ? await qemuVersion() : null,
       ...(s.accel ? { accel: s.accel } : {}),
@@ -133,6 +141,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
       ...(skipped.length ? { notSaved: skipped } : {}),
     };
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+    signBundle(tmp, s.signKey);
     makePrivate(tmp);
     await rename(tmp, dir);
     return { dir, bytes: await sizeOf(dir), ms: performance.now() - t0, skipped, revivable: out.some((m) => m.backend === "qemu") };
@@ -141,6 +150,14 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
     throw e;
   } finally {
     for (const m of thawAfter) await m.thaw().catch(() => {});
+  }
+}
+
+function userName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? "?"}`;
   }
 }
 

@@ -128,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
     .option("--save-breakpoints [dir]", "save each halted test as a bundle in DIR (default <log dir>/breakpoints) and release it, so the run ends by itself; implies --debug-hook (default: on when there is no terminal and CI is set)")
     .option("--no-save-breakpoints", "keep halted tests halted even in CI with --debug-hook")
+    .option("--sign-key <file>", "sign saved bundles with this ed25519 private key (PEM) instead of your own (~/.config/haltpoint): revive checks it with --trust-key")
     .option("--ssh-backdoor", "give every machine an SSH socket, <dir>/<machine>_host.socket (default: on with the debug hook)")
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
     .option("-K, --keep-machine-state", "keep each machine's state (local: its directory; qemu: a writable overlay of its disk image) in .haltpoint/state/<test>/<machine> across runs (NixOS -K)", false)
@@ -173,6 +174,7 @@ export async function main(argv: string[]): Promise<number> {
         // --save-breakpoints implies --debug-hook; unattended, any halt (the flag's or a test's enableDebugHook) is saved.
         debugHook: opts.debugHook || (opts.saveBreakpoints !== undefined && opts.saveBreakpoints !== false),
         saveBreakpoints: opts.saveBreakpoints ?? (nobodyCanAttach() ? true : undefined),
+        signKey: opts.signKey,
         sshBackdoor: opts.sshBackdoor,
         sshThaws: opts.sshThaws,
         keepMachineState: opts.keepMachineState,
@@ -278,9 +280,10 @@ export async function main(argv: string[]): Promise<number> {
     .description("save a halted test as a bundle (its machines' memory and devices, consoles, the error): it stays halted; `haltpoint revive` brings it back, here or elsewhere")
     .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
     .option("--out <dir>", "the bundle directory to write (default ./haltpoint-bundle-<run>-<id>)")
-    .action(async (id: string, opts: { out?: string }) => {
+    .option("--sign-key <file>", "sign it with this ed25519 private key (PEM) instead of your own")
+    .action(async (id: string, opts: { out?: string; signKey?: string }) => {
       const { saveCommand } = await import("./control-commands.ts");
-      status = await saveCommand(id, opts.out);
+      status = await saveCommand(id, opts.out, opts.signKey);
     });
   program
     .command("revive")
@@ -289,9 +292,11 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option("--debug-port <port>", "first TCP port for the console").argParser(port("--debug-port")).default(4444))
     .option("--freeze-ttl <duration>", "release it after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
     .option("--log-dir <dir>", "where the revived run's logs go (default .haltpoint/runs/<timestamp>)")
-    .action(async (bundle: string, opts: { debugPort: number; freezeTtl: number; logDir?: string }) => {
+    .option("--trust-key <files...>", "ed25519 public keys (PEM) whose signed bundles revive (your own key is always trusted)")
+    .option("--allow-unsigned", "revive a bundle that is unsigned, or signed by a key not trusted (it is untrusted input: docs/security.md)", false)
+    .action(async (bundle: string, opts: { debugPort: number; freezeTtl: number; logDir?: string; trustKey?: string[]; allowUnsigned: boolean }) => {
       const { reviveCommand } = await import("./revive-command.ts");
-      status = await reviveCommand({ bundle, debugPort: opts.debugPort, freezeTtl: opts.freezeTtl, logDir: opts.logDir });
+      status = await reviveCommand({ bundle, debugPort: opts.debugPort, freezeTtl: opts.freezeTtl, logDir: opts.logDir, trustKeys: opts.trustKey, allowUnsigned: opts.allowUnsigned });
     });
   program
     .command("release")

@@ -166,8 +166,10 @@ export async function releaseCommand(idOrAll: string | { all: true }, out: Out =
  * `haltpoint save ID [--out DIR]`: the orchestrator holding breakpoint ID writes it to a bundle
  * (it stays halted). Prints where, how big, and the command that revives it.
  */
-export async function saveCommand(id: string, outDir: string | undefined, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
+export async function saveCommand(id: string, outDir: string | undefined, signKey?: string, out: Out = process.stdout, err: Out = process.stderr): Promise<number> {
   try {
+    const { readKey, signBundle } = await import("../hooks/bundle-signature.ts");
+    if (signKey) readKey(signKey, "private"); // a bad key is one line before anything is saved
     const { resolve } = await import("node:path");
     const { haltpointCommand } = await import("../hooks/ssh-lines.ts");
     const { socket, info } = await findBreakpoint(id);
@@ -175,6 +177,8 @@ export async function saveCommand(id: string, outDir: string | undefined, out: O
     const reply = await controlRequest(socket, { cmd: "save", id, dir }, 330_000);
     if (!reply.ok) throw new Error(reply.error);
     const b = reply.bundle;
+    // The orchestrator signed it with the run's key; this one is the caller's choice.
+    if (signKey) signBundle(b.dir, signKey);
     out.write(`saved breakpoint ${id} (${info.key}) to ${b.dir}: ${(b.bytes / 2 ** 20).toFixed(1)} MiB in ${(b.ms / 1000).toFixed(2)} s; it is still halted\n`);
     for (const s of b.skipped) out.write(`  not in the bundle: ${s}\n`);
     out.write(`revive it: ${haltpointCommand()} revive ${b.dir}\n`);

@@ -1,7 +1,8 @@
 // `haltpoint merge REPORT.json…`: the JSON reports of several runs — typically the shards
 // of one suite run on many CI machines (`--shard K/N`) — merged into one summary, JUnit and
 // JSON report, and the exit status `haltpoint run` would have given for the whole suite.
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { MAX_REPORT_BYTES, checkReportShape } from "./report-shape.ts";
 import { UsageError } from "./discovery.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
 import type { Failure, StopReason } from "./failure-kinds.ts";
@@ -39,8 +40,11 @@ export interface ReportFile {
 export async function readReport(file: string): Promise<ReportFile> {
   let text: string;
   try {
+    const bytes = (await stat(file)).size;
+    if (bytes > MAX_REPORT_BYTES) throw new UsageError(`${file}: ${bytes} bytes, over the ${MAX_REPORT_BYTES}-byte limit of a report`);
     text = await readFile(file, "utf8");
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError(`${file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   let data: Partial<JsonReport> & { version?: unknown };
@@ -54,6 +58,8 @@ export async function readReport(file: string): Promise<ReportFile> {
   }
   if (data.format !== undefined && data.format !== JSON_REPORT_FORMAT) throw new UsageError(`${file}: not a haltpoint JSON report (format '${String(data.format)}')`);
   if (data.version > JSON_REPORT_VERSION) throw new UsageError(`${file}: report format version ${data.version} is newer than this haltpoint reads (${JSON_REPORT_VERSION})`);
+  // It may come from anyone (a CI artifact): every field the readers use, checked.
+  checkReportShape(data, file);
   return { file, report: data as JsonReport };
 }
 

@@ -8,6 +8,8 @@ import type { RevivedMachine } from "../vm/qemu/saved-machine.ts";
 import type { Reporter } from "./results.ts";
 import { runCommand } from "./run-command.ts";
 import { qemuVersion } from "./host-facts.ts";
+import { REVIVE_RUN_AS } from "../vm/qemu/unprivileged-qemu.ts";
+import { checkSignature } from "../hooks/bundle-signature.ts";
 
 export interface ReviveOptions {
   bundle: string;
@@ -15,12 +17,21 @@ export interface ReviveOptions {
   /** Seconds until the revived breakpoint is released by itself. */
   freezeTtl: number;
   logDir?: string;
+  /** Public keys whose signed bundles revive (the user's own is always trusted). */
+  trustKeys?: string[];
+  /** Revive a bundle that is unsigned or signed by an untrusted key. */
+  allowUnsigned?: boolean;
 }
 
 /** The pseudo-test that revives a bundle (worker/revive-test.ts, or its compiled .js in dist/). */
 function reviveTestFile(): string {
   const ext = import.meta.url.endsWith(".ts") ? "ts" : "js";
   return fileURLToPath(new URL(`../worker/revive-test.${ext}`, import.meta.url));
+}
+
+/** Where the bundle was saved, by whom, of which test, with what: one line. */
+export function originLine(m: BundleManifest): string {
+  return `bundle of ${m.test.key} (${m.test.file}), saved ${m.savedAt} on ${m.origin.host} by ${m.origin.user}, haltpoint ${m.haltpoint}, ${m.qemu ?? "no QEMU"}`;
 }
 
 /** Why this host cannot revive the bundle (one line), or undefined. */
@@ -35,6 +46,10 @@ async function cannotRevive(dir: string, m: BundleManifest): Promise<string | un
       return "its machines ran under KVM and /dev/kvm is not usable here";
     }
   }
+  const qemu = m.machines.filter((x): x is BundleQemuMachine => x.backend === "qemu");
+  // The revive run's network gives every qemu machine NICs when it has two or more (RunNetwork).
+  const odd = qemu.find((x) => (x.vlans.length > 0) !== qemu.length >= 2);
+  if (odd) return `machine ${odd.name} was saved with ${odd.vlans.length} NIC(s) on the run network, and the bundle has ${qemu.length} qemu machine(s): its devices cannot be rebuilt`;
   const damage = await damageOf(dir, m);
   return damage ? `it is damaged: ${damage}` : undefined;
 }
@@ -46,19 +61,26 @@ async function cannotRevive(dir: string, m: BundleManifest): Promise<string | un
  * 0 once released; 2 for a bundle that cannot be revived (one line saying why).
  */
 export async function reviveCommand(o: ReviveOptions, err: { write(s: string): unknown } = process.stderr): Promise<number> {
-  const dir = resolve(o.bundle);
+  const given = resolve(o.bundle);
   let m: BundleManifest;
+  let dir: string;
+  let signed: string;
   try {
-    m = readManifest(dir);
+    const read = readManifest(given);
+    dir = read.dir;
+    m = read;
+    signed = checkSignature(dir, read.raw, o);
   } catch (e) {
-    err.write(`haltpoint revive: cannot revive ${dir}: ${e instanceof BundleError ? e.message : (e as Error).message}\n`);
+    err.write(`haltpoint revive: cannot revive ${given}: ${e instanceof BundleError ? e.message : (e as Error).message}\n`);
     return 2;
   }
   const why = await cannotRevive(dir, m);
   if (why) {
-    err.write(`haltpoint revive: cannot revive ${dir}: ${why}\n`);
+    err.write(`haltpoint revive: cannot revive ${given}: ${why}\n`);
     return 2;
   }
+  // Where it came from, before anything of it runs (every field was checked to be one line of text).
+  err.write(`haltpoint revive: ${originLine(m)}; ${signed}\n`);
   for (const n of m.notSaved ?? []) err.write(`haltpoint revive: machine ${n} was not saved: it is not revived\n`);
   for (const x of m.machines) {
     if (x.backend === "local") err.write(`haltpoint revive: machine ${x.name} (local) is not revived: a local machine cannot be${x.files ? `; its files are in ${join(dir, x.files)}` : ""}\n`);
@@ -66,14 +88,18 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
   const revive: Record<string, RevivedMachine> = {};
   for (const x of m.machines.filter((y): y is BundleQemuMachine => y.backend === "qemu")) {
     revive[x.name] = {
-      argv: x.argv,
-      ...(x.kernel ? { kernel: join(dir, x.kernel.path) } : {}),
+      params: { memoryMiB: x.memoryMiB, cores: x.cores, vlans: x.vlans, shellPort: x.shellPort, ...(x.append !== undefined ? { append: x.append } : {}), identityDevices: x.identityDevices, allowReboot: x.allowReboot },
+      kernel: join(dir, x.kernel.path),
       ...(x.initrd ? { initrd: join(dir, x.initrd.path) } : {}),
       state: join(dir, x.state.path),
+      // Its RAM, the VGA's 16 MiB and device state: a stream past that is not a migration of this machine.
+      maxStreamBytes: (x.memoryMiB + 256) * 2 ** 20,
     };
   }
   // No image build and no KVM probe: the bundle brings its kernels, and its accelerator.
-  const qemuRuntime: QemuRuntime = { kernel: "", initrd: "", accel: m.accel ?? "tcg", snapshotBoot: false, revive };
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) err.write(`haltpoint revive: running as root: its QEMU runs as uid ${REVIVE_RUN_AS.uid} (nobody), under QEMU's seccomp sandbox\n`);
+  const qemuRuntime: QemuRuntime = { kernel: "", initrd: "", accel: m.accel ?? "tcg", snapshotBoot: false, revive, ...(asRoot ? { reviveRunAs: REVIVE_RUN_AS } : {}) };
   let halted = false;
   const reached: Reporter = { onBreakpoint: () => void (halted = true) };
   process.env.HALTPOINT_REVIVE_BUNDLE = dir; // read by worker/revive-test.ts (workers inherit it)

@@ -70,6 +70,8 @@ export interface RunOptions {
   debugHook?: boolean;
   /** Save tests that halt as bundles in this dir and release them (--save-breakpoints); true: the default dir. Does not turn the debug hook on. */
   saveBreakpoints?: string | boolean;
+  /** --sign-key: sign saved bundles with this ed25519 private key (PEM), e.g. a CI job's. */
+  signKey?: string;
   /** SSH backdoor sockets (--ssh-backdoor, --no-ssh-backdoor); default: each test's, else on with the debug hook. */
   sshBackdoor?: boolean;
   /** Connecting to a frozen machine's SSH socket thaws it (--ssh-thaws, default true). */
@@ -215,6 +217,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     sshThaws: o.sshThaws ?? true,
     keepStateRoot: o.keepMachineState ? keptStateRoot() : undefined,
     saveBreakpoints: saveDir,
+    ...(o.signKey ? { signKey: resolve(o.signKey) } : {}),
     budget: new ResourceBudget({
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),

@@ -53,6 +53,8 @@ export interface SchedulerOptions {
   keepStateRoot?: string;
   /** --save-breakpoints: halted tests are saved as bundles here and released. */
   saveBreakpoints?: string;
+  /** --sign-key: the private key bundles are signed with (else the user's own; hooks/bundle-signature.ts). */
+  signKey?: string;
   /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
@@ -339,6 +341,7 @@ export class Scheduler {
       sshThaws: this.o.sshThaws,
       keepStateRoot: this.o.keepStateRoot,
       saveBreakpoints: this.o.saveBreakpoints,
+      ...(this.o.signKey ? { signKey: this.o.signKey } : {}),
       runKey: run.key,
       qemu: this.qemu,
       port: port2,

@@ -5,18 +5,21 @@
 // that (live) breakpoint writes another bundle; damaged and other-QEMU bundles are refused.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
+import { signBundle } from "../hooks/bundle-signature.ts";
 
 const base = mkdtempSync(join(tmpdir(), "hp-bundle-"));
 after(() => rmSync(base, { recursive: true, force: true }));
 const emptyCache = join(base, "empty-cache");
 mkdirSync(emptyCache);
+// The user's own bundle-signing key (hooks/bundle-signature.ts) lives here, for every haltpoint this file runs.
+process.env.XDG_CONFIG_HOME = join(base, "config");
 
 /** One console session through netcat: each line, then the prompt that ends its answer. */
 async function consoleSession(port: string, lines: string[]): Promise<string> {
@@ -44,6 +47,63 @@ function modesUnder(dir: string): Array<{ path: string; mode: number; isDir: boo
 }
 
 let bundle = "";
+
+/**
+ * A bundle is untrusted input: bundles crafted from a real one as an attacker would (QEMU
+ * options in the manifest, a file name out of the bundle, a symbolic link out, a file larger
+ * than the manifest says, the old format) are each refused in one line before anything runs,
+ * and create nothing on the host: no file at the paths they name, no state or log directory,
+ * no QEMU.
+ */
+async function craftedBundles(good: string): Promise<void> {
+  const stateDir = join(base, "crafted-state");
+  const cwd = join(base, "crafted-cwd");
+  mkdirSync(stateDir);
+  mkdirSync(cwd);
+  const pidfile = join(base, "pidfile-a-bundle-asked-for");
+  const marker = join(base, "guestfwd-command-ran");
+  const craft = (name: string, edit: (m: Record<string, any>, dir: string) => void): string => {
+    const dir = join(base, name);
+    cpSync(good, dir, { recursive: true });
+    const m = JSON.parse(readFileSync(join(dir, "bundle.json"), "utf8"));
+    const before = JSON.stringify(m);
+    edit(m, dir);
+    if (JSON.stringify(m) !== before) writeFileSync(join(dir, "bundle.json"), JSON.stringify(m));
+    return dir;
+  };
+  const revive = async (dir: string): Promise<string> => {
+    const r = await execa("node", [BIN, "revive", dir], { reject: false, all: true, cwd, env: { NO_COLOR: "1", HALTPOINT_STATE_DIR: stateDir } });
+    assert.equal(r.exitCode, 2, r.all);
+    assert.equal(r.all.trim().split("\n").length, 1, r.all);
+    return r.all.trim();
+  };
+  const cases: Array<[string, (m: Record<string, any>, dir: string) => void, RegExp]> = [
+    ["crafted-pidfile", (m) => (m.machines[0].argv = ["-m", "256", "-pidfile", pidfile]), /: machines\[0\]\.argv: not a field of a version 2 bundle \(revive takes no QEMU options from a bundle\)$/],
+    ["crafted-guestfwd", (m) => (m.machines[0].options = { qemuArgs: ["-netdev", `user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch ${marker}`] }), /: machines\[0\]\.options: not a field of a version 2 bundle/],
+    ["crafted-dotdot", (m) => (m.machines[0].state.path = "../saved-again/server/state.zst"), /: machines\[0\]\.state: not a path inside the bundle: "\.\.\/saved-again\/server\/state\.zst"$/],
+    [
+      "crafted-symlink",
+      (m, dir) => {
+        rmSync(join(dir, m.machines[0].kernel.path));
+        symlinkSync("/etc/passwd", join(dir, m.machines[0].kernel.path));
+      },
+      /: machine server's kernel \(boot\/\w+\.kernel\) is a symbolic link: a bundle's files must be its own$/,
+    ],
+    [
+      "crafted-larger",
+      (m, dir) => writeFileSync(join(dir, m.machines[0].state.path), Buffer.alloc(4096), { flag: "a" }),
+      /: it is damaged: machine server's saved state \(server\/state\.zst\) is (\d+) bytes, \d+ were saved$/,
+    ],
+    ["crafted-v1", (m) => (m.version = 1), /: bundle format version 1, this haltpoint reads version 2 only: save it again with this haltpoint$/],
+    ["crafted-resigned", (m) => (m.test.name = "looks-harmless"), /: its signature does not match its bundle\.json \(changed after it was signed\): give the signer's public key with --trust-key FILE, or revive it anyway with --allow-unsigned$/],
+    ["crafted-unsigned", (_m, dir) => rmSync(join(dir, "bundle.sig")), /: it is not signed \(no bundle\.sig\): give the signer's public key/],
+  ];
+  for (const [name, edit, why] of cases) assert.match(await revive(craft(name, edit)), why, name);
+  assert.ok(!existsSync(pidfile) && !existsSync(marker), "no file at the paths a crafted bundle names");
+  assert.deepEqual(readdirSync(stateDir), [], "no state directory");
+  assert.deepEqual(readdirSync(cwd), [], "no log directory");
+  assert.deepEqual(await qemuProcesses(), []);
+}
 
 test("a CI-like run of a failing qemu test with --debug-hook ends by itself and leaves a private bundle", async () => {
   const r = await haltpoint(["run", "test/fixtures/bundle/ram-state.vmtest.ts", "--debug-hook", "--log-dir", join(base, "ci-logs")], { env: { CI: "true" }, timeout: 300_000 });
@@ -74,6 +134,19 @@ test("revived from a copy with an empty cache: frozen as it was, the original er
     const id = (await out.waitFor(/^!!! ram-state#1: HALTED at breakpoint (\d+): machine server: command `test -e \/etc\/the-config-the-test-expected` failed \(exit code 1\)$/m))[1]!;
     await out.waitFor(/^!!! ram-state#1: release:/m);
     assert.match(out.text(), /server: starting qemu \([^)]*revived from /);
+    // Where it came from, printed before any QEMU started.
+    const origin = out.text().search(/^haltpoint revive: bundle of ram-state#1 \(\S+ram-state\.vmtest\.ts\), saved \S+ on \S+ by \S+, haltpoint \S+, QEMU emulator version /m);
+    assert.ok(origin >= 0 && origin < out.text().indexOf("starting qemu"), out.text());
+    // Each revived QEMU runs under QEMU's seccomp sandbox and, revived by root, not as root.
+    const pids = await qemuProcesses();
+    assert.equal(pids.length, 2, "the two revived guests");
+    for (const pid of pids) {
+      const status = readFileSync(`/proc/${pid}/status`, "utf8");
+      assert.match(status, /^Seccomp:\t2$/m, `qemu ${pid} runs in seccomp filter mode`);
+      const uid = Number(/^Uid:\t(\d+)/m.exec(status)![1]);
+      if (process.getuid?.() === 0) assert.equal(uid, 65534, `qemu ${pid} dropped root`);
+      else assert.equal(uid, process.getuid?.());
+    }
     assert.match(out.text(), /^!!! ram-state#1: machines: server \(frozen\), client \(frozen\)$/m);
     const stateRoot = /!!! ram-state#1: sockets: (\/\S+?)\/\d+\/ssh/.exec(out.text())![1]!;
 
@@ -125,11 +198,13 @@ test("a damaged bundle, one from another QEMU, and a directory that is no bundle
     assert.equal(r.all.trim().split("\n").length, 1, r.all);
     return r.all.trim();
   };
+  await craftedBundles(again);
   const other = join(base, "other-qemu");
   cpSync(again, other, { recursive: true });
   const manifest = JSON.parse(readFileSync(join(other, "bundle.json"), "utf8"));
   manifest.qemu = "QEMU emulator version 99.0.0";
   writeFileSync(join(other, "bundle.json"), JSON.stringify(manifest));
+  signBundle(other); // as if another host of this user had signed it
   assert.match(await refuse(other), /^haltpoint revive: cannot revive \S+other-qemu: it was saved by QEMU emulator version 99\.0\.0 and this host has QEMU emulator version [\d.]+.*: QEMU loads only its own version's state$/);
 
   const state = join(again, "server", "state.zst");

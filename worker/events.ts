@@ -71,6 +71,8 @@ export interface RunTask {
   sshThaws?: boolean;
   /** --save-breakpoints: a test that halts is saved as a bundle under this directory and released. */
   saveBreakpoints?: string;
+  /** --sign-key: bundles are signed with this private key file (else the user's own). */
+  signKey?: string;
   /** --keep-machine-state: machines keep their state in <root>/<test>/<machine> across runs. */
   keepStateRoot?: string;
   /** `name#run`: late errors (worker/late-errors.ts) name the run that caused them. */

@@ -3,7 +3,7 @@
 // leaves stopped; the script then fails with the original error, so the run halts at a
 // breakpoint exactly as a live one does: console, SSH sockets, ls/attach/release.
 import { defineTest } from "../index.ts";
-import { readManifest } from "../hooks/bundle-format.ts";
+import { readManifest, type BundleQemuMachine } from "../hooks/bundle-format.ts";
 import type { NodeOptions } from "../vm/types.ts";
 
 /** The environment variable through which revive names the bundle (workers inherit it). */
@@ -12,7 +12,7 @@ export const REVIVE_BUNDLE_ENV = "HALTPOINT_REVIVE_BUNDLE";
 const dir = process.env[REVIVE_BUNDLE_ENV];
 if (!dir) throw new Error(`this file is run by \`haltpoint revive BUNDLE\` only (${REVIVE_BUNDLE_ENV} is not set)`);
 const bundle = readManifest(dir);
-const qemu = bundle.machines.filter((m) => m.backend === "qemu");
+const qemu = bundle.machines.filter((m): m is BundleQemuMachine => m.backend === "qemu");
 
 /** The error the test failed with, as it was (name, message and stack). */
 function originalError(): Error {
@@ -26,7 +26,8 @@ function originalError(): Error {
 
 export default defineTest({
   name: bundle.test.name,
-  nodes: Object.fromEntries(qemu.map((m) => [m.name, { ...m.options, backend: "qemu", snapshotBoot: false } satisfies NodeOptions])),
+  // Only what the argv builder needs from the bundle (memory, cores, NICs); revive-command.ts gives the rest.
+  nodes: Object.fromEntries(qemu.map((m) => [m.name, { backend: "qemu", memory: m.memoryMiB, cores: m.cores, ...(m.vlans.length ? { vlans: m.vlans } : {}), snapshotBoot: false } satisfies NodeOptions])),
   enableDebugHook: true,
   sshBackdoor: bundle.sshBackdoor,
   async testScript(ctx) {

@@ -76,6 +76,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
         sshBackdoor: backdoor !== undefined,
         accel: task.qemu?.accel,
         consolePath: ctx.consolePath,
+        ...(task.signKey ? { signKey: task.signKey } : {}),
       },
       saveDir: task.saveBreakpoints,
     });

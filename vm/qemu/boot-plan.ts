@@ -14,6 +14,8 @@ export interface BootPlan {
   env: Record<string, string>;
   /** A snapshot boot: restoring a saved guest, or a cold boot that saves one. */
   snapshot?: SnapshotBoot;
+  /** What haltpoint's argv builder took (not for a start script): what a bundle records. */
+  built?: QemuArgvOptions;
 }
 
 export interface BootPlanInput {
@@ -71,9 +73,10 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
     // The snapshot's guest booted with the image's generic identity; this machine's own
     // is applied through the shell (personalize), restored or not.
     const append = snapshot ? guestAppend({}, o.append) : p.ownAppend();
-    const args = buildQemuArgv({ ...base, extraArgs, shellPort: "named", kernel: p.rt.kernel, initrd: p.rt.initrd, append });
+    const built: QemuArgvOptions = { ...base, extraArgs, shellPort: "named", kernel: p.rt.kernel, initrd: p.rt.initrd, append };
+    const args = buildQemuArgv(built);
     if (snapshot?.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
-    return { file: QEMU_BINARY, args, env: {}, snapshot };
+    return { file: QEMU_BINARY, args, env: {}, snapshot, built };
   }
   const useOwnKernel = !o.diskImage || o.kernel;
   const kernel = o.kernel ?? (useOwnKernel ? p.rt.kernel : undefined);
@@ -82,5 +85,6 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
   // haltpoint's own initramfs reads its shell from the named port; other guests from hvc0.
   const ownImage = initrd === p.rt.initrd;
   const diskImage = o.diskImage ? await p.disk(o.diskImage) : undefined;
-  return { file: QEMU_BINARY, args: buildQemuArgv({ ...base, shellPort: ownImage ? "named" : "console", kernel, initrd, append, diskImage }), env: {} };
+  const built: QemuArgvOptions = { ...base, shellPort: ownImage ? "named" : "console", kernel, initrd, append, diskImage };
+  return { file: QEMU_BINARY, args: buildQemuArgv(built), env: {}, built };
 }

@@ -1,9 +1,9 @@
 import type { ResultPromise } from "execa";
-import { mkdirSync } from "node:fs";
+import { chownSync, mkdirSync } from "node:fs";
 import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
 import type { MachineContext } from "../machine.ts";
 import { ShellMachine } from "../shell-machine.ts";
@@ -13,7 +13,7 @@ import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
 import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_BINARY, QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
@@ -25,9 +25,11 @@ import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand } from "../image/guest-personalize.ts";
 import { saveForLater } from "./snapshot-boot.ts";
-import { planBoot } from "./boot-plan.ts";
-import { restoreArgs, saveSnapshot, waitRestored } from "./snapshot-format.ts";
-import { argvFromTemplate, argvTemplate, type RevivedMachine } from "./saved-machine.ts";
+import { planBoot, type BootPlan } from "./boot-plan.ts";
+import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
+import { REVIVE_SANDBOX, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
+import { drainOutgoing, feedIncoming, incomingArgs } from "./incoming-stream.ts";
+import { asUnprivileged, handOver, type RunAs } from "./unprivileged-qemu.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 import type { DebianImage } from "../image/debian-image.ts";
 
@@ -50,6 +52,8 @@ export interface QemuRuntime {
   snapshotBoot?: boolean;
   /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
   revive?: Record<string, RevivedMachine>;
+  /** `haltpoint revive` as root: the revived QEMUs (and their zstd) run as this uid (unprivileged-qemu.ts). */
+  reviveRunAs?: RunAs;
   /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
   debian?: Record<string, DebianImage | { error: string }>;
 }
@@ -80,8 +84,8 @@ export class QemuMachine extends ShellMachine {
   /** Snapshot boots: the guest booted with the image's generic identity and got its own through the shell. */
   private identityByShell = false;
   private coldNextStart = false;
-  /** The argv of the running QEMU (not of a start script): what a bundle saves. */
-  private startedArgv: string[] | undefined;
+  /** What the argv builder took for the running QEMU (not for a start script): what a bundle records. */
+  private startedWith: QemuArgvOptions | undefined;
   private serialSocket: Socket | undefined;
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
@@ -173,7 +177,7 @@ export class QemuMachine extends ShellMachine {
       allowReboot: this.startOptions.allowReboot === true,
     };
     const revived = this.rt.revive?.[this.name];
-    const plan = revived ? Promise.resolve(this.revivePlan(revived)) : planBoot({
+    const plan = revived ? Promise.resolve().then(() => this.revivePlan(revived, base, [hub?.path, ...moreVlans.map((n) => n.hubPath)])) : planBoot({
       options: o,
       rt: this.rt,
       base,
@@ -186,18 +190,20 @@ export class QemuMachine extends ShellMachine {
       disk: (image) => this.keptDisk(image),
       log: (m) => this.log(m),
     });
-    const { file, args, env, snapshot } = await plan.catch((e: Error) => {
+    const { file, args, env, snapshot, built } = await plan.catch((e: Error) => {
       throw this.error(`cannot start: ${e.message}`);
     });
 
-    this.startedArgv = file === QEMU_BINARY ? args : undefined;
+    this.startedWith = built;
     const verified = snapshot?.mode === "restore" ? snapshot.slot.verify() : undefined;
     const how = revived ? `revived from ${revived.state}` : snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
     // Its own process group: the ledger can kill a start script and its QEMU together.
     const netns = this.ports.namespace;
-    const argv = netns ? inOwnNetNamespace(netns, [file, ...args]) : [file, ...args];
+    const runAs = revived ? this.rt.reviveRunAs : undefined;
+    const own = runAs ? asUnprivileged(runAs, [file, ...args]) : [file, ...args];
+    const argv = netns ? inOwnNetNamespace(netns, own) : own;
     const { proc, exited } = spawnMachineProcess(this.ctx, this.name, argv, {
       cwd: this.dir,
       env,
@@ -226,7 +232,12 @@ export class QemuMachine extends ShellMachine {
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
       if (revived) {
         // Loaded and left stopped: the breakpoint's freeze finds it frozen as it was saved.
-        await waitRestored(this.qmp, 60_000, { start: false });
+        const fed = feedIncoming(sock("incoming.sock"), revived.state, {
+          maxBytes: revived.maxStreamBytes,
+          signal: this.qemuGone.signal,
+          ...(runAs ? { wrap: (a: string[]) => asUnprivileged(runAs, a) } : {}),
+        });
+        await Promise.all([fed, waitRestored(this.qmp, 60_000, { start: false })]);
         await this.connectShell(true, true, false);
         this.identityByShell = true;
         this.log("loaded from the bundle, frozen");
@@ -268,34 +279,48 @@ export class QemuMachine extends ShellMachine {
     this.log(snapshot?.mode === "restore" ? `backdoor shell ready (restored in ${((performance.now() - t0) / 1000).toFixed(2)} s)` : "backdoor shell ready");
   }
 
-  /** `haltpoint revive`: the saved argv in this machine's state dir, loading the saved state. */
-  private revivePlan(r: RevivedMachine): { file: string; args: string[]; env: Record<string, string>; snapshot?: undefined } {
-    const args = argvFromTemplate(r.argv, { stateRoot: dirname(this.dir), kernel: r.kernel, initrd: r.initrd });
-    return { file: QEMU_BINARY, args: [...args, ...restoreArgs(r.state)], env: {} };
+  /**
+   * `haltpoint revive`: the argv built again by the same builder from the bundle's typed
+   * parameters and this run's own sockets and NICs (`base`), under QEMU's seccomp sandbox,
+   * listening for its state on a socket (incoming-stream.ts). As root, the machine's
+   * directory, a copy of its kernel and initrd and its sockets are handed to the
+   * unprivileged uid QEMU will run as.
+   */
+  private revivePlan(r: RevivedMachine, base: QemuArgvOptions, hubs: Array<string | undefined>): BootPlan {
+    const want = r.params.vlans.length;
+    const have = hubs.filter((h) => h !== undefined).length;
+    if (want !== have) throw new Error(`it was saved with ${want} NIC(s) on the run network and this run has ${have} for it`);
+    let { kernel, initrd } = r;
+    const runAs = this.rt.reviveRunAs;
+    if (runAs) {
+      const sockets = [join(this.dir, "shell.sock"), join(this.dir, "serial.sock"), ...hubs.filter((h): h is string => h !== undefined)];
+      [kernel, initrd] = handOver(runAs, this.dir, [r.kernel, ...(r.initrd ? [r.initrd] : [])], sockets);
+    }
+    const built = revivedArgvOptions(base, { params: r.params, kernel, initrd });
+    return { file: QEMU_BINARY, args: [...buildQemuArgv(built), ...REVIVE_SANDBOX, ...incomingArgs(join(this.dir, "incoming.sock"))], env: {}, built };
   }
 
   /**
    * Why this machine cannot go into a bundle, or undefined when it can: its RAM and devices
-   * are saved, so it must hold no state outside QEMU (a disk, a vsock daemon, a start script).
+   * are saved, so it must hold no state outside QEMU (a disk, a vsock daemon, a start
+   * script), and it must have been started from the argv builder's typed options only.
    */
   get unsaveableBecause(): string | undefined {
-    if (!this.startedArgv) return this.options.startScript ? "it was started by a start script" : "it is not running";
+    if (!this.startedWith) return this.options.startScript ? "it was started by a start script" : "it is not running";
     if (this.options.diskImage) return "it has a disk image, whose writes a bundle does not carry yet";
     if (this.options.image !== undefined) return "it is a Debian guest, whose disk writes a bundle does not carry yet";
     if (this.vsockUdsPath) return "it has a vhost-device-vsock daemon, whose state is outside QEMU";
-    return undefined;
+    const p = this.savedShape();
+    return "unsaveable" in p ? p.unsaveable : undefined;
   }
 
-  /** For a bundle: the argv with placeholders (saved-machine.ts) and the kernel and initrd it names. */
-  savedShape(): { argv: string[]; kernel?: string; initrd?: string } {
-    const argv = this.startedArgv ?? [];
-    const after = (flag: string): string | undefined => {
-      const i = argv.indexOf(flag);
-      return i >= 0 ? argv[i + 1] : undefined;
-    };
-    const kernel = after("-kernel");
-    const initrd = after("-initrd");
-    return { argv: argvTemplate(argv, { stateRoot: dirname(this.dir), kernel, initrd }), kernel, initrd };
+  /** For a bundle: the argv builder's typed parameters (saved-machine.ts) and the kernel and initrd files they name. */
+  savedShape(): { params: SavedQemuParams; kernel: string; initrd?: string } | { unsaveable: string } {
+    const w = this.startedWith;
+    if (!w) return { unsaveable: "it is not running" };
+    const params = savedParams(w, w.vnet ? this.net!.vlansOf(this.name) : []);
+    if ("unsaveable" in params) return params;
+    return { params, kernel: w.kernel!, ...(w.initrd ? { initrd: w.initrd } : {}) };
   }
 
   /**
@@ -306,7 +331,11 @@ export class QemuMachine extends ShellMachine {
     if (this.state !== "frozen") throw this.error(`cannot save a machine that is ${this.state} (only a frozen one)`);
     const why = this.unsaveableBecause;
     if (why) throw this.error(`cannot save it: ${why}`);
-    await saveSnapshot(this.requireQmp(), file);
+    const qmp = this.requireQmp();
+    if (!this.rt.revive?.[this.name]) return saveSnapshot(qmp, file);
+    // A revived QEMU may not run zstd (`-sandbox …,spawn=deny`): haltpoint compresses what it sends.
+    const runAs = this.rt.reviveRunAs;
+    await drainOutgoing(join(this.dir, "outgoing.sock"), file, (uri) => migrateTo(qmp, uri), runAs ? (p) => chownSync(p, runAs.uid, runAs.gid) : undefined);
   }
 
   /** The kernel command line that gives this machine its identity at boot (cold boots). */

@@ -1,54 +1,76 @@
-// A frozen qemu machine as a bundle keeps it (hooks/bundle-format.ts): the argv QEMU was
-// started with, its run's paths replaced by placeholders, so that a QEMU on another host,
-// in another state dir, with the kernel and initrd from the bundle, can load its state.
-// Devices, memory and NICs must match exactly for `-incoming`; paths need not.
+// A frozen qemu machine as a bundle keeps it (hooks/bundle-format.ts): not QEMU's command
+// line, but the typed parameters haltpoint's own argv builder (qemu-argv.ts) took, so that
+// revive builds the command line again with the same code and nothing in a bundle can add a
+// QEMU option (a bundle is untrusted input: `-pidfile`, `guestfwd=…cmd:` or `-drive file=`
+// from a stranger's manifest would run as the reviving user). Devices, memory and NICs must
+// match the saved ones exactly for `-incoming`; paths need not.
 
-/** Placeholders in a saved argv. */
-const STATE = "{{state}}";
-const KERNEL = "{{kernel}}";
-const INITRD = "{{initrd}}";
+import { IDENTITY_DEVICES } from "./snapshot-boot.ts";
+import type { QemuArgvOptions } from "./qemu-argv.ts";
 
-/** What a revived machine is started from (QemuRuntime.revive). */
+/** What a bundle records of a qemu machine's start (besides its files). */
+export interface SavedQemuParams {
+  memoryMiB: number;
+  cores: number;
+  /** The run-network vlans its NICs were on (eth1, eth2, …); empty: only the user network. */
+  vlans: number[];
+  /** Where the guest reads its backdoor shell: haltpoint's image reads the named port. */
+  shellPort: "named" | "console";
+  /** The kernel command line. */
+  append?: string;
+  /** The vmgenid and virtio-rng devices of a snapshot-booted machine (snapshot-boot.ts). */
+  identityDevices: boolean;
+  allowReboot: boolean;
+}
+
+/** Bounds a revived machine's parameters are held to (a manifest from elsewhere is not trusted). */
+export const SAVED_LIMITS = { maxMemoryMiB: 65_536, maxCores: 64, maxAppendBytes: 4096, maxVlans: 16 } as const;
+
+/** The parameters of a started machine, or why they cannot be recorded (they hold more than the builder's typed options). */
+export function savedParams(o: QemuArgvOptions, vlans: number[]): SavedQemuParams | { unsaveable: string } {
+  const extra = o.extraArgs ?? [];
+  const identity = extra.length >= IDENTITY_DEVICES.length && IDENTITY_DEVICES.every((a, i) => extra[i] === a);
+  const rest = identity ? extra.slice(IDENTITY_DEVICES.length) : extra;
+  if (rest.length) return { unsaveable: "it has extra QEMU arguments (qemuArgs), which a bundle never carries" };
+  if (o.diskImage) return { unsaveable: "it has a disk, whose writes a bundle does not carry yet" };
+  if (!o.kernel) return { unsaveable: "it has no kernel of its own" };
+  return {
+    memoryMiB: o.memoryMiB,
+    cores: o.cores,
+    vlans,
+    shellPort: o.shellPort ?? "console",
+    ...(o.append !== undefined ? { append: o.append } : {}),
+    identityDevices: identity,
+    allowReboot: o.allowReboot === true,
+  };
+}
+
+/** What a revived machine is started from (QemuRuntime.revive); `haltpoint revive` checked every file. */
 export interface RevivedMachine {
-  /** The saved argv, with placeholders. */
-  argv: string[];
-  kernel?: string;
+  params: SavedQemuParams;
+  kernel: string;
   initrd?: string;
-  /** The machine's saved state (zstd migration stream); `haltpoint revive` checked its sha256. */
+  /** The machine's saved state (zstd migration stream). */
   state: string;
+  /** The most bytes the decompressed stream may have (its RAM and then some): a bomb is cut off. */
+  maxStreamBytes: number;
 }
 
-/**
- * The argv of a running machine with `stateRoot` (the run's state dir, which holds every
- * socket and the run network's hubs), the kernel and the initrd replaced by placeholders,
- * and without the `-incoming` of a snapshot-booted machine.
- */
-export function argvTemplate(argv: readonly string[], paths: { stateRoot: string; kernel?: string; initrd?: string }): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === "-incoming") {
-      i++;
-      continue;
-    }
-    let a = argv[i]!;
-    if (paths.kernel && a === paths.kernel) a = KERNEL;
-    else if (paths.initrd && a === paths.initrd) a = INITRD;
-    else a = a.split(paths.stateRoot + "/").join(STATE + "/");
-    out.push(a);
-  }
-  return out;
-}
+/** QEMU's seccomp sandbox for a revived machine: no exec, no privilege changes, no obsolete syscalls, no resource control. */
+export const REVIVE_SANDBOX = ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"] as const;
 
-/** A saved argv made concrete for a new state dir and the bundle's kernel and initrd. */
-export function argvFromTemplate(template: readonly string[], paths: { stateRoot: string; kernel?: string; initrd?: string }): string[] {
-  return template.map((a) => {
-    if (a === KERNEL) return need(paths.kernel, "kernel");
-    if (a === INITRD) return need(paths.initrd, "initrd");
-    return a.split(STATE + "/").join(paths.stateRoot + "/");
-  });
-}
-
-function need(v: string | undefined, what: string): string {
-  if (!v) throw new Error(`the saved machine needs its ${what}, and the bundle has none`);
-  return v;
+/** The builder's options for a revived machine: the run's own sockets and NICs (`base`), the rest from the bundle. */
+export function revivedArgvOptions(base: QemuArgvOptions, r: Pick<RevivedMachine, "params" | "kernel" | "initrd">): QemuArgvOptions {
+  const p = r.params;
+  return {
+    ...base,
+    memoryMiB: p.memoryMiB,
+    cores: p.cores,
+    shellPort: p.shellPort,
+    kernel: r.kernel,
+    ...(r.initrd ? { initrd: r.initrd } : {}),
+    ...(p.append !== undefined ? { append: p.append } : {}),
+    extraArgs: p.identityDevices ? [...IDENTITY_DEVICES] : [],
+    allowReboot: p.allowReboot,
+  };
 }

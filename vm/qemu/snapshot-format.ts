@@ -44,6 +44,12 @@ export async function saveSnapshot(qmp: QmpClient, file: string, timeoutMs = 120
   await pollMigration(qmp, timeoutMs);
 }
 
+/** Migrate the stopped guest to `uri` (a QEMU migration URI), until it is completed. */
+export async function migrateTo(qmp: QmpClient, uri: string, timeoutMs = 120_000): Promise<void> {
+  await qmp.execute("migrate", { uri });
+  await pollMigration(qmp, timeoutMs);
+}
+
 /**
  * Wait until a QEMU started with `restoreArgs` has loaded its snapshot, then start the guest
  * (it was saved stopped) unless `o.start` is false (a revived breakpoint stays frozen).
