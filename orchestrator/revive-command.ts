@@ -1,4 +1,5 @@
 import { accessSync, constants } from "node:fs";
+import { createHash } from "node:crypto";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BundleError, damageOf, readManifest, type BundleManifest, type BundleQemuMachine } from "../hooks/bundle-format.ts";
@@ -65,10 +66,12 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
   let m: BundleManifest;
   let dir: string;
   let signed: string;
+  let raw: Buffer;
   try {
     const read = readManifest(given);
     dir = read.dir;
     m = read;
+    raw = read.raw;
     signed = checkSignature(dir, read.raw, o);
   } catch (e) {
     err.write(`haltpoint revive: cannot revive ${given}: ${e instanceof BundleError ? e.message : (e as Error).message}\n`);
@@ -103,6 +106,8 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
   let halted = false;
   const reached: Reporter = { onBreakpoint: () => void (halted = true) };
   process.env.HALTPOINT_REVIVE_BUNDLE = dir; // read by worker/revive-test.ts (workers inherit it)
+  // The worker reads bundle.json again: it must be the bytes checked (and signed) here.
+  process.env.HALTPOINT_REVIVE_MANIFEST_SHA256 = createHash("sha256").update(raw).digest("hex");
   const status = await runCommand({
     paths: [reviveTestFile()],
     jobs: 1,

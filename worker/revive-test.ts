@@ -2,6 +2,7 @@
 // machines, which the qemu backend loads from their saved state (QemuRuntime.revive) and
 // leaves stopped; the script then fails with the original error, so the run halts at a
 // breakpoint exactly as a live one does: console, SSH sockets, ls/attach/release.
+import { createHash } from "node:crypto";
 import { defineTest } from "../index.ts";
 import { readManifest, type BundleQemuMachine } from "../hooks/bundle-format.ts";
 import type { NodeOptions } from "../vm/types.ts";
@@ -12,6 +13,7 @@ export const REVIVE_BUNDLE_ENV = "HALTPOINT_REVIVE_BUNDLE";
 const dir = process.env[REVIVE_BUNDLE_ENV];
 if (!dir) throw new Error(`this file is run by \`haltpoint revive BUNDLE\` only (${REVIVE_BUNDLE_ENV} is not set)`);
 const bundle = readManifest(dir);
+if (createHash("sha256").update(bundle.raw).digest("hex") !== process.env.HALTPOINT_REVIVE_MANIFEST_SHA256) throw new Error(`${dir}/bundle.json changed after haltpoint revive checked it: not revived`);
 const qemu = bundle.machines.filter((m): m is BundleQemuMachine => m.backend === "qemu");
 
 /** The error the test failed with, as it was (name, message and stack). */
