@@ -8,9 +8,9 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { LocalMachine } from "../vm/local/local-machine.ts";
-import { SshBackdoor } from "../hooks/ssh-backdoor.ts";
-import { findSftpServer } from "../hooks/local-ssh-server.ts";
-import { connectVsockMux, type VsockMuxError } from "../hooks/vsock-mux.ts";
+import { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
+import { findSftpServer } from "../hooks/ssh/local-ssh-server.ts";
+import { connectVsockMux, type VsockMuxError } from "../hooks/ssh/vsock-mux.ts";
 import { isAlive, sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { BIN } from "./helpers/cli.ts";
 

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { peerUid, peerUidFromTable } from "../hooks/peer-uid.ts";
+import { peerUid, peerUidFromTable } from "../hooks/console/peer-uid.ts";
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 

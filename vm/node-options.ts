@@ -1,5 +1,5 @@
 import type { BackendName, NodeOptions } from "./types.ts";
-import { RESERVED_NAMES } from "../worker/context-names.ts";
+import { RESERVED_NAMES } from "../common/context-names.ts";
 
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 

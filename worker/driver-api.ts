@@ -2,7 +2,7 @@ import { createMachine as createBackendMachine, type MachineRuntime } from "../v
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { resolveNodes } from "../vm/node-options.ts";
 import type { NodeOptions } from "../vm/types.ts";
-import type { WorkerEvent } from "./events.ts";
+import type { WorkerEvent } from "../common/events.ts";
 import { PollingConditions, type ConditionFn, type PollingCondition, type PollingConditionOptions } from "./polling-condition.ts";
 
 /**

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { BroadcastChannel, isMainThread, threadId } from "node:worker_threads";
-import { describeThrown } from "./describe-thrown.ts";
+import { describeThrown } from "../common/describe-thrown.ts";
 
 /**
  * Errors nobody awaited: a timer that throws, or a promise that rejects, after the code

@@ -1,7 +1,7 @@
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TestDefinition } from "../index.ts";
-import { describeThrown } from "./describe-thrown.ts";
+import { describeThrown } from "../common/describe-thrown.ts";
 import { definitionProblem } from "./test-definition.ts";
 import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
 

@@ -3,14 +3,14 @@ import { join } from "node:path";
 import { mkdirSync, rmSync } from "node:fs";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
-import { BreakpointHook } from "../hooks/breakpoint-hook.ts";
+import { BreakpointHook } from "../hooks/breakpoints/breakpoint-hook.ts";
 import type { RunNetwork } from "../vm/qemu/run-network.ts";
-import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
+import type { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
-import { dirNameFor } from "../orchestrator/run-dir-names.ts";
-import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { dirNameFor } from "../common/run-dir-names.ts";
+import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "../common/events.ts";
 import { scriptFailureKind } from "./script-failure.ts";
 import { abortText } from "../orchestrator/reporters/failure-text.ts";
 
@@ -67,7 +67,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     }
     for (const node of test.nodes) machines.push(await createMachine(node, ctx, { qemu: task.qemu, network }));
     if (machines.length && (task.sshBackdoor ?? test.sshBackdoor ?? debugHook)) {
-      const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
+      const { SshBackdoor } = await import("../hooks/ssh/ssh-backdoor.ts");
       backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
     }
     hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, backdoor?.sockets(), {

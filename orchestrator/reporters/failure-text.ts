@@ -1,5 +1,5 @@
-import type { AbortCause, BudgetOverrun, Failure, FailureCause, HaltRefusal, Notice, StopReason } from "../failure-kinds.ts";
-import { isOrchestratorCause } from "../failure-kinds.ts";
+import type { AbortCause, BudgetOverrun, Failure, FailureCause, HaltRefusal, Notice, StopReason } from "../../common/failure-kinds.ts";
+import { isOrchestratorCause } from "../../common/failure-kinds.ts";
 
 // The words for orchestrator/failure-kinds.ts: the one place a failure kind, a stop reason
 // or a notice becomes English. The texts are the ones haltpoint printed before the kinds
