@@ -27,10 +27,13 @@ export type WorkerEvent =
   | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string; sockets?: BackdoorSocketInfo[] }
   /** A halted test was saved as a bundle (--save-breakpoints, or `haltpoint save` as `reqId`), or could not be (`error`). */
   | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; revivable?: boolean; error?: string }
-  /** The breakpoint ended (released); the test goes on (breakpoint) or tears down (failure). */
+  /** The breakpoint ended (released, `by` says by whom), or the orchestrator stopped the run
+   *  (`aborted`: its cause, put into words on the main thread); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }
-  /** The last message of a run. The main thread waits for it before treating the run as finished. */
-  | { t: "done"; time: number; outcome: Outcome; error?: SerializedError; failureKind?: ScriptFailureKind; durationMs: number };
+  | { t: "resumed"; time: number; aborted: AbortCause }
+  /** The last message of a run. The main thread waits for it before treating the run as finished.
+   *  `aborted`: the script lost its race to the orchestrator's `abort` (it has no error of its own). */
+  | { t: "done"; time: number; outcome: Outcome; error?: SerializedError; failureKind?: ScriptFailureKind; aborted?: AbortCause; durationMs: number };
 
 /** A machine's SSH backdoor socket (a breakpoint's ssh lines name them). */
 export interface BackdoorSocketInfo {

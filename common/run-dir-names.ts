@@ -1,5 +1,10 @@
 import { createHash } from "node:crypto";
-import type { PlannedTest } from "../orchestrator/selection/plan.ts";
+
+/** What naming needs of a planned test: its name, and the directory name given to it. */
+export interface NamedTest {
+  name: string;
+  dirName?: string;
+}
 
 /** Room for `#<run>/try<N>/<machine>.console.log` under NAME_MAX (255) with a wide margin. */
 export const MAX_DIR_NAME = 100;
@@ -24,11 +29,11 @@ export function dirNameFor(name: string, taken: ReadonlySet<string> = new Set())
 }
 
 /** Give every test its directory name (compared case-insensitively, for case-folding file systems). */
-export function assignDirNames(tests: PlannedTest[]): void {
+export function assignDirNames(tests: NamedTest[]): void {
   const taken = new Set<string>();
   // Names that need no change first, each group by name: the same suite always gets the
   // same directories, whatever order its files were found in.
-  const byName = (a: PlannedTest, b: PlannedTest): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const byName = (a: NamedTest, b: NamedTest): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   const plain = tests.filter((t) => dirNameFor(t.name) === t.name).sort(byName);
   for (const t of [...plain, ...tests.filter((t) => !plain.includes(t)).sort(byName)]) {
     t.dirName = dirNameFor(t.name, taken);
@@ -37,6 +42,6 @@ export function assignDirNames(tests: PlannedTest[]): void {
 }
 
 /** `<dir name>#<run>`: a run's directory under --log-dir. */
-export function runDirName(run: { test: PlannedTest; index: number; key: string }): string {
+export function runDirName(run: { test: NamedTest; index: number; key: string }): string {
   return run.test.dirName ? `${run.test.dirName}#${run.index}` : run.key;
 }

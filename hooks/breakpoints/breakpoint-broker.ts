@@ -3,7 +3,6 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { MessagePort } from "node:worker_threads";
 import type { TaskControl, WorkerEvent } from "../../common/events.ts";
-import type { PlannedRun } from "../../orchestrator/selection/plan.ts";
 import { isLoopbackHost } from "../console/console-gate.ts";
 import { ConsoleServer } from "../console/console-server.ts";
 import type { BreakpointInfo } from "../control/control-protocol.ts";
@@ -28,8 +27,15 @@ export interface BrokerOptions {
   socketRoot: string;
 }
 
+/** What the broker needs of a run: the orchestrator hands it its own planned runs. */
+export interface BrokerRun {
+  key: string;
+  index: number;
+  test: { name: string };
+}
+
 /** What the broker tells whoever reports (the terminal prints it in `!!!` lines). */
-export interface BreakpointListener {
+export interface BreakpointListener<PlannedRun extends BrokerRun = BrokerRun> {
   onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
   onBreakpointRefused?(run: PlannedRun, refusal: HaltRefusal): void;
   onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
@@ -37,7 +43,7 @@ export interface BreakpointListener {
   onConsoleRefused?(run: PlannedRun, message: string): void;
 }
 
-interface Held {
+interface Held<PlannedRun extends BrokerRun> {
   info: BreakpointInfo;
   run: PlannedRun;
   taskPort: MessagePort;
@@ -54,8 +60,8 @@ interface Held {
  * The id is the console's port: unique on this host, so `haltpoint attach ID` is never
  * ambiguous across several orchestrators.
  */
-export class BreakpointBroker {
-  private held = new Map<string, Held>();
+export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
+  private held = new Map<string, Held<PlannedRun>>();
   /** Registrations in progress count against --max-frozen too. */
   private registering = 0;
   private nextSaveId = 1;
@@ -63,7 +69,7 @@ export class BreakpointBroker {
 
   constructor(
     private readonly o: BrokerOptions,
-    private readonly listener: BreakpointListener,
+    private readonly listener: BreakpointListener<PlannedRun>,
   ) {}
 
   get count(): number {

@@ -7,8 +7,8 @@ import { CONSOLE_NAMES } from "../../common/context-names.ts";
 import { join } from "node:path";
 import { dirNameFor } from "../../common/run-dir-names.ts";
 import type { BundleSubject } from "../bundles/bundle-writer.ts";
-import { abortText } from "../../orchestrator/reporters/failure-text.ts";
 import type { BackdoorSocketInfo } from "../../common/events.ts";
+import type { AbortCause } from "../../common/failure-kinds.ts";
 
 type Answer = Extract<TaskControl, { t: "halted" | "halt-refused" }>;
 
@@ -17,10 +17,13 @@ type Answer = Extract<TaskControl, { t: "halted" | "halt-refused" }>;
  * thread) to hold the test, serves the debug console REPL inside this worker — where the
  * machines live — and waits until someone releases it.
  */
+/** Who ended a breakpoint: a person's or the hook's words (`haltpoint release`), or the orchestrator's abort, as data. */
+type LeftBy = string | { aborted: AbortCause };
+
 export class BreakpointHook {
   private answer: ((a: Answer) => void) | undefined;
-  private release: ((by: string) => void) | undefined;
-  private pendingRelease: string | undefined;
+  private release: ((by: LeftBy) => void) | undefined;
+  private pendingRelease: LeftBy | undefined;
 
   constructor(
     private readonly taskPort: MessagePort,
@@ -45,7 +48,7 @@ export class BreakpointHook {
     else if (m.t === "save") void this.save(m.dir, m.reqId);
     else if (m.t === "abort") {
       this.answer?.({ t: "halt-refused", refusal: { kind: "stopping", cause: m.cause } });
-      this.leave(abortText(m.cause));
+      this.leave({ aborted: m.cause });
     }
   }
 
@@ -77,7 +80,8 @@ export class BreakpointHook {
       } satisfies WorkerEvent,
       [port2],
     );
-    const a: Answer = this.pendingRelease ? { t: "halt-refused", refusal: { kind: "released", by: this.pendingRelease } } : await answered;
+    const pending = this.pendingRelease;
+    const a: Answer = pending ? { t: "halt-refused", refusal: typeof pending === "string" ? { kind: "released", by: pending } : { kind: "stopping", cause: pending.aborted } } : await answered;
     this.answer = undefined;
     if (a.t === "halt-refused") {
       port1.close();
@@ -85,7 +89,7 @@ export class BreakpointHook {
       return false;
     }
 
-    const released = new Promise<string>((r) => (this.release = r));
+    const released = new Promise<LeftBy>((r) => (this.release = r));
     this.halt_ = { kind, error, id: a.id };
     if (this.pendingRelease) this.leave(this.pendingRelease);
     else if (this.bundles?.saveDir) {
@@ -103,7 +107,7 @@ export class BreakpointHook {
     this.halt_ = undefined;
     host.close();
     port1.close();
-    this.emit({ t: "resumed", time: Date.now(), by });
+    this.emit(typeof by === "string" ? { t: "resumed", time: Date.now(), by } : { t: "resumed", time: Date.now(), aborted: by.aborted });
     if (kind === "breakpoint") await this.thawAll(this.machines.map((m) => m.name));
     return true;
   }
@@ -126,7 +130,7 @@ export class BreakpointHook {
     }
   }
 
-  private leave(by: string): void {
+  private leave(by: LeftBy): void {
     if (this.release) this.release(by);
     else this.pendingRelease ??= by;
   }

@@ -46,7 +46,7 @@ export function failureReason(f: Failure): string | undefined {
   return causes.map(causeText).join("; ") + saw;
 }
 
-/** The abort's words, as the worker hands them to the script (its error message) and the console. */
+/** The words for an abort cause (the worker hands the cause, typed, never its words). */
 export function abortText(c: AbortCause): string {
   return causeText(c);
 }

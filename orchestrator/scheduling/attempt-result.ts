@@ -46,7 +46,8 @@ export function attemptFrom(f: AttemptFacts): RunAttempt {
   if (f.abort) causes.push(f.abort);
   if (f.crash) causes.push(f.crash);
   if (!done && !f.crash) causes.push({ kind: "no-result" });
-  if (done?.outcome === "failed") causes.push({ kind: done.failureKind ?? "assertion" });
+  // A run that lost its race to the abort has no failure of its own: the abort is its cause.
+  if (done?.outcome === "failed" && !(done.aborted && f.abort)) causes.push({ kind: done.failureKind ?? "assertion" });
   if (f.leftovers.length) causes.push({ kind: "leftovers", machines: [...new Set(f.leftovers)] });
   const [first, ...also] = causes;
   if (!first) return attempt; // the script passed but nothing says why it did not: cannot happen

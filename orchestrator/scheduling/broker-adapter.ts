@@ -75,9 +75,10 @@ export class RunBreakpoints {
     const id = this.heldId;
     if (id === undefined) return;
     this.heldId = undefined;
+    const by = "by" in e ? e.by : releasedBy(e.aborted);
     const h = this.halts.at(-1);
-    if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by: e.by });
-    void this.o.broker?.ended(id, e.by);
+    if (h && h.durationMs < 0) Object.assign(h, { durationMs: Math.max(0, e.time - h.startedAt), by });
+    void this.o.broker?.ended(id, by);
     if (!this.o.cause()) this.o.clock.start();
   }
 

@@ -1,5 +1,5 @@
 import type { CollectResult, CollectTask } from "../../common/events.ts";
-import { RECYCLE_EXIT_CODE } from "../../worker/late-errors.ts";
+import { recycledWorker } from "./pool.ts";
 import type { LoadError, PlannedTest } from "../selection/plan.ts";
 
 /** Load every file in a worker (a file that throws or exits cannot take the orchestrator down) and learn what it declares. */
@@ -12,7 +12,7 @@ export async function collectTests(pool: { run(task: CollectTask): Promise<unkno
           return (await pool.run(task)) as CollectResult;
         } catch (e) {
           // A worker recycling itself after a late error (worker/late-errors.ts) may just have been handed this file.
-          if ((e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}` && tries < 3) continue;
+          if (recycledWorker(e) && tries < 3) continue;
           return { ok: false, error: `${file}: cannot load: ${(e as Error).message}` };
         }
       }

@@ -1,5 +1,5 @@
 import { BroadcastChannel } from "node:worker_threads";
-import { lateErrorChannelName, type LateErrorNotice } from "../../worker/late-errors.ts";
+import { lateErrorChannelName, type LateErrorNotice } from "../../common/worker-exit.ts";
 
 /** The orchestrator's end of worker/late-errors.ts: each finished run's late error, as it comes. */
 export function listenForLateErrors(onNotice: (n: LateErrorNotice) => void): { close(): void } {

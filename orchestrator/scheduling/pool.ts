@@ -1,5 +1,6 @@
 import { Piscina } from "piscina";
 import { HALTPOINT_INDEX, packageFile, RUNS_COMPILED } from "../../package-root.ts";
+import { RECYCLE_EXIT_CODE } from "../../common/worker-exit.ts";
 
 export interface PoolOptions {
   /** Threads that run tests at once (--jobs). */
@@ -44,3 +45,14 @@ export function createPool(o: PoolOptions): Piscina {
     // Worker stdio goes straight to ours (a test's console.log still shows).
   });
 }
+
+/** The exit code of the worker thread whose exit failed a task, if that is why it failed:
+ *  piscina carries it only in its error's message (`worker exited with code: N`), so this
+ *  is the one place that reads it (test/unit/pool.test.ts checks it against a real pool). */
+export function workerExitCode(e: unknown): number | undefined {
+  const m = e instanceof Error ? /^worker exited with code: (\d+)$/.exec(e.message) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A worker that recycled itself (worker/late-errors.ts) ended this task before it started. */
+export const recycledWorker = (e: unknown): boolean => workerExitCode(e) === RECYCLE_EXIT_CODE;

@@ -3,7 +3,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
 import type { CollectTask, RunTask, TaskControl, WorkerEvent } from "../../common/events.ts";
-import { RECYCLE_EXIT_CODE } from "../../worker/late-errors.ts";
+import { recycledWorker } from "./pool.ts";
 import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "../../common/run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
@@ -351,7 +351,7 @@ export class Scheduler {
     } catch (e) {
       // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
       // handed this run: the run never started, so it is not failed but run again.
-      recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && (e as Error).message === `worker exited with code: ${RECYCLE_EXIT_CODE}`;
+      recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && recycledWorker(e);
       crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
     } finally {
       clock.stop();

@@ -1,6 +1,6 @@
 import { readdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { TEST_FILE_RE } from "../../worker/load-test-file.ts";
+import { TEST_FILE_RE } from "../../common/test-files.ts";
 
 export class UsageError extends Error {
   override name = "UsageError";

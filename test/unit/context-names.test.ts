@@ -32,7 +32,7 @@ test("the breakpoint console binds CONSOLE_NAMES and nothing else besides the ma
 test("a node named after any of them is refused with its name (attempt, release, thaw, error …)", () => {
   for (const name of ["attempt", "release", "thaw", "freeze", "error", "machines", "log"]) {
     assert.ok(RESERVED_NAMES.includes(name));
-    assert.throws(() => resolveNodes({ [name]: {} }, "local"), new RegExp(`${name}.*the name is taken by the test script's context or the breakpoint console`));
+    assert.throws(() => resolveNodes({ [name]: {} }, "local", RESERVED_NAMES), new RegExp(`${name}.*the name is taken by the test script's context or the breakpoint console`));
   }
-  assert.doesNotThrow(() => resolveNodes({ machine: {}, server: {} }, "local"), "machine (NixOS's single-node alias) and ordinary names are fine");
+  assert.doesNotThrow(() => resolveNodes({ machine: {}, server: {} }, "local", RESERVED_NAMES), "machine (NixOS's single-node alias) and ordinary names are fine");
 });

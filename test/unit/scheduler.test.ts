@@ -14,8 +14,8 @@ import { ResourceBudget } from "../../orchestrator/scheduling/resource-budget.ts
 import { expandRuns, type PlannedTest } from "../../orchestrator/selection/plan.ts";
 import type { BreakpointInfo } from "../../hooks/control/control-protocol.ts";
 import type { RunTask, TaskControl, WorkerEvent } from "../../common/events.ts";
-import type { Notice } from "../../common/failure-kinds.ts";
-import { abortText } from "../../orchestrator/reporters/failure-text.ts";
+import type { AbortCause, Notice } from "../../common/failure-kinds.ts";
+import { failureReason } from "../../orchestrator/reporters/failure-text.ts";
 import { RunClock } from "../../orchestrator/scheduling/run-clock.ts";
 
 /** What one fake attempt does, given its port: the task resolves when it returns, rejects when it throws. */
@@ -43,6 +43,10 @@ class FakeWorkerSide {
   }
   done(outcome: "passed" | "failed", message?: string): void {
     this.emit({ t: "done", time: Date.now(), outcome, durationMs: 1, ...(message ? { error: { name: "Error", message }, failureKind: "assertion" as const } : {}) });
+  }
+  /** The script lost its race to the orchestrator's abort: `done` carries the cause, no words. */
+  aborted(cause: AbortCause): void {
+    this.emit({ t: "done", time: Date.now(), outcome: "failed", durationMs: 1, aborted: cause });
   }
   /** The next control message of this type (or one that already came). */
   next<T extends TaskControl["t"]>(t: T): Promise<Extract<TaskControl, { t: T }>> {
@@ -234,12 +238,14 @@ test("a global timeout: the worker is asked to abort with its cause, and the att
   const { scheduler } = setup(async (w) => {
     w.start();
     const abort = await w.next("abort");
-    w.done("failed", abortText(abort.cause));
+    w.aborted(abort.cause);
   });
   const [r] = await scheduler.runAll(expandRuns([testOf("slow", { globalTimeout: 0.02 })], 1));
   assert.equal(r!.failure?.kind, "global-timeout");
   assert.equal(r!.failure?.kind === "global-timeout" && r!.failure.seconds, 0.02);
-  assert.equal(r!.failure?.scriptSaw, "global timeout of 0.02 s exceeded");
+  assert.equal(r!.failure?.scriptSaw, undefined, "the worker put nothing into words");
+  assert.equal(r!.failure?.also, undefined, "the abort is the only cause");
+  assert.equal(failureReason(r!.failure!), "global timeout of 0.02 s exceeded", "the words are the reporters'");
 });
 
 test("a worker that ignores the abort is killed after the grace: global-timeout, then worker-killed", async () => {
@@ -263,7 +269,7 @@ test("Ctrl-C: running tests are aborted as interrupted, with the signal, and adm
     w.start();
     started();
     const abort = await w.next("abort");
-    w.done("failed", abortText(abort.cause));
+    w.aborted(abort.cause);
   });
   const all = scheduler.runAll(expandRuns([testOf("i")], 5));
   await running;
