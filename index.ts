@@ -40,9 +40,14 @@ export type TestContext<N extends Record<string, NodeOptions> = Record<string, N
   createMachine(name: string, options?: NodeOptions): Promise<Machine>;
   /** NixOS `serial_stdout_on/off`: echo every machine's console to the terminal. */
   serialStdout(on: boolean): void;
-  /** With a single node: that node (NixOS's `machine`). */
-  machine: Machine;
-};
+} & SingleNodeAlias<N>;
+
+/** The one node's name when `N` has exactly one, else never. */
+type OnlyNode<N> = { [K in keyof N]: [Exclude<keyof N, K>] extends [never] ? K : never }[keyof N];
+
+/** With a single node: that node as `machine` too (NixOS's alias); with two or more, no
+ *  `machine` at all (a two-node script that names it does not type-check). */
+type SingleNodeAlias<N> = [OnlyNode<N>] extends [never] ? unknown : { machine: Machine };
 
 export interface TestDefinition<N extends Record<string, NodeOptions> = Record<string, NodeOptions>> {
   /** Default: the file name without `.vmtest.ts`. */

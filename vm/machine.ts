@@ -57,6 +57,8 @@ export abstract class BaseMachine implements Machine {
   protected startOptions: StartOptions = {};
   /** waitForConsoleText consumes what it matched (NixOS): it searches from here. */
   private consoleMark = 0;
+  /** The start in progress: every caller while it runs (two commands at once) waits for this one. */
+  private starting: Promise<void> | undefined;
 
   constructor(
     readonly name: string,
@@ -89,10 +91,18 @@ export abstract class BaseMachine implements Machine {
   /** Like the NixOS driver, any command starts a machine that was not started yet. */
   protected async autoStart(): Promise<void> {
     if (this.state === "created") await this.start();
+    else if (this.starting) await this.starting; // another command is starting it
   }
 
-  async start(opts: StartOptions = {}): Promise<void> {
-    if (this.isUp || this.state === "starting") return;
+  start(opts: StartOptions = {}): Promise<void> {
+    if (this.isUp) return Promise.resolve();
+    // Concurrent starts (`Promise.all([m.succeed("a"), m.succeed("b")])` on a machine not
+    // started yet) share the one start: each resolves once the machine runs.
+    this.starting ??= this.startOnce(opts).finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async startOnce(opts: StartOptions): Promise<void> {
     this.startOptions = opts;
     this.consoleMark = this.console.length;
     this.state = "starting";
