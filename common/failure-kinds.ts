@@ -94,4 +94,6 @@ export type Notice =
   | { kind: "run-log-truncated"; error: string; file: string }
   /** A line from another part of haltpoint that speaks for itself: test selection
    *  (--shard, --rerun-failed), qemu preparation (image, accelerator), the sandbox. */
+  /** A teardown step of the orchestrator's failed (what is left is named); nothing else is affected. */
+  | { kind: "teardown-failed"; what: string; message: string }
   | { kind: "info"; source: "selection" | "qemu" | "sandbox"; text: string };

@@ -194,7 +194,7 @@ export class ReporterSet implements Required<Reporter> {
   }
 }
 
-/** The exit status (README, "The CLI"): 0 passed, 1 a test failed (or was flaky, with
+/** The exit status (docs/cli.md): 0 passed, 1 a test failed (or was flaky, with
  *  --flaky-fails), 2 a file could not load, 4 no test was selected (unless
  *  --pass-with-no-tests), 130 interrupted. (3, a report could not be written, is set by runCommand.) */
 export function exitStatus(s: SuiteSummary): number {

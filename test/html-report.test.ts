@@ -201,7 +201,7 @@ test("merge --html: one page for the whole suite, each report's runs in their ow
   // The log dirs are still here: the merged page embeds the screenshot and links the logs.
   assert.equal(await page.locator("section.run.failed img").count(), 1);
   await assertLinksResolve(p, merged);
-  // The README's picture of the page: its top (summary, tests, timeline, flake chart, the first failure).
+  // docs/ci.md's picture of the page: its top (summary, tests, timeline, flake chart, the first failure).
   const shot = join(dir, "merged-page.png");
   await page.screenshot({ path: shot, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1900 } });
   t.diagnostic(`page screenshot: ${shot}`);

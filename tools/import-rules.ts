@@ -17,7 +17,7 @@ export interface FolderRule {
 }
 
 export const IMPORT_RULES: FolderRule[] = [
-  { from: "vm/", may: ["vm/", "package-root.ts"], why: "machines know nothing of tests, scheduling or breakpoints" },
+  { from: "vm/", may: ["vm/", "common/teardown.ts", "package-root.ts"], why: "machines know nothing of tests, scheduling or breakpoints" },
   { from: "common/", may: ["common/"], mayType: ["vm/"], why: "the shared words depend on nothing but themselves (a task names a machine runtime's type)" },
   { from: "hooks/", may: ["hooks/", "common/", "vm/", "package-root.ts"], why: "breakpoints and bundles act on machines, in a worker or the main thread, but never schedule" },
   { from: "worker/", may: ["worker/", "hooks/", "common/", "vm/", "package-root.ts"], mayType: ["index.ts"], why: "a worker runs one test and reports typed events; the main thread puts them into words" },

@@ -76,7 +76,8 @@ export abstract class BaseMachine implements Machine {
   /** Run one command in the machine's root shell. */
   protected abstract rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }>;
 
-  protected log(msg: string): void {
+  /** A line in the run's log, naming this machine. */
+  log(msg: string): void {
     this.ctx.log(this.name, msg);
   }
 
@@ -160,7 +161,7 @@ export abstract class BaseMachine implements Machine {
     const running = this.rawExecute(cmd, timeout * 1000);
     if (opts.checkOutput === false) {
       // NixOS: sent, not waited for (a command that reboots or powers off the machine).
-      running.catch(() => {});
+      running.catch(() => {}); // not waited for: its end is the machine going away
       return { status: -2, stdout: empty };
     }
     let r: { status: number; stdout: Buffer };

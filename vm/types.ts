@@ -1,5 +1,5 @@
 // The Machine API shared by every backend: camelCase of the NixOS test driver's,
-// with the same semantics and defaults (README, "The Machine API").
+// with the same semantics and defaults (docs/test-api.md).
 
 export type BackendName = "local" | "qemu";
 

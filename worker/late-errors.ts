@@ -64,7 +64,7 @@ export async function runOwnedBy<T>(runKey: string, fn: (failed: Promise<never>)
   if (recycle) process.exit(RECYCLE_EXIT_CODE);
   let fail!: (e: unknown) => void;
   const failed = new Promise<never>((_, reject) => (fail = reject));
-  failed.catch(() => {});
+  failed.catch(() => {}); // a race's loser when no late error comes; the race sees it when one does
   running = { runKey, fail };
   try {
     return await owner.run(runKey, () => fn(failed));

@@ -29,7 +29,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
   let abortedBy: AbortCause | undefined;
   let abort!: (e: Error) => void;
   const aborted = new Promise<never>((_, reject) => (abort = reject));
-  aborted.catch(() => {});
+  aborted.catch(() => {}); // a race's loser when no abort comes; the race sees it when one does
   let hook: BreakpointHook | undefined;
   port.on("message", (m: TaskControl) => {
     if (m.t === "abort") {

@@ -7,6 +7,7 @@ import { isLoopbackHost } from "../console/console-gate.ts";
 import { ConsoleServer } from "../console/console-server.ts";
 import type { BreakpointInfo } from "../control/control-protocol.ts";
 import type { HaltRefusal } from "../../common/failure-kinds.ts";
+import { bestEffort, stderrTeardownLog, type TeardownLog } from "../../common/teardown.ts";
 
 type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
 type BundleEvent = Extract<WorkerEvent, { t: "bundle" }>;
@@ -25,6 +26,8 @@ export interface BrokerOptions {
   ttlMs: number;
   /** Private directory under which each breakpoint gets its socket directory. */
   socketRoot: string;
+  /** Where a failed teardown step is said (default: stderr). */
+  log?: TeardownLog;
 }
 
 /** What the broker needs of a run: the orchestrator hands it its own planned runs. */
@@ -188,8 +191,9 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
     if (!h) return;
     this.held.delete(id);
     clearTimeout(h.ttl);
-    await h.server.close(`breakpoint ${id} released (${by})`).catch(() => {});
-    if (h.ownsSocketDir) await rm(h.info.socketDir, { recursive: true, force: true }).catch(() => {});
+    const log = this.o.log ?? stderrTeardownLog;
+    await bestEffort(log, `closing the console of breakpoint ${id}`, h.server.close(`breakpoint ${id} released (${by})`));
+    if (h.ownsSocketDir) await bestEffort(log, `removing ${h.info.socketDir}`, rm(h.info.socketDir, { recursive: true, force: true }));
     this.listener.onBreakpointEnd?.(h.run, h.info, by);
   }
 

@@ -7,6 +7,7 @@ import { sha256File } from "../../vm/file-digest.ts";
 import { haltpointVersion, qemuVersion } from "../../vm/host-facts.ts";
 import type { SerializedError } from "../../common/events.ts";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type BundleFile, type BundleMachine, type BundleManifest } from "./bundle-format.ts";
+import { bestEffort } from "../../common/teardown.ts";
 
 /** What the worker knows about the halted test, for its bundle. */
 export interface BundleSubject {
@@ -140,7 +141,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
     await rm(tmp, { recursive: true, force: true });
     throw e;
   } finally {
-    for (const m of thawAfter) await m.thaw().catch(() => {});
+    for (const m of thawAfter) await bestEffort((msg) => m.log(msg), "thawing it after saving the bundle", m.thaw());
   }
 }
 

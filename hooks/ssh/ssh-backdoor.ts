@@ -9,6 +9,7 @@ import type { LocalSshServer } from "./local-ssh-server.ts";
 import { BackdoorSocket, MAX_SOCKET_PATH, type Adopted, type BridgeTarget } from "./ssh-backdoor-socket.ts";
 import { socketPathFor, sshCommands } from "./ssh-lines.ts";
 import { connectVsockMux } from "./vsock-mux.ts";
+import { bestEffort } from "../../common/teardown.ts";
 
 export interface SshBackdoorOptions {
   /** Where the sockets should go (the run's private state directory). */
@@ -108,8 +109,8 @@ export class SshBackdoor {
   }
 
   async close(): Promise<void> {
-    for (const e of this.entries.values()) {
-      await e.socket.close().catch(() => {});
+    for (const [name, e] of this.entries) {
+      await bestEffort((msg) => this.o.log(name, msg), "closing its ssh backdoor socket", e.socket.close());
       e.close();
     }
     this.entries.clear();

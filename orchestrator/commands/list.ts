@@ -11,6 +11,7 @@ import { selectTests, type ShardSpec } from "../selection/selection.ts";
 import { applyTestSettings, type SettingLayers } from "../settings/test-settings.ts";
 import { formatShard } from "../selection/shard.ts";
 import { NO_TESTS_EXIT_STATUS } from "../results.ts";
+import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
 export const LIST_FORMAT = "haltpoint-list";
 
@@ -52,7 +53,7 @@ export async function listCommand(o: ListOptions): Promise<number> {
   try {
     collected = await collectTests(pool, files, o.backend);
   } finally {
-    await pool.destroy().catch(() => {});
+    await bestEffort(stderrTeardownLog, "stopping the worker pool", pool.destroy());
   }
   const loadErrors = [...collected.loadErrors, ...findDuplicateNames(collected.tests)];
   const runnable = collected.tests.filter((t) => !loadErrors.some((e) => e.file === t.file));

@@ -18,6 +18,7 @@ import type { WorkerEvent } from "../../common/events.ts";
 import { loadTestFile } from "../../worker/load-test-file.ts";
 import { buildTestContext } from "../../worker/test-context.ts";
 import { debianImagesOf, prepareQemu } from "../scheduling/prepare-qemu.ts";
+import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
 // `haltpoint repl FILE`, NixOS's interactive driver (driverInteractive): the test's nodes
 // are built but nothing starts and the script does not run; a REPL in the terminal has the
@@ -90,9 +91,9 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   let scriptCtx: Record<string, unknown> = {};
   const driver = new DriverApi(machines, ctx, { qemu }, o.backend, emit, (m) => (scriptCtx[m.name] ??= m));
   const teardown = async (): Promise<void> => {
-    await backdoor?.close().catch(() => {});
+    if (backdoor) await bestEffort(stderrTeardownLog, "closing the ssh backdoor", backdoor.close());
     await Promise.all(machines.map((m) => m.cleanup()));
-    await network?.close().catch(() => {});
+    if (network) await bestEffort(stderrTeardownLog, "closing the virtual network", network.close());
     rmSync(stateDir, { recursive: true, force: true });
   };
   try {

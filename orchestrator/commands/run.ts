@@ -26,6 +26,7 @@ import { BreakpointBroker } from "../../hooks/breakpoints/breakpoint-broker.ts";
 import { ControlServer } from "../../hooks/control/control-server.ts";
 import { controlDir } from "../../hooks/control/control-paths.ts";
 import type { ControlReply, ControlRequest } from "../../hooks/control/control-protocol.ts";
+import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
 export interface RunOptions {
   paths: string[];
@@ -285,12 +286,13 @@ export async function runCommand(o: RunOptions): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await broker.close();
-    await control?.close().catch(() => {});
-    await pool.destroy().catch(() => {});
+    if (control) await bestEffort(stderrTeardownLog, "closing the control socket", control.close());
+    await bestEffort(stderrTeardownLog, "stopping the worker pool", pool.destroy());
     lateErrors.close();
     ledger.killAll();
     process.off("exit", onExit);
-    rmSync(stateRoot, { recursive: true, force: true });
+    // A finally that throws would replace the run's exit status: the run's result stands, the leftover is a line.
+    await bestEffort(stderrTeardownLog, `removing the state directory ${stateRoot}`, () => rmSync(stateRoot, { recursive: true, force: true }));
   }
 }
 

@@ -106,6 +106,8 @@ export function noticeText(n: Notice): string {
       return `the qemu backend is not ready: ${n.message}`;
     case "run-log-truncated":
       return `cannot write run logs (${n.error}, first at ${n.file}): logs are truncated from here on; results and reports are not affected`;
+    case "teardown-failed":
+      return `teardown: ${n.what} failed: ${n.message}`;
     case "info":
       return n.text;
   }

@@ -11,7 +11,7 @@ import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
-import type { AbortCause, FailureCause, StopReason } from "../../common/failure-kinds.ts";
+import type { AbortCause, FailureCause, Notice, StopReason } from "../../common/failure-kinds.ts";
 import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
 import { RunClock } from "./run-clock.ts";
 import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
@@ -361,12 +361,12 @@ export class Scheduler {
       await a.breakpoints.finish(crash);
     }
     if (recycledBeforeStart && !this.stopping) {
-      await removeStateDir(stateDir);
+      await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
       return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
-    if (crash || !done) await removeStateDir(stateDir);
+    if (crash || !done) await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
     const attempt = attemptFrom({
       attempt: attemptNo,
       startedAt,
@@ -383,7 +383,7 @@ export class Scheduler {
   }
 }
 
-/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth an error. */
-async function removeStateDir(dir: string): Promise<void> {
-  await rm(dir, { recursive: true, force: true }).catch(() => {});
+/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth a failure, but one that stays is a notice. */
+async function removeStateDir(dir: string, notice: (n: Notice) => void): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch((e: Error) => notice({ kind: "teardown-failed", what: `removing the state directory ${dir}`, message: e.message }));
 }
