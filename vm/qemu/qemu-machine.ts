@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
 import type { MachineContext } from "../machine.ts";
-import { ShellMachine } from "../shell-machine.ts";
+import { GuestMachine } from "../guest-machine.ts";
 import { DEFAULT_MEMORY_MIB, type ResolvedNode } from "../node-options.ts";
 import type { NodeOptions, QmpEventMessage, WaitOptions } from "../types.ts";
 import { ConnectionLostError } from "../errors.ts";
@@ -64,7 +64,7 @@ const CONSOLE_TAIL_LINES = 50;
  * serial console captured into the machine's console log, and commands through the
  * backdoor shell on the guest's /dev/hvc0 (a UNIX socket this worker listens on).
  */
-export class QemuMachine extends ShellMachine {
+export class QemuMachine extends GuestMachine {
   readonly backend = "qemu" as const;
   private proc: ResultPromise | undefined;
   private qmp: QmpClient | undefined;
