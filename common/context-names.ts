@@ -2,12 +2,12 @@
 // machines. A node may not take one: it would replace the helper (a node named `attempt`
 // hides the attempt number) or be replaced by it (a node named `release` makes `release()`
 // in its console a TypeError). buildTestContext and the breakpoint hook bind exactly these;
-// test/context-names.test.ts checks that against the real objects.
+// test/unit/context-names.test.ts checks that against the real objects.
 
 /** Bound by worker/test-context.ts (the driver's three only when the run has a driver). */
 export const TEST_CONTEXT_NAMES = ["machines", "run", "attempt", "debug", "log", "startAll", "subtest", "retry", "pollingCondition", "createMachine", "serialStdout"] as const;
 
-/** Bound by hooks/breakpoint-hook.ts in every console session. */
+/** Bound by hooks/breakpoints/breakpoint-hook.ts in every console session. */
 export const CONSOLE_NAMES = ["machines", "error", "thaw", "freeze", "release"] as const;
 
 /** Every name a node cannot have. */

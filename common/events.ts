@@ -42,7 +42,7 @@ export interface BackdoorSocketInfo {
 }
 
 /** What the main thread sends on a task's port: the control half of the task port
- *  (not the control socket of `haltpoint ls/attach/release`, hooks/control-protocol.ts). */
+ *  (not the control socket of `haltpoint ls/attach/release`, hooks/control/control-protocol.ts). */
 export type TaskControl =
   | { t: "abort"; cause: AbortCause }
   /** The broker registered the breakpoint: where its console and sockets are. */

@@ -1,4 +1,4 @@
-// The SSH backdoor of local machines (hooks/local-ssh-server.ts behind a vsock-mux socket),
+// The SSH backdoor of local machines (hooks/ssh/local-ssh-server.ts behind a vsock-mux socket),
 // driven with the real OpenSSH client through `haltpoint proxy` and `nc -U`.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";

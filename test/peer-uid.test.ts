@@ -1,4 +1,4 @@
-// The peer-uid lookup (hooks/peer-uid.ts) against real sockets: this process's own client,
+// The peer-uid lookup (hooks/console/peer-uid.ts) against real sockets: this process's own client,
 // and `nc` run by a real second user (uid 65534 through setpriv), over IPv4, IPv6 and a
 // dual-stack listener (where a v4 client shows up v4-mapped in /proc/net/tcp6).
 import { test } from "node:test";

@@ -139,7 +139,7 @@ export class BreakpointHook {
     for (const m of this.machines) if (names.includes(m.name)) await m.thaw().catch((e: Error) => this.emit({ t: "log", time: Date.now(), machine: m.name, level: "warn", msg: `could not thaw it after the breakpoint: ${e.message}` }));
   }
 
-  /** What a console session has in scope: the machines and CONSOLE_NAMES (worker/context-names.ts). */
+  /** What a console session has in scope: the machines and CONSOLE_NAMES (common/context-names.ts). */
   consoleScope(error: unknown, release: () => void): Record<string, unknown> {
     const byName = (name?: string): BaseMachine[] => {
       if (name === undefined) return this.machines;

@@ -41,7 +41,7 @@ function makePrivate(dir: string): void {
 }
 
 /**
- * Save the halted test's machines into a new bundle directory `dir` (hooks/bundle-format.ts):
+ * Save the halted test's machines into a new bundle directory `dir` (hooks/bundles/bundle-format.ts):
  * written to `<dir>.partial` and renamed, so a bundle that exists is whole. Frozen machines
  * stay frozen; running ones are frozen for the save and thawed after it.
  */

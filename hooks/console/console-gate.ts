@@ -5,7 +5,7 @@ import { TelnetDecoder } from "./telnet.ts";
 
 // Who may use a breakpoint console. It evaluates JavaScript as the user running haltpoint
 // (often root in CI), so a connection is served only when the kernel says its socket belongs
-// to that uid or to root (hooks/peer-uid.ts). A peer on another host (a `--debug-bind` to a
+// to that uid or to root (hooks/console/peer-uid.ts). A peer on another host (a `--debug-bind` to a
 // non-loopback address) has no socket here to ask about, so a console beyond loopback asks
 // every client for its token first, a secret printed once to the owner (a local client must
 // also pass the uid check). Nothing the client sends reaches the REPL before the verdict.

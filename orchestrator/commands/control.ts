@@ -4,7 +4,7 @@ import { DO, OPT_ECHO, OPT_NAWS, OPT_SGA, TelnetDecoder, WILL, nawsMessage, nego
 
 // The bodies of `haltpoint ls`, `haltpoint attach ID` and `haltpoint release ID|--all`.
 // They run in a separate process from the orchestrator(s) and reach them through their
-// control sockets (hooks/control-client.ts). Each returns the process exit status; errors
+// control sockets (hooks/control/control-client.ts). Each returns the process exit status; errors
 // are one line on stderr, never a stack trace.
 
 /** Where a command writes: anything with write(string) (a stream, or a test's collector). */

@@ -1,7 +1,7 @@
 import type { AbortCause, BudgetOverrun, Failure, FailureCause, HaltRefusal, Notice, StopReason } from "../../common/failure-kinds.ts";
 import { isOrchestratorCause } from "../../common/failure-kinds.ts";
 
-// The words for orchestrator/failure-kinds.ts: the one place a failure kind, a stop reason
+// The words for common/failure-kinds.ts: the one place a failure kind, a stop reason
 // or a notice becomes English. The texts are the ones haltpoint printed before the kinds
 // existed (reports, logs and people's greps depend on them).
 

@@ -9,7 +9,7 @@ import { causeText } from "../reporters/failure-text.ts";
 
 type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
 
-/** What the scheduler needs of the breakpoint broker (hooks/breakpoint-broker.ts). */
+/** What the scheduler needs of the breakpoint broker (hooks/breakpoints/breakpoint-broker.ts). */
 export interface HaltBroker {
   readonly count: number;
   register(run: PlannedRun, e: HaltEvent, taskPort: MessagePort): Promise<BreakpointInfo | undefined>;

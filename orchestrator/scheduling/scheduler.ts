@@ -16,7 +16,7 @@ import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
 import { RunClock } from "./run-clock.ts";
 import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
 
-/** The worker pool as the scheduler uses it (piscina; a fake in test/scheduler.test.ts). */
+/** The worker pool as the scheduler uses it (piscina; a fake in test/unit/scheduler.test.ts). */
 export interface TaskPool {
   run(task: RunTask | CollectTask, options?: { transferList?: MessagePort[]; signal?: AbortSignal }): Promise<unknown>;
 }

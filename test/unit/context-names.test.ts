@@ -1,5 +1,5 @@
 // The names a node cannot take are exactly what the test context and the breakpoint console
-// bind (worker/context-names.ts), checked against the real objects; a node named after one
+// bind (common/context-names.ts), checked against the real objects; a node named after one
 // is a load error naming it.
 import { test } from "node:test";
 import assert from "node:assert/strict";

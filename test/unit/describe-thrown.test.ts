@@ -1,4 +1,4 @@
-// Describing whatever a script throws (worker/describe-thrown.ts, worker/events.ts serializeError).
+// Describing whatever a script throws (common/describe-thrown.ts, common/events.ts serializeError).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { describeThrown } from "../../common/describe-thrown.ts";

@@ -1,4 +1,4 @@
-// Failure kinds as data (orchestrator/failure-kinds.ts): the JSON report tells what ended
+// Failure kinds as data (common/failure-kinds.ts): the JSON report tells what ended
 // each failed attempt, and why runs stopped being started, without matching its words.
 import { test } from "node:test";
 import assert from "node:assert/strict";

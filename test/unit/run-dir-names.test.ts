@@ -1,4 +1,4 @@
-// Test names → directory names under --log-dir (orchestrator/run-dir-names.ts).
+// Test names → directory names under --log-dir (common/run-dir-names.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MAX_DIR_NAME, assignDirNames, dirNameFor } from "../../common/run-dir-names.ts";

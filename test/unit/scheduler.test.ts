@@ -1,6 +1,6 @@
 // The scheduler driven by a fake worker pool and a fake broker: no worker threads, no
 // processes, milliseconds per test. Each fake answers on the task's port the way the real
-// worker (worker/run-test.ts) and breakpoint hook (hooks/breakpoint-hook.ts) do.
+// worker (worker/run-test.ts) and breakpoint hook (hooks/breakpoints/breakpoint-hook.ts) do.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageChannel, type MessagePort } from "node:worker_threads";

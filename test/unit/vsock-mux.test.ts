@@ -1,5 +1,5 @@
-// The hybrid vsock handshake (hooks/vsock-mux.ts) and the socket that serves it
-// (hooks/ssh-backdoor-socket.ts), against real UNIX sockets.
+// The hybrid vsock handshake (hooks/ssh/vsock-mux.ts) and the socket that serves it
+// (hooks/ssh/ssh-backdoor-socket.ts), against real UNIX sockets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, statSync, existsSync } from "node:fs";
