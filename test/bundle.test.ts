@@ -12,13 +12,13 @@ import { execa } from "execa";
 import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
-import { signBundle } from "../hooks/bundle-signature.ts";
+import { signBundle } from "../hooks/bundles/bundle-signature.ts";
 
 const base = mkdtempSync(join(tmpdir(), "hp-bundle-"));
 after(() => rmSync(base, { recursive: true, force: true }));
 const emptyCache = join(base, "empty-cache");
 mkdirSync(emptyCache);
-// The user's own bundle-signing key (hooks/bundle-signature.ts) lives here, for every haltpoint this file runs.
+// The user's own bundle-signing key (hooks/bundles/bundle-signature.ts) lives here, for every haltpoint this file runs.
 process.env.XDG_CONFIG_HOME = join(base, "config");
 
 /** One console session through netcat: each line, then the prompt that ends its answer. */

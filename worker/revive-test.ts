@@ -1,10 +1,10 @@
-// The test `haltpoint revive BUNDLE` runs (orchestrator/revive-command.ts): the bundle's qemu
+// The test `haltpoint revive BUNDLE` runs (orchestrator/commands/revive.ts): the bundle's qemu
 // machines, which the qemu backend loads from their saved state (QemuRuntime.revive) and
 // leaves stopped; the script then fails with the original error, so the run halts at a
 // breakpoint exactly as a live one does: console, SSH sockets, ls/attach/release.
 import { createHash } from "node:crypto";
 import { defineTest } from "../index.ts";
-import { readManifest, type BundleQemuMachine } from "../hooks/bundle-format.ts";
+import { readManifest, type BundleQemuMachine } from "../hooks/bundles/bundle-format.ts";
 import type { NodeOptions } from "../vm/types.ts";
 
 /** The environment variable through which revive names the bundle (workers inherit it). */
@@ -28,7 +28,7 @@ function originalError(): Error {
 
 export default defineTest({
   name: bundle.test.name,
-  // Only what the argv builder needs from the bundle (memory, cores, NICs); revive-command.ts gives the rest.
+  // Only what the argv builder needs from the bundle (memory, cores, NICs); orchestrator/commands/revive.ts gives the rest.
   nodes: Object.fromEntries(qemu.map((m) => [m.name, { backend: "qemu", memory: m.memoryMiB, cores: m.cores, ...(m.vlans.length ? { vlans: m.vlans } : {}), snapshotBoot: false } satisfies NodeOptions])),
   enableDebugHook: true,
   sshBackdoor: bundle.sshBackdoor,

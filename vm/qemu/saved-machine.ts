@@ -1,4 +1,4 @@
-// A frozen qemu machine as a bundle keeps it (hooks/bundle-format.ts): not QEMU's command
+// A frozen qemu machine as a bundle keeps it (hooks/bundles/bundle-format.ts): not QEMU's command
 // line, but the typed parameters haltpoint's own argv builder (qemu-argv.ts) took, so that
 // revive builds the command line again with the same code and nothing in a bundle can add a
 // QEMU option (a bundle is untrusted input: `-pidfile`, `guestfwd=…cmd:` or `-drive file=`

@@ -1,4 +1,4 @@
-// A revived QEMU loads a stranger's migration stream (hooks/bundle-format.ts: a bundle is
+// A revived QEMU loads a stranger's migration stream (hooks/bundles/bundle-format.ts: a bundle is
 // untrusted input), so when `haltpoint revive` runs as root it does not run as root: it is
 // started under setpriv as an unprivileged uid, and only its own directory (the bundle's
 // kernel and initrd copied into it, its sockets) and the run-network hubs it connects to are
