@@ -19,6 +19,7 @@ import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { benchContext } from "./machine-context.ts";
+import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreSample } from "./restore-breakdown.ts";
 
 applyV8Flags();
 
@@ -101,8 +102,17 @@ for (let i = 0; i < COMMANDS; i++) {
 rt.sort((a, b) => a - b);
 await last!.cleanup();
 
+// Where a restore's time goes, beside a bare QEMU start (taken in turns, under the same load).
+const samples: RestoreSample[] = [];
+const bare: number[] = [];
+for (let i = 0; i < RESTORES; i++) {
+  bare.push(await bareQemuStart(join(scratch, `bare${i}`), { accel: qemu.accel, memoryMiB: 512 }));
+  samples.push(await sampleRestore(() => new QemuMachine("deb", options, ctx(`b${i}`), qemu, undefined)));
+}
+
 // The snapshot this bench saved (its shape is its own): removed, the others stay.
 for (const f of readdirSync(snapshots).filter((f) => !before.has(f))) rmSync(join(snapshots, f), { force: true });
 printTable(`bench/debian-vm: Debian 12 guest, qemu (${qemu.accel}), 512 MiB, 1 core`, ["what", "samples", "median s", "max s"], rows);
+printRestoreBreakdown(`bench/debian-vm: the Debian guest (512 MiB), restored from a snapshot, qemu (${qemu.accel})`, samples, bare, 10);
 console.log(`\nsucceed("true") on the restored Debian guest: median ${fmt(percentile(rt, 0.5), 2)} ms, p95 ${fmt(percentile(rt, 0.95), 2)} ms (${COMMANDS} commands)`);
 rmSync(scratch, { recursive: true, force: true });

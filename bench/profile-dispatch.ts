@@ -1,6 +1,7 @@
 // Where the pool's time per no-machine run goes: N runs at --jobs 2 with logs on tmpfs, for
 // `node --cpu-prof` (one profile per thread).   node --cpu-prof --cpu-prof-dir=DIR --import tsx bench/profile-dispatch.ts
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { runCommand } from "../orchestrator/run-command.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";

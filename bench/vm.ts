@@ -3,7 +3,8 @@
 // trip, next to the NixOS driver's framing on the same guest; the throughput of 8 qemu test
 // runs at --jobs 1 and 2; and 20 runs at --jobs 2 with and without snapshot boots.
 //   npm run bench:vm   (HP_BENCH_BOOTS, HP_BENCH_COMMANDS, HP_BENCH_RUNS, HP_BENCH_HUNT_RUNS;
-//   HP_BENCH_SMOKE=1: 1 boot each, 20 commands, 2 runs, and the 20-run hunt with snapshot boots only)
+//   HP_BENCH_RESTORES; HP_BENCH_SMOKE=1: 1 boot each, 2 restores, 20 commands, 2 runs, and the
+//   20-run hunt with snapshot boots only)
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,12 +19,14 @@ import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { largeOutputRow, printLargeOutput } from "./large-output.ts";
 import { benchContext } from "./machine-context.ts";
+import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreSample } from "./restore-breakdown.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
 const COMMANDS = knob("HP_BENCH_COMMANDS", 500, 20);
 const BOOTS = knob("HP_BENCH_BOOTS", 5, 1);
 const RUNS = knob("HP_BENCH_RUNS", 8, 2);
+const RESTORES = knob("HP_BENCH_RESTORES", 10, 2);
 const scratch = scratchDir("hp-bvm-");
 const ctx = (name: string): MachineContext => benchContext(scratch, name);
 
@@ -84,6 +87,15 @@ printTable(
   ],
 );
 await coldQemu.last.cleanup();
+
+// Where a restore's time goes, beside a bare QEMU start (taken in turns, under the same load).
+const samples: RestoreSample[] = [];
+const bare: number[] = [];
+for (let i = 0; i < RESTORES; i++) {
+  bare.push(await bareQemuStart(join(scratch, `bare${i}`), { accel: qemu.accel, memoryMiB: 256 }));
+  samples.push(await sampleRestore(() => new QemuMachine("vm", { memory: 256 }, ctx(`b${i}`), qemu, undefined)));
+}
+printRestoreBreakdown(`bench/vm: haltpoint's guest (256 MiB), restored from a snapshot, qemu (${qemu.accel})`, samples, bare, 4);
 const rtRow = (label: string, rt: number[]) => [label, COMMANDS, fmt(percentile(rt, 0.5), 2), fmt(percentile(rt, 0.95), 2)];
 const ours = await roundTrips(restored.last, succeedTrue);
 const nixos = await roundTrips(restored.last, nixosFraming);
