@@ -262,7 +262,9 @@ export class QemuMachine extends ShellMachine {
         }
         step("running");
       }
-      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
+      // A restored guest's bash was set up before the snapshot was saved (as a revived one's):
+      // no setup round trip; the identity command below is its first.
+      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore", snapshot?.mode !== "restore");
       step("shell");
       if (snapshot?.mode === "save") {
         // A systemd guest is saved once it has booted up, so that restored machines need not.
