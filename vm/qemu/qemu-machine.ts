@@ -262,9 +262,10 @@ export class QemuMachine extends ShellMachine {
         }
         step("running");
       }
-      // A restored guest's bash was set up before the snapshot was saved (as a revived one's):
-      // no setup round trip; the identity command below is its first.
-      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore", snapshot?.mode !== "restore");
+      // The setup round trip stays for a restored guest too, though its bash was set up before
+      // the save: without it the identity command is the first the waking guest reads, and
+      // under load it ran seconds after it was sent, its clock that far behind (bench/vm).
+      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
       step("shell");
       if (snapshot?.mode === "save") {
         // A systemd guest is saved once it has booted up, so that restored machines need not.
