@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
-import { runCommand } from "../orchestrator/run-command.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { scratchDir } from "./scratch.ts";
 

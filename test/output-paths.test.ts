@@ -7,9 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
-import { UsageError } from "../orchestrator/discovery.ts";
-import { fileSystemType } from "../orchestrator/file-system-type.ts";
-import { ensureWritableDir } from "../orchestrator/output-paths.ts";
+import { UsageError } from "../orchestrator/selection/discovery.ts";
+import { fileSystemType } from "../orchestrator/settings/file-system-type.ts";
+import { ensureWritableDir } from "../orchestrator/settings/output-paths.ts";
 import { haltpoint } from "./helpers/cli.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hp-outpaths-"));
