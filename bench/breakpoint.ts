@@ -1,6 +1,7 @@
 // bench/breakpoint: how fast a failure becomes an attachable breakpoint, and how fast the
 // broker registers many at once.   npm run bench:breakpoint
-import { mkdtempSync, rmSync } from "node:fs";
+//   (HP_BENCH_FAILURES, HP_BENCH_LOOKUPS; HP_BENCH_SMOKE=1: 3 and 20)
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
@@ -13,13 +14,15 @@ import { connect, type Socket } from "node:net";
 import { readFileSync } from "node:fs";
 import type { PlannedRun } from "../orchestrator/selection/plan.ts";
 import type { WorkerEvent } from "../common/events.ts";
+import { knob } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
-const FAILURES = Number(process.env.HP_BENCH_FAILURES ?? 50);
+const FAILURES = knob("HP_BENCH_FAILURES", 50, 3);
 const AT_ONCE = 32;
-const scratch = mkdtempSync(join("/var/tmp", "hp-bbp-"));
+const scratch = scratchDir("hp-bbp-");
 
 // 1. End to end: the failing command's log event (stamped in the worker) to the moment the
 //    terminal reporter would print the attach lines (the broker's onBreakpoint).
@@ -72,7 +75,7 @@ if (ports.size !== AT_ONCE) throw new Error(`ports were not distinct: ${[...port
 // 3. The attach path's gate (issue #10): the peer-uid lookup alone, on real accepted
 //    connections, and a console's connect → first byte with the gate in it (the channel's other
 //    end answers every session at once, so what is left is TCP, the gate and the relay).
-const LOOKUPS = 500;
+const LOOKUPS = knob("HP_BENCH_LOOKUPS", 500, 20);
 const { port1: consoleEnd, port2: replEnd } = new MessageChannel();
 replEnd.on("message", (m: { t: string; session: number }) => {
   if (m.t === "open") replEnd.postMessage({ t: "data", session: m.session, data: new Uint8Array([104, 105]) });

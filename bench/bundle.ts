@@ -3,16 +3,19 @@
 // CI-like run (--debug-hook, no terminal, CI set), and the time to a console that answers —
 // reviving the bundle, against running the test again to the same breakpoint (the baseline:
 // what reproducing it costs, when it reproduces at all).   npm run bench:bundle
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+//   (HP_BENCH_ROUNDS; HP_BENCH_SMOKE=1: one round, the one-guest test only)
+import { readdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connect } from "node:net";
 import { execa } from "execa";
+import { knob, SMOKE } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, printTable } from "./table.ts";
 
 const BIN = fileURLToPath(new URL("../bin/haltpoint.mjs", import.meta.url));
-const ROUNDS = Number(process.env.HP_BENCH_ROUNDS ?? 3);
-const scratch = mkdtempSync(join("/var/tmp", "hp-bbundle-"));
+const ROUNDS = knob("HP_BENCH_ROUNDS", 3, 1);
+const scratch = scratchDir("hp-bbundle-");
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/bundle/${f}`, import.meta.url));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -62,7 +65,8 @@ function bytesUnder(dir: string, match: (name: string) => boolean): number {
 }
 
 const rows: (string | number)[][] = [];
-for (const [file, guests] of [["one-guest.vmtest.ts", 1], ["two-guests.vmtest.ts", 2]] as const) {
+const tests = [["one-guest.vmtest.ts", 1], ["two-guests.vmtest.ts", 2]] as const;
+for (const [file, guests] of SMOKE ? tests.slice(0, 1) : tests) {
   const saves: number[] = [];
   let bundle = "";
   for (let i = 0; i < ROUNDS; i++) {

@@ -1,7 +1,7 @@
 // bench/dispatch: what the orchestrator costs per run, against the same test scripts
 // awaited in a plain loop in this process (no pool, no scheduler, no reports).
-//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look)
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.05)
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { distIsFresh } from "../bin/dist-is-fresh.mjs";
@@ -9,15 +9,17 @@ import { runCommand } from "../orchestrator/commands/run.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { baseline as loopBaseline, machineContext } from "./baseline.ts";
+import { knob } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
 // The pool below runs in this process: give it the V8 flags the CLI runs with (the plain
 // loop it is compared with runs under them too).
 applyV8Flags();
 
-const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
+const scale = knob("HP_BENCH_SCALE", 1, 0.05);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
-const scratch = mkdtempSync(join("/var/tmp", "hp-bench-"));
+const scratch = scratchDir("hp-bench-");
 
 /** The baseline: load the test once, then await its script `runs` times in a loop. */
 const baseline = (file: string, runs: number): Promise<number> => loopBaseline(file, runs, scratch);
@@ -77,7 +79,7 @@ async function succeedLatency(n: number): Promise<number[]> {
 }
 
 const rows: (string | number)[][] = [];
-const tmpfs = existsSync("/dev/shm") ? mkdtempSync(join("/dev/shm", "hp-bench-")) : undefined;
+const tmpfs = existsSync("/dev/shm") ? scratchDir("hp-bench-", "/dev/shm") : undefined;
 for (const [name, file, runs] of [
   ["no machine", fixture("no-machine.vmtest.ts"), Math.round(2000 * scale)],
   ["1 local machine, succeed(\"true\")", fixture("one-local.vmtest.ts"), Math.round(500 * scale)],
@@ -104,7 +106,12 @@ printTable(
   rows,
 );
 
-if (!distIsFresh(new URL("../", import.meta.url))) throw new Error("dist/ is older than the sources: run `npm run build` first (the CLI rows measure the compiled CLI)");
+// The CLI rows measure the compiled CLI as shipped: build dist/ first where it is stale.
+if (!distIsFresh(new URL("../", import.meta.url))) {
+  const { execa } = await import("execa");
+  console.error("bench/dispatch: dist/ is older than the sources: npm run build");
+  await execa("npm", ["run", "build"], { cwd: fileURLToPath(new URL("../", import.meta.url)), stdio: "inherit" });
+}
 const cliRows: (string | number)[][] = [];
 const localRuns = Math.round(500 * scale);
 let shipped = 0;

@@ -2,24 +2,26 @@
 // --jobs 2 through the whole orchestrator (pool, scheduler, run logs, reports, flake
 // statistics), next to the same script awaited in a plain loop in this process (the
 // foundation's dispatch baseline). Every run started must be reported.
-//   npm run bench:flake            (HP_BENCH_SCALE=0.1 for a quick look)
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+//   npm run bench:flake            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.01)
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand, type RunOptions } from "../orchestrator/commands/run.ts";
 import type { SuiteSummary } from "../orchestrator/results.ts";
 import { baseline } from "./baseline.ts";
+import { knob } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
-const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
+const scale = knob("HP_BENCH_SCALE", 1, 0.01);
 const RUNS = Math.max(10, Math.round(1000 * scale));
 const JOBS = 2;
 const STRESS_S = Math.max(1, 10 * scale);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
-const scratch = mkdtempSync(join("/var/tmp", "hp-bflake-"));
+const scratch = scratchDir("hp-bflake-");
 
 interface Measured {
   ms: number;

@@ -2,22 +2,24 @@
 // flaky, --retries 1) through the orchestrator with --json only (the baseline) and with
 // --json --html, in the same process; then the page itself: its size, and how long Debian's
 // headless Chromium takes to load it and run its filter.
-//   npm run bench:html            (HP_BENCH_SCALE=0.1 for a quick look)
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+//   npm run bench:html            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.02)
+import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand } from "../orchestrator/commands/run.ts";
+import { knob } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
-const scale = Number(process.env.HP_BENCH_SCALE ?? 1);
+const scale = knob("HP_BENCH_SCALE", 1, 0.02);
 const RUNS = Math.max(20, Math.round(1000 * scale));
 const JOBS = 2;
 const fixture = fileURLToPath(new URL("./fixtures/flake/one-in-twenty.vmtest.ts", import.meta.url));
-const scratch = mkdtempSync(join("/var/tmp", "hp-bhtml-"));
+const scratch = scratchDir("hp-bhtml-");
 
 /** One run in this process; `afterMs` is from the last run's end to runCommand's return (reports are written then). */
 async function measure(name: string, html: boolean): Promise<{ ms: number; afterMs: number; page?: string }> {

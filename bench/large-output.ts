@@ -1,16 +1,18 @@
 // bench/vm's large-output row: succeed() returning 64 MiB on the local backend (issue #17:
 // the backdoor shell's reader was quadratic: 40 MB took 19 s). Alone: node --import tsx bench/large-output.ts
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { LocalMachine } from "../vm/local/local-machine.ts";
+import { knob } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, printTable } from "./table.ts";
 
-export const OUTPUT_MIB = 64;
+export const OUTPUT_MIB = knob("HP_BENCH_OUTPUT_MIB", 64, 4);
 
 /** One row: MiB, seconds, MB/s (10^6 bytes a second; the target is 50). */
 export async function largeOutputRow(): Promise<(string | number)[]> {
-  const scratch = mkdtempSync(join("/var/tmp", "hp-bout-"));
+  const scratch = scratchDir("hp-bout-");
   const m = new LocalMachine("m", {}, {
     log: () => {},
     trackProcess: () => {},

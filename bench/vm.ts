@@ -2,8 +2,10 @@
 // here), cold and restored from a snapshot, next to the local backend; the command round
 // trip, next to the NixOS driver's framing on the same guest; the throughput of 8 qemu test
 // runs at --jobs 1 and 2; and 20 runs at --jobs 2 with and without snapshot boots.
-//   npm run bench:vm
-import { mkdtempSync, rmSync } from "node:fs";
+//   npm run bench:vm   (HP_BENCH_BOOTS, HP_BENCH_COMMANDS, HP_BENCH_RUNS, HP_BENCH_HUNT_RUNS;
+//   HP_BENCH_RESTORES; HP_BENCH_SMOKE=1: 1 boot each, 2 restores, 20 commands, 2 runs, and the
+//   20-run hunt with snapshot boots only)
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { prepareQemu } from "../orchestrator/scheduling/prepare-qemu.ts";
@@ -12,16 +14,20 @@ import { runCommand } from "../orchestrator/commands/run.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
+import { knob, SMOKE } from "./smoke.ts";
+import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { largeOutputRow, printLargeOutput } from "./large-output.ts";
 import { benchContext } from "./machine-context.ts";
+import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreSample } from "./restore-breakdown.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
-const COMMANDS = Number(process.env.HP_BENCH_COMMANDS ?? 500);
-const BOOTS = Number(process.env.HP_BENCH_BOOTS ?? 5);
-const RUNS = 8;
-const scratch = mkdtempSync(join("/var/tmp", "hp-bvm-"));
+const COMMANDS = knob("HP_BENCH_COMMANDS", 500, 20);
+const BOOTS = knob("HP_BENCH_BOOTS", 5, 1);
+const RUNS = knob("HP_BENCH_RUNS", 8, 2);
+const RESTORES = knob("HP_BENCH_RESTORES", 10, 2);
+const scratch = scratchDir("hp-bvm-");
 const ctx = (name: string): MachineContext => benchContext(scratch, name);
 
 const qemu = await prepareQemu("auto", (l) => console.error(l));
@@ -81,6 +87,15 @@ printTable(
   ],
 );
 await coldQemu.last.cleanup();
+
+// Where a restore's time goes, beside a bare QEMU start (taken in turns, under the same load).
+const samples: RestoreSample[] = [];
+const bare: number[] = [];
+for (let i = 0; i < RESTORES; i++) {
+  bare.push(await bareQemuStart(join(scratch, `bare${i}`), { accel: qemu.accel, memoryMiB: 256 }));
+  samples.push(await sampleRestore(() => new QemuMachine("vm", { memory: 256 }, ctx(`b${i}`), qemu, undefined)));
+}
+printRestoreBreakdown(`bench/vm: haltpoint's guest (256 MiB), restored from a snapshot, qemu (${qemu.accel})`, samples, bare, 4);
 const rtRow = (label: string, rt: number[]) => [label, COMMANDS, fmt(percentile(rt, 0.5), 2), fmt(percentile(rt, 0.95), 2)];
 const ours = await roundTrips(restored.last, succeedTrue);
 const nixos = await roundTrips(restored.last, nixosFraming);
@@ -118,11 +133,12 @@ for (const jobs of [1, 2]) {
 printTable(`bench/vm: ${RUNS} runs of a one-guest test (boot, one command, teardown)`, ["--jobs", "runs", "wall s", "runs/min", "speed-up vs --jobs 1"], through);
 
 // 20 runs at --jobs 2, every guest cold vs snapshot boots (the snapshot is cached by now).
-const FLAKE_RUNS = 20;
+const FLAKE_RUNS = knob("HP_BENCH_HUNT_RUNS", 20, 2);
 const hunt: (string | number)[][] = [];
 const huntWall: Record<string, number> = {};
 const runMs: Record<string, number[]> = { cold: [], snapshot: [] };
-for (const mode of ["cold", "snapshot"] as const) {
+// At smoke scale the cold boots are left out (each is seconds of CI time).
+for (const mode of SMOKE ? (["snapshot"] as const) : (["cold", "snapshot"] as const)) {
   let passed = 0;
   const t = performance.now();
   const status = await runCommand({
@@ -135,6 +151,6 @@ for (const mode of ["cold", "snapshot"] as const) {
   const sorted = runMs[mode]!.sort((a, b) => a - b);
   hunt.push([mode === "cold" ? "cold boots" : "snapshot boots", FLAKE_RUNS, fmt(percentile(sorted, 0.5) / 1000, 2), fmt(huntWall[mode] / 1000, 2), fmt((FLAKE_RUNS / huntWall[mode]) * 60000, 1)]);
 }
-hunt.push(["snapshot vs cold", "", `${fmt(percentile(runMs.cold!, 0.5) / percentile(runMs.snapshot!, 0.5), 2)}x shorter`, "", `${fmt(huntWall.cold! / huntWall.snapshot!, 2)}x more runs/min`]);
+if (!SMOKE) hunt.push(["snapshot vs cold", "", `${fmt(percentile(runMs.cold!, 0.5) / percentile(runMs.snapshot!, 0.5), 2)}x shorter`, "", `${fmt(huntWall.cold! / huntWall.snapshot!, 2)}x more runs/min`]);
 printTable(`bench/vm: ${FLAKE_RUNS} runs of a one-guest test at --jobs 2`, ["boots", "runs", "median run s", "wall s", "runs/min"], hunt);
 rmSync(scratch, { recursive: true, force: true });

@@ -1,9 +1,7 @@
 import { accessSync, chmodSync, constants, mkdirSync, realpathSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "../selection/discovery.ts";
-
-/** Kernel file systems: files there are not logs, and Node's recursive mkdir loops forever under /proc. */
-const PSEUDO_FS = ["/proc", "/sys", "/dev"];
+import { fileSystemType } from "./file-system-type.ts";
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
@@ -29,14 +27,17 @@ function existingAncestor(path: string): { existing: string; missing: string[] }
 
 /**
  * Check, before any test starts, that `dir` is (or can be made) a writable directory, and
- * make it one directory at a time (never Node's recursive mkdir: see PSEUDO_FS). Usage
- * error (exit 2) in one line naming the flag and path.
+ * make it one directory at a time (Node's recursive mkdir loops forever under /proc). A path on
+ * a kernel file system (proc, sysfs, devtmpfs, devpts, cgroup, …: judged by the file system's
+ * type, so a tmpfs such as /dev/shm is fine) is refused. Usage error (exit 2) in one line
+ * naming the flag, the path and, for a kernel file system, its type.
  */
 export function ensureWritableDir(dir: string, flag: string, shown = resolve(dir)): string {
   const abs = resolve(dir);
   const { existing, missing } = existingAncestor(abs);
   const real = realpathSync(existing);
-  if (PSEUDO_FS.some((p) => real === p || real.startsWith(p + "/"))) throw new UsageError(`${flag} ${shown}: ${real} is a kernel file system, not a place for files`);
+  const fs = fileSystemType(real);
+  if (fs.kernel) throw new UsageError(`${flag} ${shown}: ${real} is a kernel file system (${fs.name}), not a place for files`);
   if (!statSync(real).isDirectory()) throw new UsageError(`${flag} ${shown}: ${existing} is not a directory`);
   try {
     accessSync(real, constants.W_OK | constants.X_OK);

@@ -11,6 +11,15 @@ export interface GuestIdentity extends GuestParams {
   nics: { mac: string; ip: string }[];
 }
 
+/** A line of the command's output: the guest's uptime before and after it waited for the reseed. */
+const UPTIME_LINE = "hp-reseed-uptime";
+
+/** How long the guest waited for its CRNG's reseed (ms, 10 ms resolution), from the command's output. */
+export function reseedWaitMs(stdout: string): number | undefined {
+  const [before, after] = [...stdout.matchAll(new RegExp(`^${UPTIME_LINE} (\\d+\\.\\d+)`, "gm"))].map((m) => Number(m[1]));
+  return before === undefined || after === undefined ? undefined : Math.round((after - before) * 1000);
+}
+
 /** The kernel's line when the VM generation id changed and it reseeded its CRNG. */
 export const VMFORK_RESEED_LINE = "crng reseeded due to virtual machine fork";
 
@@ -30,7 +39,9 @@ export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; no
   const parts: string[] = [`date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`];
   if (o.restored) {
     parts.push(
+      `echo ${UPTIME_LINE} $(cut -d' ' -f1 /proc/uptime)`,
       `i=0; until dmesg | grep -c ${q(VMFORK_RESEED_LINE)} > /dev/null; do i=$((i+1)); [ $i -gt 100 ] && { echo "haltpoint: the kernel did not reseed its CRNG after the restore" >&2; break; }; usleep 10000 2>/dev/null || sleep 0.01; done`,
+      `echo ${UPTIME_LINE} $(cut -d' ' -f1 /proc/uptime)`,
       `echo ${randomBytes(32).toString("base64")} | base64 -d > /dev/urandom`,
     );
   }

@@ -23,7 +23,7 @@ import { GuestPorts } from "./guest-ports.ts";
 import { inOwnNetNamespace } from "./net-namespace.ts";
 import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
-import { personalizeCommand } from "../image/guest-personalize.ts";
+import { personalizeCommand, reseedWaitMs } from "../image/guest-personalize.ts";
 import { saveForLater } from "./snapshot-boot.ts";
 import { planBoot, type BootPlan } from "./boot-plan.ts";
 import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
@@ -60,6 +60,14 @@ export interface QemuRuntime {
 }
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
+
+/**
+ * The steps of a start, each as ms from spawning QEMU (bench/vm's restore breakdown): QMP
+ * answers, the snapshot is loaded (read, decompressed, loaded), the guest runs, the backdoor
+ * shell answers, the guest has its identity. `reseedWait`: how long of the identity step the
+ * guest waited for its CRNG's reseed (a duration, 10 ms resolution).
+ */
+export type StartSteps = Partial<Record<"qmp" | "loaded" | "running" | "shell" | "identity" | "reseedWait", number>>;
 const SHUTDOWN_TIMEOUT_MS = 60_000;
 const CONSOLE_TAIL_LINES = 50;
 
@@ -94,6 +102,8 @@ export class QemuMachine extends GuestMachine {
   private vsockUdsPath: string | undefined;
   private vsock: VhostVsockDaemon | undefined;
   private readonly ports: GuestPorts;
+  /** The last start's steps (see StartSteps). */
+  startSteps: StartSteps = {};
 
   readonly dir: string;
 
@@ -200,6 +210,8 @@ export class QemuMachine extends GuestMachine {
     const how = revived ? `revived from ${revived.state}` : snapshot?.mode === "restore" ? `from snapshot ${snapshot.slot.key}` : "cold boot";
     this.log(`starting qemu (${this.rt.accel}, ${base.memoryMiB} MiB, ${base.cores} core${base.cores === 1 ? "" : "s"}, ${how})`);
     const t0 = performance.now();
+    const steps: StartSteps = (this.startSteps = {});
+    const step = (s: keyof StartSteps) => void (steps[s] = performance.now() - t0);
     // Its own process group: the ledger can kill a start script and its QEMU together.
     const netns = this.ports.namespace;
     const runAs = revived ? this.rt.reviveRunAs : undefined;
@@ -226,6 +238,7 @@ export class QemuMachine extends GuestMachine {
 
     try {
       this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
+      step("qmp");
       this.qmp.on("event", (e) => {
         this.events.push(e);
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
@@ -249,6 +262,7 @@ export class QemuMachine extends GuestMachine {
           // The digest is checked while QEMU loads, and before the guest runs.
           await waitRestored(this.qmp, 60_000, {
             beforeStart: async () => {
+              step("loaded");
               const bad = await verified;
               if (bad) throw new Error(bad);
             },
@@ -258,8 +272,13 @@ export class QemuMachine extends GuestMachine {
           await this.kill();
           throw new SnapshotRestoreFailed(snapshot.slot, `${why}; ${this.console.tail(3).trim().split("\n").at(-1) ?? ""}`.replace(/; $/, ""));
         }
+        step("running");
       }
+      // The setup round trip stays for a restored guest too, though its bash was set up before
+      // the save: without it the identity command is the first the waking guest reads, and
+      // under load it ran seconds after it was sent, its clock that far behind (bench/vm).
       await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
+      step("shell");
       if (snapshot?.mode === "save") {
         // A systemd guest is saved once it has booted up, so that restored machines need not.
         if (this.options.image !== undefined) await this.shell!.run("systemctl is-system-running --wait >/dev/null 2>&1 || true", (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000);
@@ -268,7 +287,10 @@ export class QemuMachine extends GuestMachine {
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.identityByShell = snapshot !== undefined;
-      if (snapshot) await this.personalize(snapshot.mode === "restore");
+      if (snapshot) {
+        steps.reseedWait = await this.personalize(snapshot.mode === "restore");
+        step("identity");
+      }
     } catch (e) {
       if (e instanceof SnapshotRestoreFailed) throw e;
       if (snapshot?.mode === "save") snapshot.slot.release();
@@ -352,11 +374,12 @@ export class QemuMachine extends GuestMachine {
   }
 
   /** This run's identity for a guest that booted with the generic one (snapshot boots). */
-  private async personalize(restored: boolean): Promise<void> {
+  private async personalize(restored: boolean): Promise<number | undefined> {
     const nics = this.net?.needed ? this.net.nics(this.name).map((n) => ({ mac: n.mac, ip: `${n.address}/24` })) : [];
     const cmd = personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored });
     const r = await this.shell!.run(cmd, 30_000);
     if (r.status !== 0) throw this.error(`cannot give the guest its identity after a snapshot boot (exit code ${r.status})`);
+    return reseedWaitMs(r.stdout.toString());
   }
 
   private async keptDisk(image: string): Promise<string | DiskImage> {

@@ -59,7 +59,9 @@ export async function migrateTo(qmp: QmpClient, uri: string, timeoutMs = 120_000
 export async function waitRestored(qmp: QmpClient, timeoutMs: number, o: { start?: boolean; beforeStart?: () => Promise<void> } = {}): Promise<void> {
   const end = Date.now() + timeoutMs;
   let checked = false;
-  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+  // Polled every few ms: each poll is two QMP round trips (well under a ms), a coarser one
+  // left the loaded guest waiting up to 50 ms for its cont.
+  for (let delay = 2; ; delay = Math.min(delay * 2, 8)) {
     const status = ((await qmp.execute("query-status")) as { status?: string }).status;
     if (status === "running") return;
     const migration = ((await qmp.execute("query-migrate")) as MigrateInfo).status;
