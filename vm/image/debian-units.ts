@@ -12,8 +12,9 @@
 //   the device and never runs), and a boot without the device does not wait for it.
 // - haltpoint-kill.service: serves the kill port (vm/qemu/kill-port.ts): each line written to
 //   org.haltpoint.kill ("kill <id>") kills that backdoor command's tree; started by its device too.
-// Plus: root without a password, sshd letting root in with an empty password (as dropbear -B
-// does in haltpoint's own guest), a volatile journal, and timers that would only cost time off.
+// Plus: root without a password, sshd (PAM on, as Debian ships it) letting root in with an
+// empty password (as dropbear -B does in haltpoint's own guest), a volatile journal, and timers
+// that would only cost time off. docs/debian-guests.md lists every difference from stock Debian.
 
 import { KILL_PORT_NAME, SHELL_PORT_NAME } from "../qemu/qemu-argv.ts";
 import { RUNNING_FILE } from "../qemu/kill-port.ts";
@@ -159,11 +160,13 @@ SUBSYSTEM=="virtio-ports", ATTR{name}=="${KILL_PORT_NAME}", TAG+="systemd", ENV{
 SUBSYSTEM=="tty", KERNEL=="hvc0", TAG+="systemd", ENV{SYSTEMD_WANTS}+="haltpoint-backdoor.service"
 `;
 
+// PAM stays on (Debian's UsePAM yes): with it off, OpenSSH refuses every locked account, and
+// a user made by useradd has no password, so is locked, even for key logins. Root's empty
+// password goes through PAM's common-auth (pam_unix nullok) once sshd permits empty ones.
 const SSHD_CONFIG = `# haltpoint: a test guest; root logs in with no password (and with hp.authorized_key).
 PermitRootLogin yes
 PermitEmptyPasswords yes
 PasswordAuthentication yes
-UsePAM no
 UseDNS no
 `;
 
