@@ -9,7 +9,7 @@
 //      (`systemctl list-jobs` empty): nothing is still starting or stopping;
 //   2. then, for a quiet window (QUIET_S): no process was forked (/proc/stat `processes`),
 //      the set of listening sockets did not change (/proc/net/tcp, tcp6, unix), and the CPU
-//      was busy less than BUSY_PERCENT of the time (/proc/stat `cpu`).
+//      was busy less than BUSY_PERCENT of the time (/proc/stat `cpu`, less the watcher's own).
 // (1) catches what systemd knows is starting; (2) catches what it cannot know: a Type=simple
 // service that works (CPU), runs a helper (fork) or opens its socket (listeners) after systemd
 // called it started. What it cannot see is a service that sleeps longer than the window
@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 /** Seconds the guest must stay quiet. */
 export const QUIET_S = 2;
 /** CPU busy above this share of the quiet window is not rest. */
-export const BUSY_PERCENT = 10;
+export const BUSY_PERCENT = 30;
 /** Seconds after boot-up to give up waiting. */
 export const LIMIT_S = 30;
 
@@ -35,13 +35,16 @@ fifo=/run/haltpoint-at-rest.$$; mkfifo "$fifo"; exec 9<>"$fifo"; rm -f "$fifo"
 now() { t=\${EPOCHREALTIME/./}; }
 nap() { read -r -t "$1" -u 9 _ || true; }
 sample() {
-  local k a b c d e f g h rest l
+  local k a b c d e f g h rest l st
   while read -r k a b c d e f g h rest; do
     case $k in
       cpu) busy=$((a + b + c + f + g)); total=$((a + b + c + d + e + f + g + h)) ;;
       processes) forks=$a ;;
     esac
   done </proc/stat
+  # Not this watcher's own work (its utime and stime, in the same clock ticks).
+  read -r -a st </proc/$BASHPID/stat
+  busy=$((busy - st[13] - st[14]))
   listeners=
   for l in /proc/net/tcp /proc/net/tcp6; do
     while read -r k a b c rest; do [ "$c" = 0A ] && listeners+=" $a"; done <"$l"
@@ -54,7 +57,7 @@ while :; do
   if [ "$jobs" = 0 ]; then
     sample; f0=$forks; b0=$busy; t0=$total; l0=$listeners; now; w0=$t; why=
     while now; ((t - w0 < quiet_us)); do
-      nap 0.25; sample
+      nap 0.5; sample
       if ((forks != f0)); then why="processes were still being started"; break; fi
       if [ "$listeners" != "$l0" ]; then why="sockets were still being opened"; break; fi
     done
