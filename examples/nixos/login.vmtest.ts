@@ -6,7 +6,8 @@ import { image } from "./image.ts";
 //
 // Differences from the original:
 // - a Debian 12 guest from the shared image (./image.ts); the user is made by the test script
-//   as in the original (useradd, then a password, here with chpasswd instead of passwd);
+//   as in the original (useradd, then a password, here with chpasswd instead of passwd), with
+//   `-s /bin/bash`: Debian's useradd gives /bin/sh, NixOS's users get bash;
 // - Debian's agetty is given its tty as stdin, not as an argument: `pgrep -t tty1 agetty`
 //   instead of `pgrep -f 'agetty.*tty1'`; logind starts autovt@tty2.service on the switch
 //   (NixOS: getty@tty2.service);
@@ -27,7 +28,7 @@ export default defineTest({
     await machine.waitUntilSucceeds("pgrep -t tty1 agetty");
 
     await subtest("create user", async () => {
-      await machine.succeed("useradd -m alice");
+      await machine.succeed("useradd -m -s /bin/bash alice");
       await machine.succeed("echo alice:foobar | chpasswd");
     });
 

@@ -161,7 +161,10 @@ export async function buildDebianImage(spec: DebianSpec | readonly string[], opt
     return imageAt(dir, cached, true);
   }
   if (process.getuid?.() !== 0) {
-    throw new ImageBuildError(`haltpoint image: building the ${describe(wanted)} needs root (mmdebstrap installs packages into a chroot); build it ahead as root: ${buildAheadHint(wanted)}`);
+    // `image build --debian` takes packages only: an image with files or setup is built by a run.
+    const file = opts.who?.replace(/: node '[^']*'$/, "");
+    const ahead = configDigest(s) ? `run a test that uses it once as root: sudo haltpoint run ${file ?? "FILE"}` : buildAheadHint(wanted);
+    throw new ImageBuildError(`haltpoint image: building the ${describe(wanted, s)} needs root (mmdebstrap installs packages into a chroot); build it ahead as root: ${ahead}`);
   }
   const tool = findOnPath("mmdebstrap") ? "mmdebstrap" : findOnPath("debootstrap") ? "debootstrap" : undefined;
   if (!tool) throw new ImageBuildError("haltpoint image: building a Debian image needs mmdebstrap (or debootstrap): apt-get install mmdebstrap");
@@ -299,6 +302,9 @@ async function bootstrap(tool: "mmdebstrap" | "debootstrap", chroot: string, pac
 
 export interface CachedDebianImage extends CachedImage {
   packages: string[];
+  /** The node's own files (paths) and whether it had a setup script. */
+  files: string[];
+  setup: boolean;
   kernelVersion: string;
 }
 
@@ -307,7 +313,7 @@ export async function listDebianImages(cacheDir?: string): Promise<CachedDebianI
   const out: CachedDebianImage[] = [];
   for (const i of await listCachedImages(debianCacheRoot(cacheDir))) {
     const m = await readManifest(i.dir);
-    if (m) out.push({ ...i, bytes: await diskUsage(i.dir), packages: m.packages, kernelVersion: m.kernelVersion });
+    if (m) out.push({ ...i, bytes: await diskUsage(i.dir), packages: m.packages, files: m.files ?? [], setup: m.setup ?? false, kernelVersion: m.kernelVersion });
   }
   return out;
 }
