@@ -3,7 +3,9 @@
 //
 // - haltpoint-setup.service: reads the `hp.*` kernel parameters (vm/image/guest-params.ts):
 //   hostname, /etc/hosts, eth0 on QEMU user networking (10.0.2.15/24), eth1 on the run's
-//   virtual network (hp.ip), root's authorized key.
+//   virtual network (hp.ip), root's authorized key. It is the guest's network configuration,
+//   so it pulls in network.target, as a network management service does (without it nothing
+//   does in a minbase guest, and NixOS tests wait for network.target).
 // - haltpoint-backdoor.service: the backdoor shell (vm/backdoor-shell.ts) on the virtio-serial
 //   port org.haltpoint.shell (vm/qemu/qemu-argv.ts SHELL_PORT_NAME), or on hvc0 when the guest
 //   was given a virtconsole instead (a start script's or a disk image's QEMU, as NixOS guests
@@ -119,7 +121,7 @@ done
 const SETUP_UNIT = `[Unit]
 Description=haltpoint: hostname, hosts and network from the kernel command line
 DefaultDependencies=no
-Wants=sys-subsystem-net-devices-eth0.device network-pre.target
+Wants=sys-subsystem-net-devices-eth0.device network-pre.target network.target
 After=systemd-remount-fs.service sys-subsystem-net-devices-eth0.device
 Before=network-pre.target network.target ssh.service
 
