@@ -1,3 +1,4 @@
+import type { DebianSpec } from "../vm/node-options.ts";
 import { describeThrown, safeProperty } from "./describe-thrown.ts";
 import type { MessagePort } from "node:worker_threads";
 import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
@@ -98,8 +99,8 @@ export interface CollectedNode {
   backend: string;
   memory: number;
   cores: number;
-  /** A Debian guest (node option `image`): its packages, for the main thread to build the image. */
-  debianPackages?: string[];
+  /** A Debian guest (node option `image`): what its image is made of, for the main thread to build it. */
+  debian?: DebianSpec;
 }
 
 export type CollectResult =

@@ -57,7 +57,7 @@ test("list --json lists every test a run runs, with its nodes, retries and timeo
   const { list: filtered } = await listJson(["examples", "--filter", "basics|copy-files"]);
   assert.deepEqual(filtered.tests.map((t: { name: string; file: string }) => [t.name, t.file]), readJson(join(dir, "run.json")).tests.map((t: { name: string; file: string }) => [t.name, t.file]));
   const names = list.tests.map((t: { name: string }) => t.name);
-  assert.deepEqual(names, ["basics", "client-server", "copy-files", "debian-services", "freeze-thaw", "qemu-network", "subtests-and-waits"]);
+  assert.deepEqual(names, ["basics", "client-server", "copy-files", "debian-services", "freeze-thaw", "nixos-login", "nixos-nat", "nixos-nginx", "nixos-openssh", "nixos-redis", "nixos-simple", "qemu-network", "subtests-and-waits"]);
   const qn = list.tests.find((t: { name: string }) => t.name === "qemu-network");
   assert.deepEqual(qn.nodes, [
     { name: "server", backend: "qemu", memory: 256, cores: 1 },

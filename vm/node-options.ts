@@ -12,24 +12,53 @@ const KNOWN_KEYS = new Set<keyof NodeOptions>([
 /** A Debian package name (Debian policy 5.6.1). */
 export const DEBIAN_PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 
-/** The packages a node's `image` option asks for (sorted, unique), or undefined for haltpoint's own image. */
-export function debianPackagesOf(o: NodeOptions): string[] | undefined {
+/** What a Debian guest's image is made of: its packages, files and setup script (all in its key). */
+export interface DebianSpec {
+  /** Sorted, unique. */
+  packages: string[];
+  /** Absolute guest path → content. */
+  files: Record<string, string>;
+  /** A shell script run as root in the image's chroot at build time ("" for none). */
+  setup: string;
+}
+
+/** What a node's `image` option asks for, or undefined for haltpoint's own image. */
+export function debianSpecOf(o: NodeOptions): DebianSpec | undefined {
   if (o.image === undefined) return undefined;
-  return o.image === "debian" ? [] : [...new Set(o.image.packages)].sort();
+  if (o.image === "debian") return { packages: [], files: {}, setup: "" };
+  return { packages: [...new Set(o.image.packages ?? [])].sort(), files: { ...(o.image.files ?? {}) }, setup: o.image.setup ?? "" };
+}
+
+/** Why a path cannot be an image file (undefined when it can): absolute, no `..`, not a directory. */
+function badImagePath(path: string): string | undefined {
+  if (!path.startsWith("/")) return "is not absolute";
+  if (path.split("/").some((part) => part === "..")) return "has a '..' in it";
+  if (path.endsWith("/") || path.split("/").includes(".")) return "is not a plain file path";
+  if (path.includes("\0") || /[\n\r]/.test(path)) return "has a control character in it";
+  return undefined;
 }
 
 function checkImage(where: string, backend: string, opts: NodeOptions): void {
   const img: unknown = opts.image;
   if (img === undefined) return;
-  const shape = 'image must be "debian" or { packages: ["lighttpd", …] }';
+  const shape = 'image must be "debian" or { packages: ["lighttpd", …], files: { "/etc/…": "…" }, setup: "shell script" }';
   if (img !== "debian") {
     if (typeof img !== "object" || img === null || Array.isArray(img)) throw new Error(`${where}: ${shape}, got ${JSON.stringify(img)}`);
-    const extra = Object.keys(img).filter((k) => k !== "packages");
+    const extra = Object.keys(img).filter((k) => !["packages", "files", "setup"].includes(k));
     if (extra.length) throw new Error(`${where}: image: unknown key '${extra[0]}' (${shape})`);
-    const pkgs = (img as { packages?: unknown }).packages;
-    if (!Array.isArray(pkgs)) throw new Error(`${where}: image.packages must be a list of Debian package names, got ${JSON.stringify(pkgs)}`);
-    const bad = pkgs.find((p) => typeof p !== "string" || !DEBIAN_PACKAGE_NAME.test(p));
+    const { packages: pkgs, files, setup } = img as { packages?: unknown; files?: unknown; setup?: unknown };
+    if (pkgs !== undefined && !Array.isArray(pkgs)) throw new Error(`${where}: image.packages must be a list of Debian package names, got ${JSON.stringify(pkgs)}`);
+    const bad = (pkgs ?? []).find((p: unknown) => typeof p !== "string" || !DEBIAN_PACKAGE_NAME.test(p));
     if (bad !== undefined) throw new Error(`${where}: image.packages: ${JSON.stringify(bad)} is not a Debian package name`);
+    if (files !== undefined) {
+      if (typeof files !== "object" || files === null || Array.isArray(files)) throw new Error(`${where}: image.files must be an object from absolute guest path to content, got ${JSON.stringify(files)}`);
+      for (const [path, content] of Object.entries(files)) {
+        const why = badImagePath(path);
+        if (why) throw new Error(`${where}: image.files: ${JSON.stringify(path)} ${why} (a file in the image needs an absolute path without '..')`);
+        if (typeof content !== "string") throw new Error(`${where}: image.files: the content of ${path} must be a string, got ${typeof content}`);
+      }
+    }
+    if (setup !== undefined && typeof setup !== "string") throw new Error(`${where}: image.setup must be a shell script (a string), got ${JSON.stringify(setup)}`);
   }
   if (backend !== "qemu") throw new Error(`${where}: image (a Debian guest) needs backend "qemu", not "${backend}"`);
   const clash = (["kernel", "initrd", "diskImage", "startScript"] as const).find((k) => opts[k] !== undefined);

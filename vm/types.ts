@@ -30,7 +30,7 @@ export interface NodeOptions {
   snapshotBoot?: boolean;
   /** qemu: a Debian 12 guest with systemd as PID 1 instead of haltpoint's own image: `"debian"`
    *  (the base system: systemd, udev, dbus, sshd, iproute2, procps, netcat) or
-   *  `{ packages: ["lighttpd", …] }`, installed and enabled as Debian does; implies backend
+   *  `{ packages: ["lighttpd", …], files: {…}, setup: "…" }`, installed and enabled as Debian does; implies backend
    *  "qemu" when the node names none. Built once per
    *  package list (as root; `haltpoint image build --debian PKGS` builds it ahead) and cached. */
   image?: DebianImageOption;
@@ -39,8 +39,19 @@ export interface NodeOptions {
   vlans?: number[];
 }
 
-/** Node option `image`: a Debian systemd guest. */
-export type DebianImageOption = "debian" | { packages: string[] };
+/** Node option `image`: a Debian systemd guest, its configuration baked into the image. */
+export type DebianImageOption =
+  | "debian"
+  | {
+      /** Debian packages installed (and enabled) as Debian does. */
+      packages?: string[];
+      /** Absolute guest path → content, written into the image after the packages (mode 0644,
+       *  0755 when the content starts with `#!`; parent directories made as needed). */
+      files?: Record<string, string>;
+      /** A shell script run as root by bash (`-e`) in the image's chroot at build time, after
+       *  the files: users, config, `systemctl enable/disable/mask`. */
+      setup?: string;
+    };
 
 export interface ExecuteOptions {
   /** Seconds; the command is killed and the call fails after it. Default 900. */

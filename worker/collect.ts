@@ -1,4 +1,4 @@
-import { debianPackagesOf } from "../vm/node-options.ts";
+import { debianSpecOf } from "../vm/node-options.ts";
 import type { CollectResult, CollectTask } from "../common/events.ts";
 import { describeThrown } from "../common/describe-thrown.ts";
 import { TestFileError, loadTestFile } from "./load-test-file.ts";
@@ -12,8 +12,8 @@ export async function collectTest(task: CollectTask, lateError: Promise<never> =
       ok: true,
       name: t.name,
       nodes: t.nodes.map((n) => {
-        const debianPackages = debianPackagesOf(n.options);
-        return { name: n.name, backend: n.backend, memory: n.memory, cores: n.cores, ...(debianPackages ? { debianPackages } : {}) };
+        const debian = debianSpecOf(n.options);
+        return { name: n.name, backend: n.backend, memory: n.memory, cores: n.cores, ...(debian ? { debian } : {}) };
       }),
       globalTimeout: t.globalTimeout,
       enableDebugHook: t.enableDebugHook,

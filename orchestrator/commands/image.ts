@@ -90,7 +90,8 @@ export async function imageListCommand(opts: { cacheDir?: string }): Promise<num
       lines.push(`${i.key}  default  ${mib(i.bytes).padStart(10)}  last used ${new Date(i.lastUsedMs).toISOString()}${i.key === key ? "  (current)" : ""}`);
     }
     for (const i of await listDebianImages(opts.cacheDir)) {
-      lines.push(`${i.key}  debian   ${mib(i.bytes).padStart(10)}  last used ${new Date(i.lastUsedMs).toISOString()}  packages: ${i.packages.join(" ") || "(base only)"}`);
+      const config = [i.files.length ? `files: ${i.files.join(" ")}` : "", i.setup ? "a setup script" : ""].filter(Boolean).join("; ");
+      lines.push(`${i.key}  debian   ${mib(i.bytes).padStart(10)}  last used ${new Date(i.lastUsedMs).toISOString()}  packages: ${i.packages.join(" ") || "(base only)"}${config ? `; ${config}` : ""}`);
     }
     process.stdout.write(lines.length ? lines.join("\n") + "\n" : `no images in ${root}\n`);
     return 0;

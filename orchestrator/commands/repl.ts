@@ -59,7 +59,7 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   let qemu: QemuRuntime | undefined;
   if (test.nodes.some((n) => n.backend === "qemu")) {
     try {
-      qemu = await prepareQemu(o.accel, (line) => print(`haltpoint: ${line}`), { debian: debianImagesOf(test.nodes) });
+      qemu = await prepareQemu(o.accel, (line) => print(`haltpoint: ${line}`), { debian: debianImagesOf(test.nodes, o.file) });
     } catch (e) {
       print(`haltpoint repl: the qemu backend is not ready: ${(e as Error).message.split("\n")[0]}`);
       return 2;

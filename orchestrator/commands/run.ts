@@ -1,6 +1,6 @@
 import { rmSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { checkReportPath, ensureWritableDir, makePrivateDir } from "../settings/output-paths.ts";
 import { describeThrown } from "../../common/describe-thrown.ts";
 import { listenForLateErrors } from "../scheduling/late-error-notices.ts";
@@ -262,7 +262,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     if (localNotice) out.onNotice({ kind: "info", source: "sandbox", text: localNotice });
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
-        const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debianPackages ? [n.debianPackages] : [])));
+        const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debian ? [{ spec: n.debian, who: `${relative(process.cwd(), t.file) || t.file}: node '${n.name}'` }] : [])));
         scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian }));
       } catch (e) {
         scheduler.qemuUnavailable = (e as Error).message;

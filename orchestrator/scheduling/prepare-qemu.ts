@@ -1,12 +1,18 @@
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
 import type { DebianImage } from "../../vm/image/debian-image.ts";
-import { debianPackagesOf, type ResolvedNode } from "../../vm/node-options.ts";
+import { debianSpecOf, type DebianSpec, type ResolvedNode } from "../../vm/node-options.ts";
 
-/** The package lists of the Debian guests among `nodes`. */
-export function debianImagesOf(nodes: readonly ResolvedNode[]): string[][] {
+/** A Debian image a run needs, and who asks for it ("file: node 'web'", named in its build errors). */
+export interface WantedDebianImage {
+  spec: DebianSpec;
+  who: string;
+}
+
+/** The Debian images of the guests among `nodes` (of the test file `file`). */
+export function debianImagesOf(nodes: readonly ResolvedNode[], file: string): WantedDebianImage[] {
   return nodes.flatMap((n) => {
-    const packages = debianPackagesOf(n.options);
-    return packages ? [packages] : [];
+    const spec = debianSpecOf(n.options);
+    return spec ? [{ spec, who: `${file}: node '${n.name}'` }] : [];
   });
 }
 
@@ -14,13 +20,13 @@ export function debianImagesOf(nodes: readonly ResolvedNode[]): string[][] {
  * Once per run of the orchestrator, before any qemu test starts: build (or reuse) the
  * guest image and choose the accelerator — a real short boot probes KVM, the verdict is
  * cached per host — so that no worker pays for either. `debian`: the package lists of the
- * run's Debian nodes (node option `image`); each distinct list is built (or found) once,
+ * run's Debian nodes (node option `image`); each distinct spec is built (or found) once,
  * and one that cannot be built fails only the tests that ask for it.
  */
 export async function prepareQemu(
   requested: "auto" | "kvm" | "tcg",
   log: (line: string) => void,
-  o: { snapshotBoot?: boolean; debian?: string[][] } = {},
+  o: { snapshotBoot?: boolean; debian?: WantedDebianImage[] } = {},
 ): Promise<QemuRuntime> {
   const { buildImage } = await import("../../vm/image/build-image.ts");
   const { chooseAccel } = await import("../../vm/qemu/accel.ts");
@@ -32,14 +38,14 @@ export async function prepareQemu(
   return rt;
 }
 
-async function prepareDebian(lists: string[][], log: (line: string) => void): Promise<Record<string, DebianImage | { error: string }>> {
+async function prepareDebian(wanted: WantedDebianImage[], log: (line: string) => void): Promise<Record<string, DebianImage | { error: string }>> {
   const { buildDebianImage, debianSpecId } = await import("../../vm/image/debian-image.ts");
   const out: Record<string, DebianImage | { error: string }> = {};
-  for (const list of lists) {
-    const id = debianSpecId(list);
+  for (const { spec, who } of wanted) {
+    const id = debianSpecId(spec);
     if (id in out) continue;
     try {
-      out[id] = await buildDebianImage(list, { log });
+      out[id] = await buildDebianImage(spec, { log, who });
     } catch (e) {
       const msg = (e as Error).message.replace(/^haltpoint image: /, "");
       out[id] = { error: msg };

@@ -15,6 +15,7 @@ import { defaultImageCacheRoot, publish, removeStaleScratch } from "./build-imag
 import { listCachedImages, markUsed, pruneImages, type CachedImage } from "./image-cache.ts";
 import { DEBIAN_CUSTOMIZE_SCRIPT, DEBIAN_GUEST_FILES, INITRAMFS_MODULES } from "./debian-units.ts";
 import { findOnPath } from "../find-on-path.ts";
+import type { DebianSpec } from "../node-options.ts";
 
 /** Bump when what goes into a Debian image changes: old cache entries stop matching. */
 export const DEBIAN_BUILDER_VERSION = 1;
@@ -26,6 +27,10 @@ export const DEBIAN_BASE_PACKAGES: readonly string[] = [
 ];
 
 export { DEBIAN_PACKAGE_NAME } from "../node-options.ts";
+export type { DebianSpec } from "../node-options.ts";
+
+/** Lines of a failing setup script's output shown in its error. */
+const SETUP_OUTPUT_LINES = 40;
 
 /** A built (or cached) Debian guest: what QEMU needs to boot it. */
 export interface DebianImage {
@@ -38,6 +43,9 @@ export interface DebianImage {
   kernelVersion: string;
   /** The node's packages (without the base ones), sorted. */
   packages: string[];
+  /** The paths of the node's own files, sorted, and whether it has a setup script. */
+  files: string[];
+  setup: boolean;
   reused: boolean;
 }
 
@@ -46,6 +54,8 @@ interface DebianManifest {
   kind: "debian";
   suite: string;
   packages: string[];
+  files?: string[];
+  setup?: boolean;
   versions: Record<string, string>;
   kernelVersion: string;
   builder: number;
@@ -55,13 +65,36 @@ interface DebianManifest {
 export interface DebianBuildOptions extends AptOptions {
   /** The image cache root (the Debian images go in its `debian/`); default defaultImageCacheRoot(). */
   cacheDir?: string;
+  /** Who asked for the image ("file: node 'web'"), named in a failing setup's error. */
+  who?: string;
   log?: (line: string) => void;
   force?: boolean;
 }
 
-/** The node's packages as one id: sorted, unique, comma separated ("" for plain "debian"). */
-export function debianSpecId(packages: readonly string[]): string {
-  return [...new Set(packages)].sort().join(",");
+/** A spec from a package list alone (the CLI's `--debian PKGS`). */
+export function specOf(spec: DebianSpec | readonly string[]): DebianSpec {
+  if (!Array.isArray(spec)) {
+    const s = spec as DebianSpec;
+    return { packages: [...new Set(s.packages)].sort(), files: s.files, setup: s.setup };
+  }
+  return { packages: [...new Set(spec as readonly string[])].sort(), files: {}, setup: "" };
+}
+
+/** The node's own configuration (files and setup) as a digest, or "" when it has none. */
+function configDigest(s: DebianSpec): string {
+  const files = Object.keys(s.files).sort().map((p) => [p, s.files[p]]);
+  if (!files.length && !s.setup) return "";
+  return createHash("sha256").update(JSON.stringify({ files, setup: s.setup })).digest("hex").slice(0, 16);
+}
+
+/**
+ * An image's spec as one id: the sorted, unique packages, comma separated ("" for plain
+ * "debian"), then `+` and a digest of the files and setup when there are any.
+ */
+export function debianSpecId(spec: DebianSpec | readonly string[]): string {
+  const s = specOf(spec);
+  const config = configDigest(s);
+  return s.packages.join(",") + (config ? `+${config}` : "");
 }
 
 export function debianCacheRoot(cacheDir?: string): string {
@@ -70,8 +103,8 @@ export function debianCacheRoot(cacheDir?: string): string {
 
 const FILES = { kernel: "vmlinuz", initrd: "initrd.img", rootfs: "rootfs.img", manifest: "manifest.json" } as const;
 
-function imageAt(dir: string, m: Pick<DebianManifest, "key" | "kernelVersion" | "packages">, reused: boolean): DebianImage {
-  return { key: m.key, dir, kernel: join(dir, FILES.kernel), initrd: join(dir, FILES.initrd), rootfs: join(dir, FILES.rootfs), kernelVersion: m.kernelVersion, packages: m.packages, reused };
+function imageAt(dir: string, m: Pick<DebianManifest, "key" | "kernelVersion" | "packages" | "files" | "setup">, reused: boolean): DebianImage {
+  return { key: m.key, dir, kernel: join(dir, FILES.kernel), initrd: join(dir, FILES.initrd), rootfs: join(dir, FILES.rootfs), kernelVersion: m.kernelVersion, packages: m.packages, files: m.files ?? [], setup: m.setup ?? false, reused };
 }
 
 async function readManifest(dir: string): Promise<DebianManifest | undefined> {
@@ -85,7 +118,9 @@ async function readManifest(dir: string): Promise<DebianManifest | undefined> {
 }
 
 /** The key of an image: resolving candidate versions costs one apt-cache run (~0.5 s), no download. */
-export async function debianImageKey(packages: readonly string[], apt: AptOptions = {}): Promise<{ key: string; versions: Record<string, string> }> {
+export async function debianImageKey(spec: DebianSpec | readonly string[], apt: AptOptions = {}): Promise<{ key: string; versions: Record<string, string> }> {
+  const s = specOf(spec);
+  const packages = s.packages;
   const names = [...new Set([...DEBIAN_BASE_PACKAGES, ...packages])];
   const found = await candidates(names, apt);
   const missing = names.filter((n) => !found.has(n));
@@ -95,14 +130,15 @@ export async function debianImageKey(packages: readonly string[], apt: AptOption
   const versions = Object.fromEntries(names.map((n) => [n, found.get(n)!]));
   const files = DEBIAN_GUEST_FILES.map((f) => [f.path, f.mode, f.content]);
   const key = createHash("sha256")
-    .update(JSON.stringify({ builder: DEBIAN_BUILDER_VERSION, suite: DEBIAN_SUITE, packages: debianSpecId(packages), versions, files, script: DEBIAN_CUSTOMIZE_SCRIPT, modules: INITRAMFS_MODULES }))
+    .update(JSON.stringify({ builder: DEBIAN_BUILDER_VERSION, suite: DEBIAN_SUITE, packages: s.packages.join(","), versions, files, script: DEBIAN_CUSTOMIZE_SCRIPT, modules: INITRAMFS_MODULES, config: configDigest(s) }))
     .digest("hex")
     .slice(0, 16);
   return { key, versions };
 }
 
-function describe(packages: readonly string[]): string {
-  return packages.length ? `Debian image with ${packages.join(", ")}` : "Debian image";
+function describe(packages: readonly string[], s?: DebianSpec): string {
+  const config = s ? [Object.keys(s.files).length ? `${Object.keys(s.files).length} files` : "", s.setup ? "a setup script" : ""].filter(Boolean).join(" and ") : "";
+  return (packages.length ? `Debian image with ${packages.join(", ")}` : "Debian image") + (config ? ` (${config})` : "");
 }
 
 /** How to build an image ahead, as root. */
@@ -110,21 +146,25 @@ export function buildAheadHint(packages: readonly string[]): string {
   return `sudo haltpoint image build --debian${packages.length ? ` ${packages.join(",")}` : ""}`;
 }
 
-/** Build the Debian image for `packages` (the node's, without the base ones), or return the cached one. */
-export async function buildDebianImage(packages: readonly string[], opts: DebianBuildOptions = {}): Promise<DebianImage> {
+/** Build the Debian image for `spec` (the node's packages without the base ones, files, setup), or return the cached one. */
+export async function buildDebianImage(spec: DebianSpec | readonly string[], opts: DebianBuildOptions = {}): Promise<DebianImage> {
   const log = opts.log ?? (() => {});
-  const wanted = debianSpecId(packages).split(",").filter(Boolean);
+  const s = specOf(spec);
+  const wanted = s.packages;
   const root = debianCacheRoot(opts.cacheDir);
-  const { key, versions } = await debianImageKey(wanted, { aptArgs: opts.aptArgs });
+  const { key, versions } = await debianImageKey(s, { aptArgs: opts.aptArgs });
   const dir = join(root, key);
   const cached = !opts.force && (await readManifest(dir));
   if (cached) {
-    log(`${describe(wanted)}: ${key} (kernel ${cached.kernelVersion}) is cached in ${dir}`);
+    log(`${describe(wanted, s)}: ${key} (kernel ${cached.kernelVersion}) is cached in ${dir}`);
     await markUsed(dir);
     return imageAt(dir, cached, true);
   }
   if (process.getuid?.() !== 0) {
-    throw new ImageBuildError(`haltpoint image: building the ${describe(wanted)} needs root (mmdebstrap installs packages into a chroot); build it ahead as root: ${buildAheadHint(wanted)}`);
+    // `image build --debian` takes packages only: an image with files or setup is built by a run.
+    const file = opts.who?.replace(/: node '[^']*'$/, "");
+    const ahead = configDigest(s) ? `run a test that uses it once as root: sudo haltpoint run ${file ?? "FILE"}` : buildAheadHint(wanted);
+    throw new ImageBuildError(`haltpoint image: building the ${describe(wanted, s)} needs root (mmdebstrap installs packages into a chroot); build it ahead as root: ${ahead}`);
   }
   const tool = findOnPath("mmdebstrap") ? "mmdebstrap" : findOnPath("debootstrap") ? "debootstrap" : undefined;
   if (!tool) throw new ImageBuildError("haltpoint image: building a Debian image needs mmdebstrap (or debootstrap): apt-get install mmdebstrap");
@@ -139,7 +179,7 @@ export async function buildDebianImage(packages: readonly string[], opts: Debian
     const chroot = join(scratch, "root");
     const staged = join(scratch, "image");
     await mkdir(staged);
-    log(`building the ${describe(wanted)} ${key} with ${tool} (Debian ${DEBIAN_SUITE}, ${DEBIAN_BASE_PACKAGES.length + wanted.length} packages and their dependencies)`);
+    log(`building the ${describe(wanted, s)} ${key} with ${tool} (Debian ${DEBIAN_SUITE}, ${DEBIAN_BASE_PACKAGES.length + wanted.length} packages and their dependencies)`);
     await bootstrap(tool, chroot, [...DEBIAN_BASE_PACKAGES, ...wanted], (line) => log(`  ${line} (${secs()})`));
 
     log(`adding haltpoint's units (backdoor shell, kill port, network setup) (${secs()})`);
@@ -150,6 +190,7 @@ export async function buildDebianImage(packages: readonly string[], opts: Debian
       await chmod(path, f.mode);
     }
     await run("chroot", [chroot, "/bin/bash", "-ec", DEBIAN_CUSTOMIZE_SCRIPT], "configuring the guest in its chroot");
+    await applyNodeConfig(chroot, s, opts.who, (line) => log(`${line} (${secs()})`));
 
     const boot = await readdir(join(chroot, "boot"));
     const vmlinuz = boot.find((f) => f.startsWith("vmlinuz-"));
@@ -163,15 +204,47 @@ export async function buildDebianImage(packages: readonly string[], opts: Debian
     log(`making the ext4 root file system (${mib} MiB, ${(used / 2 ** 20).toFixed(0)} MiB used) with mke2fs -d (${secs()})`);
     await run("mke2fs", ["-q", "-t", "ext4", "-L", "hproot", "-d", chroot, join(staged, FILES.rootfs), `${mib}M`], "making the root file system");
 
-    const manifest: DebianManifest = { key, kind: "debian", suite: DEBIAN_SUITE, packages: wanted, versions, kernelVersion: vmlinuz.slice("vmlinuz-".length), builder: DEBIAN_BUILDER_VERSION, builtAt: new Date().toISOString() };
+    const manifest: DebianManifest = { key, kind: "debian", suite: DEBIAN_SUITE, packages: wanted, files: Object.keys(s.files).sort(), setup: s.setup !== "", versions, kernelVersion: vmlinuz.slice("vmlinuz-".length), builder: DEBIAN_BUILDER_VERSION, builtAt: new Date().toISOString() };
     await writeFile(join(staged, FILES.manifest), JSON.stringify(manifest, null, 2) + "\n");
     await rm(chroot, { recursive: true, force: true });
     const ours = await publish(staged, dir, scratch, opts.force ?? false);
-    log(ours ? `${describe(wanted)} ${key} built in ${dir} (${secs()})` : `${describe(wanted)} ${key} was built concurrently by another process; using it`);
+    log(ours ? `${describe(wanted, s)} ${key} built in ${dir} (${secs()})` : `${describe(wanted)} ${key} was built concurrently by another process; using it`);
     await markUsed(dir);
     return imageAt(dir, manifest, !ours);
   } finally {
     await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The node's own configuration: its files (after haltpoint's, so a node may replace one of
+ * them), then its setup script, run as root by bash -e in the chroot. A failing script is one
+ * error naming who asked for the image, with the script's output.
+ */
+export async function applyNodeConfig(chroot: string, s: DebianSpec, who: string | undefined, log: (line: string) => void): Promise<void> {
+  const paths = Object.keys(s.files).sort();
+  if (paths.length) log(`writing the node's ${paths.length} files into the image`);
+  for (const p of paths) {
+    // Written from inside the chroot, so a symlink on the way (/var/run → /run) resolves in
+    // the image, never on the host.
+    const content = s.files[p]!;
+    const w = await execa("chroot", [chroot, "/bin/sh", "-ec", 'mkdir -p "$(dirname "$1")"; rm -f "$1"; cat > "$1"; chmod "$2" "$1"', "sh", p, content.startsWith("#!") ? "0755" : "0644"], { input: content, reject: false, all: true });
+    if (w.exitCode !== 0) throw new ImageBuildError(`haltpoint image: ${who ? `${who}: ` : ""}image.files: cannot write ${p} in the image: ${(w.all ?? "").trim().split("\n").at(-1)}`);
+  }
+  if (!s.setup) return;
+  log("running the node's setup script as root in the image");
+  const r = await execa("chroot", [chroot, "/bin/bash", "-e", "-s"], {
+    input: s.setup,
+    reject: false,
+    all: true,
+    env: { LC_ALL: "C", DEBIAN_FRONTEND: "noninteractive", HOME: "/root", PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+    extendEnv: false,
+  });
+  if (r.exitCode !== 0) {
+    const lines = (r.all ?? "").trimEnd().split("\n");
+    const shown = lines.length > SETUP_OUTPUT_LINES ? [`(… ${lines.length - SETUP_OUTPUT_LINES} lines before)`, ...lines.slice(-SETUP_OUTPUT_LINES)] : lines;
+    const status = r.exitCode === undefined ? `did not run (${r.shortMessage})` : `exit status ${r.exitCode}`;
+    throw new ImageBuildError(`haltpoint image: ${who ? `${who}: ` : ""}image.setup failed (${status}) in the image's chroot; its output:\n${shown.map((l) => `  | ${l}`).join("\n") || "  (no output)"}`);
   }
 }
 
@@ -229,6 +302,9 @@ async function bootstrap(tool: "mmdebstrap" | "debootstrap", chroot: string, pac
 
 export interface CachedDebianImage extends CachedImage {
   packages: string[];
+  /** The node's own files (paths) and whether it had a setup script. */
+  files: string[];
+  setup: boolean;
   kernelVersion: string;
 }
 
@@ -237,7 +313,7 @@ export async function listDebianImages(cacheDir?: string): Promise<CachedDebianI
   const out: CachedDebianImage[] = [];
   for (const i of await listCachedImages(debianCacheRoot(cacheDir))) {
     const m = await readManifest(i.dir);
-    if (m) out.push({ ...i, bytes: await diskUsage(i.dir), packages: m.packages, kernelVersion: m.kernelVersion });
+    if (m) out.push({ ...i, bytes: await diskUsage(i.dir), packages: m.packages, files: m.files ?? [], setup: m.setup ?? false, kernelVersion: m.kernelVersion });
   }
   return out;
 }

@@ -3,7 +3,9 @@
 //
 // - haltpoint-setup.service: reads the `hp.*` kernel parameters (vm/image/guest-params.ts):
 //   hostname, /etc/hosts, eth0 on QEMU user networking (10.0.2.15/24), eth1 on the run's
-//   virtual network (hp.ip), root's authorized key.
+//   virtual network (hp.ip), root's authorized key. It is the guest's network configuration,
+//   so it pulls in network.target, as a network management service does (without it nothing
+//   does in a minbase guest, and NixOS tests wait for network.target).
 // - haltpoint-backdoor.service: the backdoor shell (vm/backdoor-shell.ts) on the virtio-serial
 //   port org.haltpoint.shell (vm/qemu/qemu-argv.ts SHELL_PORT_NAME), or on hvc0 when the guest
 //   was given a virtconsole instead (a start script's or a disk image's QEMU, as NixOS guests
@@ -12,8 +14,9 @@
 //   the device and never runs), and a boot without the device does not wait for it.
 // - haltpoint-kill.service: serves the kill port (vm/qemu/kill-port.ts): each line written to
 //   org.haltpoint.kill ("kill <id>") kills that backdoor command's tree; started by its device too.
-// Plus: root without a password, sshd letting root in with an empty password (as dropbear -B
-// does in haltpoint's own guest), a volatile journal, and timers that would only cost time off.
+// Plus: root without a password, sshd (PAM on, as Debian ships it) letting root in with an
+// empty password (as dropbear -B does in haltpoint's own guest), a volatile journal, and timers
+// that would only cost time off. docs/debian-guests.md lists every difference from stock Debian.
 
 import { KILL_PORT_NAME, SHELL_PORT_NAME } from "../qemu/qemu-argv.ts";
 import { RUNNING_FILE } from "../qemu/kill-port.ts";
@@ -118,7 +121,7 @@ done
 const SETUP_UNIT = `[Unit]
 Description=haltpoint: hostname, hosts and network from the kernel command line
 DefaultDependencies=no
-Wants=sys-subsystem-net-devices-eth0.device network-pre.target
+Wants=sys-subsystem-net-devices-eth0.device network-pre.target network.target
 After=systemd-remount-fs.service sys-subsystem-net-devices-eth0.device
 Before=network-pre.target network.target ssh.service
 
@@ -159,11 +162,13 @@ SUBSYSTEM=="virtio-ports", ATTR{name}=="${KILL_PORT_NAME}", TAG+="systemd", ENV{
 SUBSYSTEM=="tty", KERNEL=="hvc0", TAG+="systemd", ENV{SYSTEMD_WANTS}+="haltpoint-backdoor.service"
 `;
 
+// PAM stays on (Debian's UsePAM yes): with it off, OpenSSH refuses every locked account, and
+// a user made by useradd has no password, so is locked, even for key logins. Root's empty
+// password goes through PAM's common-auth (pam_unix nullok) once sshd permits empty ones.
 const SSHD_CONFIG = `# haltpoint: a test guest; root logs in with no password (and with hp.authorized_key).
 PermitRootLogin yes
 PermitEmptyPasswords yes
 PasswordAuthentication yes
-UsePAM no
 UseDNS no
 `;
 

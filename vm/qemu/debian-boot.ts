@@ -15,8 +15,9 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { debianSpecId, type DebianImage } from "../image/debian-image.ts";
 import { DEBIAN_ROOT_APPEND } from "../image/debian-units.ts";
+import { AT_REST_RULE } from "../image/guest-at-rest.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { debianPackagesOf } from "../node-options.ts";
+import { debianSpecOf } from "../node-options.ts";
 import type { NodeOptions } from "../types.ts";
 import type { BootPlan, BootPlanInput } from "./boot-plan.ts";
 import { QEMU_BINARY, buildQemuArgv } from "./qemu-argv.ts";
@@ -26,7 +27,7 @@ import type { QemuRuntime } from "./qemu-machine.ts";
 
 /** The Debian image a node asks for, as the main thread prepared it; throws why there is none. */
 export function debianImageFor(o: NodeOptions, rt: QemuRuntime): DebianImage | undefined {
-  const packages = debianPackagesOf(o);
+  const packages = debianSpecOf(o);
   if (!packages) return undefined;
   const id = debianSpecId(packages);
   const entry = rt.debian?.[id];
@@ -70,6 +71,7 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
         extraArgs,
         append: extraAppend(o),
         allowReboot: base.allowReboot === true,
+        atRest: AT_REST_RULE,
       },
       { restore: p.snapshots === "any" },
     );

@@ -33,6 +33,7 @@ import { asUnprivileged, handOver, type RunAs } from "./unprivileged-qemu.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 import type { DebianImage } from "../image/debian-image.ts";
 import { bestEffort } from "../../common/teardown.ts";
+import { AT_REST_SCRIPT } from "../image/guest-at-rest.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
 class SnapshotRestoreFailed extends Error {
@@ -280,9 +281,17 @@ export class QemuMachine extends GuestMachine {
       await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
       step("shell");
       if (snapshot?.mode === "save") {
-        // A systemd guest is saved once it has booted up, so that restored machines need not.
-        if (this.options.image !== undefined) await this.shell!.run("systemctl is-system-running --wait >/dev/null 2>&1 || true", (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000);
-        await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+        // A systemd guest is saved once it has booted up and is at rest (guest-at-rest.ts), so
+        // that restored machines need not boot and find their services listening.
+        const rest = this.options.image !== undefined ? await this.shell!.run(AT_REST_SCRIPT, (this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000) : undefined;
+        const restLine = rest?.stdout.toString().trim();
+        if (rest && rest.status !== 0) {
+          snapshot.slot.release();
+          this.log(`snapshot not saved (${restLine || `the at-rest check exited with status ${rest.status}`}); later machines of this shape boot cold`);
+        } else {
+          if (restLine) this.log(`guest ${restLine}`);
+          await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+        }
       }
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();

@@ -28,6 +28,9 @@ export interface SnapshotShape {
   allowReboot: boolean;
   /** The base image of the disk whose overlay is saved with the snapshot (Debian guests). */
   disk?: string;
+  /** The rule that said the guest was at rest when it was saved (systemd guests): a snapshot
+   *  saved under another (older) rule may hold a service mid-start. */
+  atRest?: string;
 }
 
 function fileIdentity(path: string): string {
