@@ -8,6 +8,7 @@ import { makeStateRoot, sweepAbandonedStateRoots } from "./state-root.ts";
 import { discoverTestFiles } from "./discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "./plan.ts";
 import { assignDirNames } from "./run-dir-names.ts";
+import { stressRunNumber } from "./shard-runs.ts";
 import { selectTests, type ShardSpec } from "./selection.ts";
 import { applyTestSettings, type SettingLayers } from "./test-settings.ts";
 import { createPool } from "./pool.ts";
@@ -231,12 +232,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
       tests.filter((t) => !loadErrors.some((e) => e.file === t.file)),
       o.testSettings ?? { strong: {}, overrides: [], weak: {} },
     );
-    const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, where: (o.paths.length ? o.paths : ["."]).join(", ") });
+    const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, repeat: o.repeat, stress: Boolean(o.stressDuration), where: (o.paths.length ? o.paths : ["."]).join(", ") });
     const selected = sel.tests;
     for (const text of sel.notices) out.onNotice({ kind: "info", source: "selection", text });
     if (!selected.length && !loadErrors.length) out.onNotice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
-    const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000) : undefined;
+    const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000, (i) => stressRunNumber(i, sel.shard)) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
     const rerunOf = o.rerunFailed ? await rerunSource(o.rerunFailed) : undefined;
     const plan: SuitePlan = {
