@@ -56,6 +56,10 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   private readonly lines = new AttemptLines(100);
   private readonly bundles = new Map<string, string[]>();
   private wake: (() => void) | undefined;
+  /** Jobs the worker handed over that are not yet in the buffer. */
+  private taking = 0;
+  private draining = false;
+  private looking = false;
   private ended = false;
   private watch: NodeJS.Timeout | undefined;
   /** Why this host stopped taking runs (another host's --until-fail, Ctrl-C), if it did. */
@@ -114,13 +118,23 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   }
 
   private async process(job: Job): Promise<ResultRecord> {
+    this.taking++;
+    try {
+      return await this.take(job);
+    } finally {
+      this.taking--;
+    }
+  }
+
+  private async take(job: Job): Promise<ResultRecord> {
     const payload = checkPayload(job.data, String(job.id));
     if (!this.runs.has(payload.key)) throw new UnrecoverableError(`${payload.key} is not in this host's suite`);
     const before = (await this.redis.hget(this.keys.holders, String(job.id))) ?? "[]";
     // Whoever took this run before and did not finish it died holding it (its lease expired).
     const lostOn = JSON.parse(before) as string[];
     await this.redis.hset(this.keys.holders, String(job.id), JSON.stringify([...lostOn, this.o.host]));
-    if (this.ended) return this.notRun(payload, lostOn);
+    // Only a stop ends this host while the worker still takes jobs (the end of the work pauses it first).
+    if (this.stopped || this.fatal) return this.notRun(payload, lostOn);
     return new Promise<ResultRecord>((settle) => {
       this.buffer.push({ job, payload, lostOn, settle });
       this.wake?.();
@@ -147,26 +161,41 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     };
   }
 
-  /** No more runs for this host: the scheduler's source ends; runs taken but not started are not run. */
+  /**
+   * No more runs for this host: the scheduler's source ends once it has taken the runs
+   * already here — unless the suite stopped: runs taken but not started are then not run.
+   */
   private end(): void {
     if (this.ended) return;
     this.ended = true;
-    for (const h of this.buffer.splice(0)) h.settle(this.notRun(h.payload, h.lostOn));
+    if (this.stopped || this.fatal) for (const h of this.buffer.splice(0)) h.settle(this.notRun(h.payload, h.lostOn));
     this.wake?.();
+  }
+
+  /** The work is done (none waiting, none held elsewhere): take no more jobs, then end. */
+  private async drained(): Promise<void> {
+    this.draining = true;
+    await this.worker?.pause(true);
+    // A job the worker took before it paused is run here, not dropped.
+    while (this.taking > 0) await new Promise((r) => setTimeout(r, 20));
+    this.end();
   }
 
   /** Every 200 ms: a stop from another host; the end of the work. */
   private async look(): Promise<void> {
-    if (this.fatal || this.ended) return;
+    if (this.fatal || this.ended || this.draining || this.looking) return;
+    this.looking = true;
     try {
       const stop = decodeStop(await this.redis.get(this.keys.stop));
       if (stop) return this.stopHere(stop);
       const c = await this.queue.getJobCounts("wait", "prioritized", "delayed", "active");
       const waiting = (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
       // Runs other hosts hold may come back (their host dies): stay until none is held elsewhere.
-      if (waiting === 0 && (c.active ?? 0) <= this.held.size + this.buffer.length) this.end();
+      if (waiting === 0 && (c.active ?? 0) <= this.held.size + this.buffer.length + this.taking) await this.drained();
     } catch (e) {
       this.lastError = (e as Error).message;
+    } finally {
+      this.looking = false;
     }
   }
 
@@ -187,7 +216,7 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
 
   private lose(): void {
     if (this.fatal) return;
-    this.fatal = `${this.o.address.shown}: Redis went away (${this.lastError ?? "connection closed"}); this host stopped taking runs — the ${this.stored} run${this.stored === 1 ? "" : "s"} it finished are in ${this.o.localResults}`;
+    this.fatal = `${this.o.address.shown}: Redis went away (${this.lastError ?? "connection closed"}); this host stopped taking runs — the runs it finished (${this.stored}) are in ${this.o.localResults}`;
     this.onStop({ kind: "interrupted" });
     this.end();
   }
@@ -242,11 +271,18 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   async close(): Promise<void> {
     this.end();
     if (this.watch) clearInterval(this.watch);
-    for (const h of this.held.values()) h.settle(this.notRun(h.payload, h.lostOn));
+    // Whatever was taken and not run (Ctrl-C, a stop) is stored as not run: BullMQ then lets go.
+    for (const h of [...this.held.values(), ...this.buffer.splice(0)]) h.settle(this.notRun(h.payload, h.lostOn));
     this.held.clear();
-    const quick = (p: Promise<unknown>, what: string): Promise<unknown> =>
-      Promise.race([p, new Promise((r) => setTimeout(r, 3000).unref())]).catch((e: Error) => console.error(`haltpoint: queue: closing the ${what}: ${e.message}`));
-    await quick(this.worker?.close(Boolean(this.fatal)) ?? Promise.resolve(), "worker");
+    const quick = (p: Promise<unknown>, what: string): Promise<boolean> =>
+      Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 5000).unref())]).catch((e: Error) => {
+        console.error(`haltpoint: queue: closing the ${what}: ${e.message}`);
+        return false;
+      });
+    if (this.worker && !(await quick(this.worker.close(Boolean(this.fatal)), "worker"))) {
+      console.error("haltpoint: queue: the worker did not close within 5 s: closing it without waiting");
+      await quick(this.worker.close(true), "worker");
+    }
     await quick(this.queue.close(), "queue");
     if (this.fatal) this.redis.disconnect();
     else await quick(this.redis.quit(), "connection");
