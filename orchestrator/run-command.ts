@@ -287,9 +287,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
       closeQueue = () => queueHost!.close();
       out.add(queueHost);
       const sched = scheduler;
+      // Another host's --until-fail/--max-fail (or Redis gone): start nothing more here; runs in flight finish.
       queueHost.onStop = (stop) => {
+        const first = sched.stopReason === undefined;
         sched.stopReason ??= stop;
         sched.stopAdmission();
+        if (first && stop.kind !== "interrupted") out.onNotice({ kind: "stopped", stop });
       };
     }
     out.onPlan(plan);

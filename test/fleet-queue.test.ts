@@ -2,7 +2,7 @@
 // haltpoint processes as hosts (local machines: quick), BullMQ's leases between them.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -158,4 +158,40 @@ test("a Redis that goes away mid-suite: one clear error (exit 5), the runs done 
   const report = readJson(join(dir, "l.json"));
   assert.deepEqual(runsOf(report).map((x) => x.split("@")[0]).sort(), local.map((l) => l.key).sort(), "the --json report has the runs done");
   assert.ok(existsSync(join(dir, "l")));
+});
+
+test("--until-fail on a 3-host hunt: the first failure stops all three, its bundle is saved and the report says on which host", async () => {
+  const r = await redis();
+  const dir = tmp();
+  const q = r.url("hunt");
+  const gate = join(dir, "gate");
+  // Earlier durations put the hunt first in the queue; the gated tests keep the other hosts busy.
+  const durations = join(dir, "durations.json");
+  const at = new Date().toISOString();
+  const tests = ["hunt", "g1", "g2", "g3", "g4", "g5", "g6"].map((name) => ({ name, file: `test/fixtures/fleet-hunt/${name}.vmtest.ts`, retries: 0, notRun: [], runs: [{ run: 1, key: `${name}#1`, outcome: "passed", startedAt: at, durationMs: name === "hunt" ? 100_000 : 1000, logDir: "", attempts: [] }] }));
+  writeFileSync(durations, JSON.stringify({ format: "haltpoint-report", version: 2, startedAt: at, durationMs: 0, interrupted: false, exitStatus: 0, flakyFails: false, retries: null, shard: null, jobs: 1, logDir: "", summary: {}, loadErrors: [], tests }));
+  const hosts = ["a", "b", "c"].map((h) => {
+    const p = haltpoint(["run", "test/fixtures/fleet-hunt", "-j", "1", "--until-fail", "--queue", q, "--queue-host", h, "--durations", durations, "--save-breakpoints", join(dir, `bundles-${h}`), "--log-dir", join(dir, h), "--json", join(dir, `${h}.json`)], { env: { HP_FLEET_GATE: gate }, timeout: HOST_TIMEOUT });
+    return { h, p, out: watchOutput(p, HOST_TIMEOUT) };
+  });
+  // Every host stops at the one failure (the hunt's host, and the two others through the queue).
+  await Promise.all(hosts.map((x) => x.out.waitFor(/haltpoint: --until-fail: hunt#1 failed; starting no more runs/)));
+  writeFileSync(gate, ""); // the gated runs in flight may now finish
+  const done = await Promise.all(hosts.map((x) => x.p));
+  const hunter = hosts.find((x) => /hunt#1: FAIL/.test(x.out.text()))!;
+  assert.ok(hunter, hosts.map((x) => x.out.text()).join("\n---\n"));
+  for (const [i, d] of done.entries()) assert.equal(d.exitCode, hosts[i] === hunter ? 1 : 0, d.all);
+  const rep = await haltpoint(["queue", "report", q, "--json", join(dir, "merged.json")], { timeout: HOST_TIMEOUT });
+  assert.equal(rep.exitCode, 1, rep.all);
+  const merged = readJson(join(dir, "merged.json"));
+  assert.equal(merged.stoppedBy.kind, "until-fail");
+  assert.equal(merged.stoppedBy.run, "hunt#1");
+  const runs = runsOf(merged);
+  assert.ok(runs.includes(`hunt#1@${hunter.h}`));
+  assert.equal(runs.length + merged.summary.notRun, 7, "every run either reported once or not run");
+  assert.ok(merged.summary.notRun >= 4, `at most the 2 gated runs in flight ran: ${runs}`);
+  const bundle = new RegExp(`hunt#1: bundle on host ${hunter.h}: (.*)`).exec(rep.all);
+  assert.ok(bundle, rep.all);
+  assert.ok(bundle[1]!.startsWith(join(dir, `bundles-${hunter.h}`)), bundle[1]);
+  assert.ok(existsSync(bundle[1]!), "the bundle is on the hunting host's disk");
 });
