@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { longTailedSuite } from "../test/helpers/long-tailed-suite.ts";
 import { startRedis } from "../test/helpers/redis.ts";
-import { sweepAbandonedStateRoots } from "../orchestrator/state-root.ts";
+import { sweepAbandonedStateRoots } from "../orchestrator/settings/state-root.ts";
 import { fmt, printTable } from "./table.ts";
 
 const SMOKE = Boolean(process.env.BENCH_FLEET_SMOKE);

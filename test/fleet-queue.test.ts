@@ -14,8 +14,8 @@ import { parseQueueAddress, redisOptions } from "../orchestrator/queue/address.t
 import { suiteFingerprint } from "../orchestrator/queue/fingerprint.ts";
 import { BULL_PREFIX, QUEUE_FORMAT, QUEUE_FORMAT_VERSION, checkResult, decodeSuite, queueKeys, type SuiteRecord } from "../orchestrator/queue/format.ts";
 import { QueueRefusal, joinQueue, jobOrder } from "../orchestrator/queue/producer.ts";
-import { expandRuns, type PlannedTest } from "../orchestrator/plan.ts";
-import { sweepAbandonedStateRoots } from "../orchestrator/state-root.ts";
+import { expandRuns, type PlannedTest } from "../orchestrator/selection/plan.ts";
+import { sweepAbandonedStateRoots } from "../orchestrator/settings/state-root.ts";
 
 /** A host's whole life (start, collect, run, close): generous, the machine is shared (not a speed limit). */
 const HOST_TIMEOUT = 600_000;

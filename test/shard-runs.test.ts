@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
-import { expandRuns, type PlannedTest } from "../orchestrator/plan.ts";
-import { runsInShard, runsInShardByDuration, shardOfRun, stressRunNumber } from "../orchestrator/shard-runs.ts";
+import { expandRuns, type PlannedTest } from "../orchestrator/selection/plan.ts";
+import { runsInShard, runsInShardByDuration, shardOfRun, stressRunNumber } from "../orchestrator/selection/shard-runs.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-shard-runs-"));
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));

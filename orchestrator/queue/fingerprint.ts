@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
-import type { PlannedTest } from "../plan.ts";
+import type { PlannedTest } from "../selection/plan.ts";
 
 export interface SuiteFingerprint {
   version: string;

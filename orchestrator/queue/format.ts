@@ -8,7 +8,7 @@
 // - the stop record (--until-fail/--max-fail: why, and which host), the failure count,
 //   each job's hosts so far, each host's facts.
 // BullMQ's keys live under `haltpoint:NAME:`; ours under `haltpoint-fleet:NAME:`.
-import type { StopReason } from "../failure-kinds.ts";
+import type { StopReason } from "../../common/failure-kinds.ts";
 import type { JsonRun } from "../reporters/json-report.ts";
 import type { SuiteFingerprint } from "./fingerprint.ts";
 

@@ -9,9 +9,9 @@
 import { appendFileSync } from "node:fs";
 import { Queue, UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
-import type { WorkerEvent } from "../../worker/events.ts";
-import type { Notice, StopReason } from "../failure-kinds.ts";
-import type { PlannedRun } from "../plan.ts";
+import type { WorkerEvent } from "../../common/events.ts";
+import type { Notice, StopReason } from "../../common/failure-kinds.ts";
+import type { PlannedRun } from "../selection/plan.ts";
 import { failsSuite, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
 import { AttemptLines } from "../reporters/attempt-lines.ts";
 import { buildJsonReport, type JsonRun } from "../reporters/json-report.ts";

@@ -3,9 +3,9 @@
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, relative } from "node:path";
-import { UsageError } from "../discovery.ts";
-import type { PlannedRun, PlannedTest } from "../plan.ts";
-import { durationsFromReports } from "../shard-by-duration.ts";
+import { UsageError } from "../selection/discovery.ts";
+import type { PlannedRun, PlannedTest } from "../selection/plan.ts";
+import { durationsFromReports } from "../selection/shard-by-duration.ts";
 import { packageFile } from "../../package-root.ts";
 import { parseQueueAddress } from "./address.ts";
 import { suiteFingerprint } from "./fingerprint.ts";
@@ -53,7 +53,7 @@ export async function joinAsHost(o: JoinOptions, tests: PlannedTest[], runs: Pla
   };
   let durations = new Map<string, number>();
   if (o.durations?.length) {
-    const { readReport } = await import("../merge-command.ts");
+    const { readReport } = await import("../commands/merge.ts");
     durations = durationsFromReports(await Promise.all(o.durations.map(async (f) => (await readReport(f)).report)));
   }
   const qh = new QueueHost({

@@ -3,8 +3,8 @@
 // host checks its fingerprint against the record and refuses in one line if it differs.
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import type { PlannedRun } from "../plan.ts";
-import { median } from "../shard-by-duration.ts";
+import type { PlannedRun } from "../selection/plan.ts";
+import { median } from "../selection/shard-by-duration.ts";
 import { fingerprintMismatch } from "./fingerprint.ts";
 import { QUEUE_FORMAT, QUEUE_FORMAT_VERSION, decodeSuite, queueKeys, type JobPayload, type SuiteRecord } from "./format.ts";
 

@@ -4,8 +4,8 @@
 // merge`'s code: the merged summary, JUnit, JSON and HTML, and the suite's exit status.
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
-import { UsageError } from "../discovery.ts";
-import { reportMerged, type ReportFile } from "../merge-command.ts";
+import { UsageError } from "../selection/discovery.ts";
+import { reportMerged, type ReportFile } from "../commands/merge.ts";
 import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, type JsonReport, type JsonTest } from "../reporters/json-report.ts";
 import { causeText, stopText } from "../reporters/failure-text.ts";
 import { parseQueueAddress, redisOptions, type QueueAddress } from "./address.ts";
