@@ -34,7 +34,9 @@ export type FailureCause =
   /** It never started: it can never fit the host's budget, or qemu is not ready. */
   | { kind: "not-admitted"; over?: BudgetOverrun; qemuUnavailable?: string }
   /** Its processes outlived it and were killed. */
-  | { kind: "leftovers"; machines: string[] };
+  | { kind: "leftovers"; machines: string[] }
+  /** Queue mode: every host that took it died holding it (BullMQ's stalled-job limit). */
+  | { kind: "hosts-lost"; hosts: string[] };
 
 export type FailureKind = FailureCause["kind"];
 
@@ -96,4 +98,4 @@ export type Notice =
    *  (--shard, --rerun-failed), qemu preparation (image, accelerator), the sandbox. */
   /** A teardown step of the orchestrator's failed (what is left is named); nothing else is affected. */
   | { kind: "teardown-failed"; what: string; message: string }
-  | { kind: "info"; source: "selection" | "qemu" | "sandbox"; text: string };
+  | { kind: "info"; source: "selection" | "qemu" | "sandbox" | "queue"; text: string };

@@ -8,6 +8,7 @@ import parseMs from "ms";
 import { parseShard } from "./selection/shard.ts";
 import { parseShardSpec, type ShardSpec } from "./selection/selection.ts";
 import { resolveSettings } from "./settings/run-settings.ts";
+import { parseQueueAddress } from "./queue/address.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
@@ -68,6 +69,15 @@ function duration(flag: string) {
     if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) throw new InvalidArgumentError(`${flag} takes a duration such as 30m, 90s or 1h, got '${v}'`);
     return ms / 1000;
   };
+}
+
+function queueAddress(v: string): string {
+  try {
+    parseQueueAddress(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
 }
 
 function regex(v: string): RegExp {
@@ -138,14 +148,18 @@ export async function main(argv: string[]): Promise<number> {
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
     .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
     .option("--freeze-ttl <duration>", "release a forgotten breakpoint after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
+    .option("--queue <redis-url>", "queue mode: take runs from redis://[:PASSWORD@]HOST:PORT/NAME as they free up, with every other host given it (one NAME per suite run; haltpoint queue report writes the merged report)", queueAddress)
+    .option("--queue-host <name>", "this host's name in the queue's report (default: hostname-pid)")
+    .option("--queue-lease <duration>", "a run held by a host that died goes to another host after this long (e.g. 30s)", duration("--queue-lease"), 30)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
     .addHelpText(
       "after",
-      "\nExit status: 0 all passed, 1 a test failed, 2 bad usage (also an unusable --log-dir, report path or\nHALTPOINT_STATE_DIR) or a test file that cannot load, 3 a report could not be written (the others\nwere), 4 no test was selected, 130 interrupted.",
+      "\nExit status: 0 all passed, 1 a test failed, 2 bad usage (also an unusable --log-dir, report path or\nHALTPOINT_STATE_DIR) or a test file that cannot load, 3 a report could not be written (the others\nwere), 4 no test was selected, 5 the --queue's Redis went away (this host's runs are in its reports),\n130 interrupted.",
     )
     .action(async (cliPaths: string[], opts, cmd: Command) => {
       const settings = await resolveSettings(cmd, cliPaths, cmd.options);
       if (opts.rerunFailed && (opts.repeat > 1 || opts.stressDuration)) throw new UsageError("--rerun-failed runs the failed runs again, each once: it takes no --repeat or --stress-duration");
+      if (opts.queue && (opts.shard || opts.stressDuration || opts.rerunFailed)) throw new UsageError(`--queue shares out the runs itself: it takes no ${opts.shard ? "--shard" : opts.stressDuration ? "--stress-duration" : "--rerun-failed"}`);
       if (opts.untilFail && opts.maxFail !== undefined && opts.maxFail !== 1) throw new UsageError(`--until-fail is --max-fail 1: it cannot go with --max-fail ${opts.maxFail}`);
       status = await runCommand({
         paths: settings.paths,
@@ -185,6 +199,9 @@ export async function main(argv: string[]): Promise<number> {
         freezeTtl: opts.freezeTtl,
         cores: opts.cores,
         abortGrace: opts.abortGrace,
+        queue: opts.queue,
+        queueHost: opts.queueHost,
+        queueLease: opts.queueLease,
       });
     });
 
@@ -238,6 +255,19 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (reports: string[], opts: { junit?: string; json?: string; html?: string; flakyFails: boolean; allowMissingShards: boolean; passWithNoTests: boolean }) => {
       const { mergeCommand } = await import("./commands/merge.ts");
       status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, html: opts.html, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards, passWithNoTests: opts.passWithNoTests });
+    });
+  const queue = program.command("queue").description("a queue of runs shared by many hosts (haltpoint run --queue redis://HOST:PORT/NAME)");
+  queue
+    .command("report")
+    .description("wait until the queue's runs are done, then write the merged report; exit status that of the whole suite (as haltpoint merge)")
+    .argument("<redis-url>", "redis://[:PASSWORD@]HOST:PORT/NAME, as given to haltpoint run --queue")
+    .option("--junit <file>", "write the merged JUnit XML report")
+    .option("--json <file>", "write the merged JSON report")
+    .option("--html <file>", "write one HTML report for every host's runs")
+    .option("--timeout <duration>", "give up waiting after this long (exit 2)", duration("--timeout"))
+    .action(async (address: string, opts: { junit?: string; json?: string; html?: string; timeout?: number }) => {
+      const { queueReportCommand } = await import("./queue/report-collector.ts");
+      status = await queueReportCommand({ address, junit: opts.junit, json: opts.json, html: opts.html, ...(opts.timeout ? { waitMs: opts.timeout * 1000 } : {}) });
     });
   program
     .command("ls")

@@ -27,6 +27,10 @@ export interface RunAttempt {
   slot?: number;
   /** Where it halted at a breakpoint (the slot was given back meanwhile). */
   halts?: HaltSpan[];
+  /** Queue mode: the host that ran it (its logs and bundles are there). */
+  host?: string;
+  /** Queue mode: hosts that took this run before and died holding it (their lease expired). */
+  lostHosts?: string[];
 }
 
 /** A stretch of an attempt spent halted at a breakpoint. */
@@ -147,6 +151,10 @@ export interface Reporter {
 /** Fan one stream of events out to every reporter. */
 export class ReporterSet implements Required<Reporter> {
   constructor(private readonly reporters: Reporter[]) {}
+  /** One more reporter, from here on (queue mode's host, once it has joined). */
+  add(r: Reporter): void {
+    this.reporters.push(r);
+  }
   onPlan(p: SuitePlan): void {
     for (const r of this.reporters) r.onPlan?.(p);
   }

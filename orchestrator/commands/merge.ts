@@ -90,6 +90,8 @@ function toAttempt(a: JsonAttempt): RunAttempt {
     out.failure = failure as Failure;
   }
   if (a.slot !== undefined) out.slot = a.slot;
+  if (a.host) out.host = a.host;
+  if (a.lostHosts?.length) out.lostHosts = a.lostHosts;
   if (a.halts?.length) out.halts = a.halts.map((h) => ({ ...h, startedAt: Date.parse(h.startedAt) }));
   return out;
 }
@@ -211,14 +213,18 @@ async function htmlMergeReporter(file: string, files: ReportFile[], logs: Merged
 
 /** `haltpoint merge`: read, merge, report. Resolves with the exit status. */
 export async function mergeCommand(o: MergeOptions): Promise<number> {
-  const files = await Promise.all(o.reports.map(readReport));
+  return reportMerged(await Promise.all(o.reports.map(readReport)), o);
+}
+
+/** Merge reports already read and write the merged reports (`haltpoint merge`, `haltpoint queue report`). */
+export async function reportMerged(files: ReportFile[], o: Omit<MergeOptions, "reports"> & { what?: string }): Promise<number> {
   const { summary, logs, shards } = mergeReports(files, o);
   const reporters: Reporter[] = [];
   const out = o.out ?? process.stdout;
   if (o.terminal !== false) {
     const n = summary.results.length;
     const shardNote = shards.length ? ` (shard${shards.length === 1 ? "" : "s"} ${shards.map(formatShard).join(", ")})` : "";
-    out.write(`haltpoint merge: ${files.length} report${files.length === 1 ? "" : "s"}${shardNote}, ${summary.plan.tests.length} tests, ${n} run${n === 1 ? "" : "s"}\n`);
+    out.write(`${o.what ?? `haltpoint merge: ${files.length} report${files.length === 1 ? "" : "s"}${shardNote}`}, ${summary.plan.tests.length} tests, ${n} run${n === 1 ? "" : "s"}\n`);
     reporters.push(new TerminalReporter({ quiet: true, live: false, out }));
   }
   if (o.junit) {

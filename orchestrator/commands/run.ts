@@ -8,6 +8,7 @@ import { makeStateRoot, sweepAbandonedStateRoots } from "../settings/state-root.
 import { discoverTestFiles } from "../selection/discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "../selection/plan.ts";
 import { assignDirNames } from "../../common/run-dir-names.ts";
+import { stressRunNumber } from "../selection/shard-runs.ts";
 import { selectTests, type ShardSpec } from "../selection/selection.ts";
 import { applyTestSettings, type SettingLayers } from "../settings/test-settings.ts";
 import { createPool } from "../scheduling/pool.ts";
@@ -88,6 +89,12 @@ export interface RunOptions {
   freezeTtl?: number;
   /** Use these kernel, initrd and accelerator instead of building the image and probing KVM (`haltpoint revive`). */
   qemuRuntime?: QemuRuntime;
+  /** Queue mode: take runs from this queue (redis://[:PASSWORD@]HOST:PORT/NAME) with other hosts (--queue). */
+  queue?: string;
+  /** This host's name in a queue's reports (--queue-host; default hostname-pid). */
+  queueHost?: string;
+  /** Seconds a run stays leased to a host that died before another host gets it (--queue-lease). */
+  queueLease?: number;
   /** Extra reporters (tests and benches observe a run through these). */
   reporters?: Reporter[];
   /** Print to the terminal (false in benches). */
@@ -226,6 +233,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   });
 
   if (startupSignal) scheduler.interrupt(startupSignal);
+  let closeQueue: () => Promise<void> = async () => {};
 
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
@@ -235,12 +243,12 @@ export async function runCommand(o: RunOptions): Promise<number> {
       tests.filter((t) => !loadErrors.some((e) => e.file === t.file)),
       o.testSettings ?? { strong: {}, overrides: [], weak: {} },
     );
-    const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, where: (o.paths.length ? o.paths : ["."]).join(", ") });
+    const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, repeat: o.repeat, stress: Boolean(o.stressDuration), where: (o.paths.length ? o.paths : ["."]).join(", ") });
     const selected = sel.tests;
     for (const text of sel.notices) out.onNotice({ kind: "info", source: "selection", text });
     if (!selected.length && !loadErrors.length) out.onNotice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
-    const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000) : undefined;
+    const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000, (i) => stressRunNumber(i, sel.shard)) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
     const rerunOf = o.rerunFailed ? await rerunSource(o.rerunFailed) : undefined;
     const plan: SuitePlan = {
@@ -257,6 +265,40 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ...(stress ? { stressMs: o.stressDuration! * 1000 } : {}),
       ...(host ? { host: await host } : {}),
     };
+    // Queue mode: this host takes its runs from the queue, as other hosts do (orchestrator/queue/).
+    let queueHost: import("../queue/host-worker.ts").QueueHost | undefined;
+    if (o.queue && selected.length) {
+      const { joinAsHost } = await import("../queue/join-host.ts");
+      queueHost = await joinAsHost(
+        {
+          queue: o.queue,
+          host: o.queueHost,
+          leaseSeconds: o.queueLease ?? 30,
+          jobs: o.jobs,
+          logDir,
+          repeat: o.repeat,
+          retries: o.retries,
+          untilFail: o.untilFail,
+          maxFail: o.maxFail,
+          flakyFails: o.flakyFails ?? false,
+          passWithNoTests: o.passWithNoTests ?? false,
+          durations: o.durations,
+        },
+        selected,
+        runs,
+        (text) => out.onNotice({ kind: "info", source: "queue", text }),
+      );
+      closeQueue = () => queueHost!.close();
+      out.add(queueHost);
+      const sched = scheduler;
+      // Another host's --until-fail/--max-fail (or Redis gone): start nothing more here; runs in flight finish.
+      queueHost.onStop = (stop) => {
+        const first = sched.stopReason === undefined;
+        sched.stopReason ??= stop;
+        sched.stopAdmission();
+        if (first && stop.kind !== "interrupted") out.onNotice({ kind: "stopped", stop });
+      };
+    }
     out.onPlan(plan);
     const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
     if (localNotice) out.onNotice({ kind: "info", source: "sandbox", text: localNotice });
@@ -269,9 +311,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
         out.onNotice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
       }
     }
-    const results = scheduler.isStopping ? [] : await scheduler.runAll(stress ?? runs);
+    if (queueHost) queueHost.start();
+    const results = scheduler.isStopping ? [] : await scheduler.runAll(queueHost ?? stress ?? runs);
     const done = new Set(results.map((r) => r.run.key));
-    const made = stress ? stress.made : runs;
+    // A queue host made the runs it took (the others are other hosts' or still queued).
+    const made = queueHost ? results.map((r) => r.run) : stress ? stress.made : runs;
     const summary: SuiteSummary = {
       plan: stress ? { ...plan, runs: made } : plan,
       results,
@@ -283,9 +327,18 @@ export async function runCommand(o: RunOptions): Promise<number> {
     };
     await out.onEnd(summary);
     for (const f of out.writeFailures) console.error(`haltpoint: ${f}`);
+    if (queueHost) {
+      await closeQueue();
+      closeQueue = async () => {};
+      if (queueHost.fatal) {
+        console.error(`haltpoint: queue ${queueHost.fatal}${o.json ? ` and ${o.json}` : ""}`);
+        return QUEUE_LOST_EXIT_STATUS;
+      }
+    }
     const status = exitStatus(summary);
     return out.writeFailures.length && status !== 130 && status !== 2 ? REPORT_WRITE_EXIT_STATUS : status;
   } finally {
+    await closeQueue();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await broker.close();
@@ -298,6 +351,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
     await bestEffort(stderrTeardownLog, `removing the state directory ${stateRoot}`, () => rmSync(stateRoot, { recursive: true, force: true }));
   }
 }
+
+/** Queue mode: the queue's Redis went away mid-suite (the runs this host finished are in its reports). */
+export const QUEUE_LOST_EXIT_STATUS = 5;
 
 /** The report a --rerun-failed run continues: `haltpoint merge` appends this run's attempts to its runs. */
 async function rerunSource(file: string): Promise<{ report: string; startedAt: string }> {

@@ -24,6 +24,8 @@ export function causeText(c: FailureCause): string {
       return c.over ? overrunText(c.over) : `the qemu backend is not ready: ${c.qemuUnavailable ?? "unknown"}`;
     case "leftovers":
       return `killed leftover processes of ${c.machines.join(", ")}`;
+    case "hosts-lost":
+      return `every host that took it died holding it (${c.hosts.join(", ")}): its lease expired each time`;
     case "command-failed":
       return "a machine command failed";
     case "boot-failed":

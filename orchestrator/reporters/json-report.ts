@@ -39,6 +39,10 @@ export interface JsonAttempt {
   slot?: number;
   /** Where it halted at a breakpoint. */
   halts?: JsonHaltSpan[];
+  /** Queue mode: the host that ran it (its logs and bundles are there). */
+  host?: string;
+  /** Queue mode: hosts that took this run before and died holding it (their lease expired). */
+  lostHosts?: string[];
 }
 
 /** A failure as data plus its one-line message (the reason, else the script's error). */
@@ -193,6 +197,8 @@ function jsonAttempt(run: PlannedRun, a: RunAttempt, lines: AttemptLines | undef
   if (a.failure) j.failure = jsonFailure(a);
   if (a.slot !== undefined) j.slot = a.slot;
   if (a.halts?.length) j.halts = a.halts.map((h) => ({ ...h, startedAt: new Date(h.startedAt).toISOString(), durationMs: Math.round(h.durationMs) }));
+  if (a.host) j.host = a.host;
+  if (a.lostHosts?.length) j.lostHosts = a.lostHosts;
   const log = a.outcome === "failed" ? lines?.get(run.key, a.attempt).slice(-FAILED_LOG_LINES) : undefined;
   if (log?.length) j.log = log;
   return j;

@@ -117,25 +117,47 @@ export class Scheduler {
    * pulled from `runs` as slots free rather than queued up front, so an endless source
    * (--stress-duration) works, and a run never waits in the queue past its source's end.
    */
-  async runAll(runs: Iterable<PlannedRun>): Promise<RunResult[]> {
+  async runAll(runs: Iterable<PlannedRun> | AsyncIterable<PlannedRun>): Promise<RunResult[]> {
     this.runsBegun = true;
     const results: RunResult[] = [];
     const outstanding = new Set<Promise<void>>();
-    const source = runs[Symbol.iterator]();
+    // An async source (queue mode: the next run comes from another machine) is asked for
+    // one run at a time, when a slot is free; it ends the run by ending itself.
+    const source: Iterator<PlannedRun> | AsyncIterator<PlannedRun> = Symbol.asyncIterator in runs ? runs[Symbol.asyncIterator]() : runs[Symbol.iterator]();
     let exhausted = false;
+    let pulling: Promise<void> | undefined;
+    const take = (next: IteratorResult<PlannedRun>): void => {
+      if (next.done) exhausted = true;
+      // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
+      else void this.queue.add(() => this.admit(next.value, results, outstanding));
+    };
     const feed = (): void => {
-      while (!exhausted && this.admitting && this.queue.size + this.queue.pending < this.o.jobs) {
+      while (!exhausted && !pulling && this.admitting && this.queue.size + this.queue.pending < this.o.jobs) {
         const next = source.next();
-        if (next.done) exhausted = true;
-        // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
-        else void this.queue.add(() => this.admit(next.value, results, outstanding));
+        if (!(next instanceof Promise)) take(next);
+        else
+          pulling = next.then(
+            (n) => {
+              pulling = undefined;
+              take(n);
+              feed();
+            },
+            (e: unknown) => {
+              pulling = undefined;
+              exhausted = true;
+              this.o.reporters.onNotice({ kind: "pool-error", message: `the run source failed: ${describeThrownMessage(e)}` });
+            },
+          );
       }
     };
     // p-queue emits "next" each time a task ends (a run ended or halted): a slot is free.
     this.queue.on("next", feed);
     try {
       feed();
-      while (this.queue.size || this.queue.pending) await this.queue.onIdle();
+      while (this.queue.size || this.queue.pending || pulling) {
+        if (this.queue.size || this.queue.pending) await this.queue.onIdle();
+        else await pulling;
+      }
     } finally {
       this.queue.off("next", feed);
     }
@@ -389,4 +411,8 @@ export class Scheduler {
 /** A crashed run's state directory (sockets, sandboxes): nothing in it is worth a failure, but one that stays is a notice. */
 async function removeStateDir(dir: string, notice: (n: Notice) => void): Promise<void> {
   await rm(dir, { recursive: true, force: true }).catch((e: Error) => notice({ kind: "teardown-failed", what: `removing the state directory ${dir}`, message: e.message }));
+}
+
+function describeThrownMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

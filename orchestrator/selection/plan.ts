@@ -43,12 +43,13 @@ export function expandRuns(tests: PlannedTest[], repeat: number): PlannedRun[] {
  * Runs in rounds — a#1 b#1 a#2 b#2 … — so a long suite gives every test an early run, for
  * `rounds` rounds or as long as `more()` says (checked before each run is handed out).
  */
-export function* roundsOf(tests: PlannedTest[], more: () => boolean, rounds = Infinity): Generator<PlannedRun> {
+export function* roundsOf(tests: PlannedTest[], more: () => boolean, rounds = Infinity, number: (round: number) => number = (i) => i): Generator<PlannedRun> {
   if (!tests.length) return;
   for (let i = 1; i <= rounds; i++) {
+    const index = number(i);
     for (const test of tests) {
       if (!more()) return;
-      yield { key: `${test.name}#${i}`, test, index: i };
+      yield { key: `${test.name}#${index}`, test, index };
     }
   }
 }
@@ -63,10 +64,12 @@ export class StressRuns implements Iterable<PlannedRun> {
   constructor(
     private readonly tests: PlannedTest[],
     private readonly ms: number,
+    /** Round → suite-wide run number (a --shard's rounds are K, K+N, …: see shard-runs.ts). */
+    private readonly number: (round: number) => number = (i) => i,
   ) {}
   *[Symbol.iterator](): Generator<PlannedRun> {
     const start = Date.now();
-    for (const r of roundsOf(this.tests, () => Date.now() - start < this.ms)) {
+    for (const r of roundsOf(this.tests, () => Date.now() - start < this.ms, Infinity, this.number)) {
       this.made.push(r);
       yield r;
     }

@@ -8,6 +8,8 @@ import { parseAutoShard, shardFromEnv } from "./ci-shard-env.ts";
 import { assignByDuration, durationsFromReports } from "./shard-by-duration.ts";
 import { UsageError } from "./discovery.ts";
 import { seconds } from "../reporters/format.ts";
+import { expandRuns } from "./plan.ts";
+import { runsInShard, runsInShardByDuration, testsOfRuns } from "./shard-runs.ts";
 
 /** `--shard K/N`, `--shard auto` or `--shard auto/N`. */
 export type ShardSpec = Shard | { auto: true; total?: number };
@@ -19,6 +21,10 @@ export interface SelectOptions {
   durations?: string[];
   /** A JSON report whose failed and flaky runs are run again (--rerun-failed). */
   rerunFailed?: string;
+  /** --repeat: above 1, --shard shares out the runs, not the tests (shard-runs.ts). */
+  repeat?: number;
+  /** --stress-duration: every shard runs every test, its own run numbers (shard-runs.ts). */
+  stress?: boolean;
   /** What was searched, for the line saying nothing was found. */
   where: string;
   env?: NodeJS.ProcessEnv;
@@ -85,10 +91,32 @@ export async function selectTests(all: PlannedTest[], o: SelectOptions): Promise
       notices.push(`--shard auto: shard ${formatShard(shard)} from ${ci.source}`);
     } else shard = o.shard;
     const before = tests.length;
+    if (o.stress) {
+      notices.push(`shard ${formatShard(shard)} of a --stress-duration run: every test, run numbers ${shard.index}, ${shard.index + shard.total}, ${shard.index + 2 * shard.total}, …`);
+      return { tests, shard, notices };
+    }
+    if (!runs && (o.repeat ?? 1) > 1) {
+      const all = expandRuns(tests, o.repeat!);
+      let mine: PlannedRun[];
+      if (o.durations?.length) {
+        const durations = durationsFromReports(await readDurationReports(o.durations));
+        const a = runsInShardByDuration(all, durations, shard);
+        mine = a.runs;
+        notices.push(
+          `shard ${formatShard(shard)} of ${plural(all.length, "run")} (--repeat ${o.repeat}) by durations from ${plural(o.durations.length, "report")}` +
+            (a.unknown.length ? `, ${plural(a.unknown.length, "new test")} counted as the median ${seconds(a.fallbackMs)}` : "") +
+            `: ${plural(mine.length, "run")}, ~${seconds(a.loads[shard.index - 1]!)} of work (shards ${a.loads.map((l) => seconds(l)).join(", ")})`,
+        );
+      } else {
+        mine = runsInShard(all, shard);
+        notices.push(`shard ${formatShard(shard)} of ${plural(all.length, "run")} (--repeat ${o.repeat}): ${plural(mine.length, "run")}, each with its suite-wide run number`);
+      }
+      tests = testsOfRuns(tests, mine);
+      if (!mine.length) return { tests, runs: mine, shard, notices, emptyReason: `shard ${formatShard(shard)} has none of the ${plural(all.length, "run")}` };
+      return { tests, runs: mine, shard, notices };
+    }
     if (o.durations?.length) {
-      const { readReport } = await import("../commands/merge.ts");
-      const reports = await Promise.all(o.durations.map(async (f) => (await readReport(f)).report));
-      const durations = durationsFromReports(reports);
+      const durations = durationsFromReports(await readDurationReports(o.durations));
       const a = assignByDuration(tests.map((t) => t.name), durations, shard.total);
       tests = tests.filter((t) => a.shardOf.get(t.name) === shard!.index);
       const measured = before - a.unknown.length;
@@ -105,4 +133,9 @@ export async function selectTests(all: PlannedTest[], o: SelectOptions): Promise
     if (!tests.length) return { tests, runs, shard, notices, emptyReason: `shard ${formatShard(shard)} has none of the ${plural(before, "test")}${o.durations?.length ? "" : " (shards by test-name hash)"}` };
   }
   return { tests, runs, shard, notices };
+}
+
+async function readDurationReports(files: string[]) {
+  const { readReport } = await import("../commands/merge.ts"); // loads reporters: only when asked
+  return Promise.all(files.map(async (f) => (await readReport(f)).report));
 }

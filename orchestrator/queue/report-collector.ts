@@ -1,0 +1,167 @@
+// `haltpoint queue report redis://HOST:PORT/NAME`: wait until the queue's work is done (no
+// run waiting, none held by a host — or, once a host stopped the suite, none held), then
+// turn the result records into one JSON report per host and merge them with `haltpoint
+// merge`'s code: the merged summary, JUnit, JSON and HTML, and the suite's exit status.
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { UsageError } from "../selection/discovery.ts";
+import { reportMerged, type ReportFile } from "../commands/merge.ts";
+import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, type JsonReport, type JsonTest } from "../reporters/json-report.ts";
+import { causeText, stopText } from "../reporters/failure-text.ts";
+import { parseQueueAddress, redisOptions, type QueueAddress } from "./address.ts";
+import { BULL_PREFIX, checkPayload, checkResult, decodeHost, decodeStop, decodeSuite, queueKeys, type ResultRecord, type SuiteRecord } from "./format.ts";
+
+export interface QueueReportOptions {
+  address: string;
+  json?: string;
+  junit?: string;
+  html?: string;
+  /** Give up waiting after this long (ms): exit 2 with what is still held. */
+  waitMs?: number;
+  out?: NodeJS.WritableStream;
+}
+
+const EMPTY_STATS: JsonTest["stats"] = { runs: 0, attempts: 0, failures: 0, flakyRuns: 0, failedRuns: 0, failureRate: 0, wilson95: { low: 0, high: 1 }, groups: [] };
+
+export async function queueReportCommand(o: QueueReportOptions): Promise<number> {
+  let address: QueueAddress;
+  try {
+    address = parseQueueAddress(o.address, "queue report");
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  const out = o.out ?? process.stdout;
+  const opts = redisOptions(address);
+  const redis = new Redis({ ...opts, lazyConnect: true, maxRetriesPerRequest: 3 });
+  let lastError: string | undefined;
+  redis.on("error", (e: Error) => (lastError = e.message));
+  const queue = new Queue(address.name, { connection: opts, prefix: BULL_PREFIX });
+  queue.on("error", (e: Error) => (lastError = e.message));
+  const keys = queueKeys(address.name);
+  try {
+    try {
+      await redis.connect();
+    } catch (e) {
+      throw new UsageError(`${address.shown}: cannot reach Redis: ${lastError ?? (e as Error).message}`);
+    }
+    const end = Date.now() + (o.waitMs ?? 24 * 3600_000);
+    let said = "";
+    const say = (s: string): void => {
+      if (s !== said) out.write(`haltpoint queue report: ${s}\n`);
+      said = s;
+    };
+    let suite: SuiteRecord | undefined;
+    for (;;) {
+      const text = await redis.get(keys.suite);
+      if (text !== null) {
+        suite ??= decodeSuite(text, address.shown);
+        const stop = decodeStop(await redis.get(keys.stop));
+        const c = await queue.getJobCounts("wait", "prioritized", "delayed", "active", "completed", "failed");
+        const waiting = (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+        if ((c.active ?? 0) === 0 && (waiting === 0 || stop)) break;
+        say(`waiting for ${address.shown}: ${(c.completed ?? 0) + (c.failed ?? 0)} of ${suite.runs} runs done, ${c.active ?? 0} running, ${waiting} waiting${stop ? ` (stopped: ${stopText(stop.stop)})` : ""}`);
+      } else say(`waiting for a host to make ${address.shown}`);
+      if (Date.now() > end) throw new UsageError(`${address.shown}: still not done after ${Math.round((o.waitMs ?? 0) / 1000)} s (${said.replace(/^waiting for [^:]*: /, "")})`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const files = await collect(redis, queue, address, suite!);
+    for (const line of handovers(files.records)) out.write(`${line}\n`);
+    const hosts = [...new Set(files.records.map((r) => r.host))];
+    return await reportMerged(files.reports, {
+      json: o.json,
+      junit: o.junit,
+      html: o.html,
+      flakyFails: suite!.flakyFails,
+      passWithNoTests: suite!.passWithNoTests,
+      out,
+      what: `haltpoint queue report: ${address.shown}, ${hosts.length} host${hosts.length === 1 ? "" : "s"} (${hosts.join(", ")})`,
+    });
+  } finally {
+    await queue.close().catch((e: Error) => out.write(`haltpoint queue report: closing the queue: ${e.message}\n`));
+    redis.disconnect();
+  }
+}
+
+/** Lines saying which runs were handed over from a dead host, and where bundles are. */
+function handovers(records: ResultRecord[]): string[] {
+  const lines: string[] = [];
+  for (const r of records) {
+    if (r.lostOn.length) lines.push(`${r.key}: host ${r.lostOn.join(", then ")} died holding it (lease expired); ${r.notRun ? "not run after that (the suite stopped)" : `run on ${r.host}`}`);
+    for (const b of r.bundles) lines.push(`${r.key}: bundle on host ${r.host}: ${b}`);
+  }
+  return lines;
+}
+
+/** One JSON report per host (its runs), the runs never run in the first. */
+async function collect(redis: Redis, queue: Queue, address: QueueAddress, suite: SuiteRecord): Promise<{ reports: ReportFile[]; records: ResultRecord[] }> {
+  const keys = queueKeys(address.name);
+  const records: ResultRecord[] = [];
+  const notRun: { test: string; index: number }[] = [];
+  for (const job of await queue.getJobs(["completed"], 0, -1)) records.push(checkResult(job.returnvalue, String(job.id)));
+  const holders = await redis.hgetall(keys.holders);
+  for (const job of await queue.getJobs(["failed"], 0, -1)) {
+    // Only a run whose hosts kept dying fails in BullMQ (BullMQ's stalled limit): it is a failed run here.
+    const p = checkPayload(job.data, String(job.id));
+    const hosts = JSON.parse(holders[String(job.id)] ?? "[]") as string[];
+    const at = new Date(job.processedOn ?? job.timestamp).toISOString();
+    const cause = { kind: "hosts-lost" as const, hosts };
+    const failure = { ...cause, message: `${causeText(cause)} (${job.failedReason})` };
+    records.push({
+      format: "haltpoint-queue",
+      version: 1,
+      host: hosts.at(-1) ?? "?",
+      key: p.key,
+      test: p.test,
+      index: p.index,
+      lostOn: hosts,
+      bundles: [],
+      run: { run: p.index, key: p.key, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir: "", attempts: [{ attempt: 1, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir: "", lostHosts: hosts }] },
+    });
+  }
+  for (const job of await queue.getJobs(["wait", "prioritized", "delayed"], 0, -1)) {
+    const p = checkPayload(job.data, String(job.id));
+    notRun.push({ test: p.test, index: p.index });
+  }
+  for (const r of records) if (r.notRun) notRun.push({ test: r.test, index: r.index });
+  const hostFacts = new Map(Object.entries(await redis.hgetall(keys.hosts)).map(([h, t]) => [h, decodeHost(t)]));
+  const stop = decodeStop(await redis.get(keys.stop));
+  const byHost = new Map<string, ResultRecord[]>();
+  for (const r of records) if (!r.notRun) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
+  if (!byHost.size) byHost.set(suite.createdBy, []);
+  const reports: ReportFile[] = [];
+  for (const [host, rs] of byHost) {
+    const first = reports.length === 0;
+    const facts = hostFacts.get(host);
+    const tests: JsonTest[] = suite.tests.map((t) => ({
+      name: t.name,
+      file: t.file,
+      retries: t.retries,
+      runs: rs.filter((r) => r.test === t.name).map((r) => r.run!),
+      notRun: first ? notRun.filter((n) => n.test === t.name).map((n) => n.index) : [],
+      stats: EMPTY_STATS,
+    }));
+    const starts = rs.map((r) => Date.parse(r.run!.startedAt));
+    const startedAt = facts?.startedAt ?? (starts.length ? Math.min(...starts) : suite.createdAt);
+    const ends = rs.map((r) => Date.parse(r.run!.startedAt) + r.run!.durationMs);
+    const report: JsonReport = {
+      format: JSON_REPORT_FORMAT,
+      version: JSON_REPORT_VERSION,
+      startedAt: new Date(startedAt).toISOString(),
+      durationMs: Math.max(0, (ends.length ? Math.max(...ends) : startedAt) - startedAt),
+      interrupted: false,
+      stoppedBy: first && stop ? { ...stop.stop, message: stopText(stop.stop) } : null,
+      exitStatus: 0,
+      flakyFails: suite.flakyFails,
+      ...(suite.passWithNoTests ? { passWithNoTests: true } : {}),
+      retries: suite.retries,
+      shard: null,
+      jobs: facts?.jobs ?? 0,
+      logDir: facts ? `${host}:${facts.logDir}` : host,
+      summary: { runs: rs.length, passed: 0, flaky: 0, failed: 0, notRun: 0, loadErrors: 0 },
+      tests,
+      loadErrors: [],
+    };
+    reports.push({ file: `host ${host}`, report });
+  }
+  return { reports, records };
+}
