@@ -8,7 +8,7 @@
 // A killed static shard's unfinished tests are lost (reported < started); in queue mode
 // its run goes to another host when its lease expires.
 //   npm run bench:fleet                    (about 3 minutes)
-//   BENCH_FLEET_SMOKE=1 npm run bench:fleet  (seconds of sleeps: CI's smoke run)
+//   HP_BENCH_SMOKE=1 npm run bench:fleet     (seconds of sleeps: CI's smoke run, bench/smoke.ts)
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,8 +17,8 @@ import { longTailedSuite } from "../test/helpers/long-tailed-suite.ts";
 import { startRedis } from "../test/helpers/redis.ts";
 import { sweepAbandonedStateRoots } from "../orchestrator/settings/state-root.ts";
 import { fmt, printTable } from "./table.ts";
+import { SMOKE } from "./smoke.ts";
 
-const SMOKE = Boolean(process.env.BENCH_FLEET_SMOKE);
 const TESTS = SMOKE ? 8 : 24;
 const SCALE = SMOKE ? 0.15 : 1; // seconds of sleep per second of the synthetic duration
 const LATE_MS = (SMOKE ? 3 : 20) * 1000;
