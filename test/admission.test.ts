@@ -14,6 +14,20 @@ import { emptied } from "./helpers/settled.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hp-adm-"));
 
+test("--cpu-overcommit takes a factor of at least 1, from the flag, HALTPOINT_CPU_OVERCOMMIT or the config file's cpuOvercommit; bad ones are one line", async () => {
+  const flag = await haltpoint(["run", "--cpu-overcommit", "0.5", "test/fixtures/admission"]);
+  assert.equal(flag.exitCode, 2);
+  assert.match(flag.all, /^haltpoint: error: option '--cpu-overcommit <factor>' argument '0\.5' is invalid\. --cpu-overcommit takes a number of at least 1 \(e\.g\. 1\.5\), got '0\.5'$/m);
+  const env = await haltpoint(["run", "test/fixtures/admission"], { env: { HALTPOINT_CPU_OVERCOMMIT: "lots" } });
+  assert.equal(env.exitCode, 2);
+  assert.match(env.all, /^haltpoint: HALTPOINT_CPU_OVERCOMMIT=lots: --cpu-overcommit takes a number of at least 1/m);
+  const project = mkdtempSync(join(dir, "cfg-"));
+  writeFileSync(join(project, "haltpoint.config.json"), JSON.stringify({ cpuOvercommit: 0 }));
+  const cfg = await haltpoint(["run"], { cwd: project });
+  assert.equal(cfg.exitCode, 2);
+  assert.match(cfg.all, /haltpoint\.config\.json: cpuOvercommit: --cpu-overcommit takes a number of at least 1 \(e\.g\. 1\.5\), got '0'/);
+});
+
 test("a 3-guest test runs on 2 cores with the default overcommit; a 1-guest test starts while a 2-guest one waits for room", async () => {
   const marks = join(dir, "marks");
   writeFileSync(marks, "");
