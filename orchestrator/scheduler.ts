@@ -136,7 +136,11 @@ export class Scheduler {
     const source = runs[Symbol.iterator]();
     let exhausted = false;
     const feed = (): void => {
-      while (!exhausted && this.admitting && this.queue.size + this.queue.pending < this.window) {
+      // Pull a run only while a run slot is free: it then starts at once, or waits for room
+      // and lets later runs pass it; pulled while every slot is busy it would only wait, and
+      // might start after its source's end (--stress-duration). (admit takes a slot before
+      // its first await, so the count is current in this loop.)
+      while (!exhausted && this.admitting && this.queue.size + this.queue.pending < this.window && this.o.budget.inUse.slots < this.o.budget.limits.jobs) {
         const next = source.next();
         if (next.done) exhausted = true;
         // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
