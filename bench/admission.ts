@@ -7,7 +7,8 @@
 //   npm run bench:admission                    (HP_ADMISSION_ROUNDS=3 by default)
 //   HP_BENCH_SMOKE=1 npm run bench:admission   (one round, two factors, little work: seconds)
 // Knobs: HP_ADMISSION_ROUNDS, HP_ADMISSION_JOBS (default 8: admission by the budget alone),
-// HP_ADMISSION_BURN (shell loop iterations per burn), HP_ADMISSION_IDLE (seconds idle).
+// HP_ADMISSION_BURN (shell loop iterations per burn), HP_ADMISSION_IDLE (seconds idle),
+// HP_ADMISSION_ROTATION (the first round's order).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,6 +24,8 @@ const smoke = Boolean(process.env.HP_BENCH_SMOKE);
 const ROUNDS = Number(process.env.HP_ADMISSION_ROUNDS ?? (smoke ? 1 : 3));
 const JOBS = Number(process.env.HP_ADMISSION_JOBS ?? 8);
 const CORES = 2;
+/** Where the factors' rotation starts (to add a round in another order to an earlier run). */
+const FIRST_ROTATION = Number(process.env.HP_ADMISSION_ROTATION ?? 0);
 const FACTORS = smoke ? [1, 2] : [1, 1.5, 2, 3];
 process.env.HP_ADMISSION_BURN ??= smoke ? "200" : "20000";
 process.env.HP_ADMISSION_IDLE ??= smoke ? "0" : "3";
@@ -81,7 +84,7 @@ async function measure(factor: number, round: number): Promise<Measured> {
 
 const byFactor = new Map<number, Measured[]>(FACTORS.map((f) => [f, []]));
 for (let r = 0; r < ROUNDS; r++) {
-  const order = FACTORS.map((_, i) => FACTORS[(i + r) % FACTORS.length]!);
+  const order = FACTORS.map((_, i) => FACTORS[(i + r + FIRST_ROTATION) % FACTORS.length]!);
   for (const f of order) {
     const m = await measure(f, r);
     byFactor.get(f)!.push(m);
