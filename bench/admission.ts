@@ -12,10 +12,10 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { prepareQemu } from "../orchestrator/prepare-qemu.ts";
+import { prepareQemu } from "../orchestrator/scheduling/prepare-qemu.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand } from "../orchestrator/run-command.ts";
-import { demandOf } from "../orchestrator/resource-budget.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
+import { demandOf } from "../orchestrator/scheduling/resource-budget.ts";
 import { fmt, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
