@@ -2,8 +2,8 @@
 // assertions): a 3-guest test runs on a 2-core host with the default --cpu-overcommit, and
 // a 1-guest test starts while a 2-guest test queued before it waits for room. The order is
 // read from the marks the tests themselves write (test/fixtures/admission/marks.ts), not
-// from timing. (Running alone is checked step by step in test/resource-budget.test.ts and
-// through the scheduler in test/scheduler.test.ts: on real guests it would cost two more boots.)
+// from timing. (Running alone is checked step by step in test/unit/resource-budget.test.ts and
+// through the scheduler in test/unit/scheduler.test.ts: on real guests it would cost two more boots.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
