@@ -4,9 +4,9 @@
 // read from the marks the tests themselves write (test/fixtures/admission/marks.ts), not
 // from timing. (Running alone is checked step by step in test/unit/resource-budget.test.ts and
 // through the scheduler in test/unit/scheduler.test.ts: on real guests it would cost two more boots.)
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
@@ -14,6 +14,7 @@ import { qemuProcesses } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hp-adm-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
 
 test("--cpu-overcommit takes a factor of at least 1, from the flag, HALTPOINT_CPU_OVERCOMMIT or the config file's cpuOvercommit; bad ones are one line", async () => {
   const flag = await haltpoint(["run", "--cpu-overcommit", "0.5", "test/fixtures/admission"]);
