@@ -40,10 +40,9 @@ export type FailureCause =
 
 export type FailureKind = FailureCause["kind"];
 
-/** A demand that can never fit the budget (ResourceBudget.overrun). */
+/** A demand that can never fit the budget (ResourceBudget.overrun): only memory is a hard limit. */
 export interface BudgetOverrun {
   memoryMiB?: { need: number; budget: number };
-  cores?: { need: number; budget: number };
 }
 
 /**
@@ -92,6 +91,9 @@ export type Notice =
   | { kind: "no-control-socket"; message: string }
   | { kind: "no-tests"; reason: string; passWithNoTests: boolean }
   | { kind: "qemu-unavailable"; message: string }
+  /** A test needs more vCPUs than the whole budget (--cores × --cpu-overcommit): its runs start
+   *  only when no other qemu run holds anything, and none starts beside them. */
+  | { kind: "runs-alone"; test: string; vcpus: number; budget: { vcpus: number; cores: number; cpuOvercommit: number } }
   /** Run logs could not be written from `file` on (a full disk): they are truncated. */
   | { kind: "run-log-truncated"; error: string; file: string }
   /** A line from another part of haltpoint that speaks for itself: test selection

@@ -9,6 +9,7 @@ import { parseShard } from "./selection/shard.ts";
 import { parseShardSpec, type ShardSpec } from "./selection/selection.ts";
 import { resolveSettings } from "./settings/run-settings.ts";
 import { parseQueueAddress } from "./queue/address.ts";
+import { DEFAULT_CPU_OVERCOMMIT } from "./scheduling/resource-budget.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
@@ -25,6 +26,15 @@ function wholeNumber(flag: string) {
   return (v: string): number => {
     const n = Number(v);
     if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} takes a whole number (0 or more), got '${v}'`);
+    return n;
+  };
+}
+
+/** A factor such as 2 or 1.5, at least `min`. */
+function factor(flag: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${flag} takes a number of at least ${min} (e.g. 1.5), got '${v}'`);
     return n;
   };
 }
@@ -134,7 +144,8 @@ export async function main(argv: string[]): Promise<number> {
     .option("--worker-memory <mib>", "V8 heap limit of each worker thread (Buffers and other memory outside the JS heap are not limited)", positiveInt("--worker-memory"))
     .addOption(new Option("--accel <accel>", "qemu accelerator: auto probes KVM with a real boot, falls back to TCG").choices(["auto", "kvm", "tcg"]).default("auto"))
     .option("--memory <mib>", "memory that qemu machines may take at once (default 80% of RAM)", positiveInt("--memory"))
-    .option("--cores <n>", "vCPUs that qemu machines may take at once (default: every core)", positiveInt("--cores"))
+    .option("--cores <n>", "host cores for qemu machines (default: every core); they may run --cores × --cpu-overcommit vCPUs at once", positiveInt("--cores"))
+    .option("--cpu-overcommit <factor>", "vCPUs admitted per core: a vCPU is a thread, not a reserved core; a test needing more than the whole budget runs alone (see docs/admission.md)", factor("--cpu-overcommit", 1), DEFAULT_CPU_OVERCOMMIT)
     .option("--debug-hook", "halt a failing test at a breakpoint: machines frozen, a console to attach to", false)
     .option("--save-breakpoints [dir]", "save each halted test as a bundle in DIR (default <log dir>/breakpoints) and release it, so the run ends by itself; implies --debug-hook (default: on when there is no terminal and CI is set)")
     .option("--no-save-breakpoints", "keep halted tests halted even in CI with --debug-hook")
@@ -198,6 +209,7 @@ export async function main(argv: string[]): Promise<number> {
         maxFrozen: opts.maxFrozen,
         freezeTtl: opts.freezeTtl,
         cores: opts.cores,
+        cpuOvercommit: opts.cpuOvercommit,
         abortGrace: opts.abortGrace,
         queue: opts.queue,
         queueHost: opts.queueHost,

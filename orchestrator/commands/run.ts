@@ -22,7 +22,7 @@ import { prepareQemu } from "../scheduling/prepare-qemu.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
 import { sandboxNotice } from "../../vm/local/sandbox.ts";
 import { removeStartupSignalHandlers } from "../startup-signals.ts";
-import { ResourceBudget } from "../scheduling/resource-budget.ts";
+import { DEFAULT_CPU_OVERCOMMIT, ResourceBudget } from "../scheduling/resource-budget.ts";
 import { BreakpointBroker } from "../../hooks/breakpoints/breakpoint-broker.ts";
 import { ControlServer } from "../../hooks/control/control-server.ts";
 import { controlDir } from "../../hooks/control/control-paths.ts";
@@ -64,6 +64,8 @@ export interface RunOptions {
   /** Host budget for qemu machines (default: 80% of RAM, every core). */
   memoryMiB?: number;
   cores?: number;
+  /** vCPUs admitted per core (--cpu-overcommit; default DEFAULT_CPU_OVERCOMMIT). */
+  cpuOvercommit?: number;
   /** Seconds a stopped test gets to tear down before its worker is killed. */
   abortGrace: number;
   /** Accelerator for qemu machines (--accel). */
@@ -227,8 +229,10 @@ export async function runCommand(o: RunOptions): Promise<number> {
     saveBreakpoints: saveDir,
     ...(o.signKey ? { signKey: resolve(o.signKey) } : {}),
     budget: new ResourceBudget({
+      jobs: o.jobs,
       memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
       cores: o.cores ?? availableParallelism(),
+      cpuOvercommit: o.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
     }),
   });
 

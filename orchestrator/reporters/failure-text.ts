@@ -56,7 +56,6 @@ export function abortText(c: AbortCause): string {
 export function overrunText(o: BudgetOverrun): string {
   const over: string[] = [];
   if (o.memoryMiB) over.push(`${o.memoryMiB.need} MiB of memory (budget ${o.memoryMiB.budget} MiB, --memory)`);
-  if (o.cores) over.push(`${o.cores.need} cores (budget ${o.cores.budget}, --cores)`);
   return `its qemu machines need ${over.join(" and ")}: it can never fit on this host`;
 }
 
@@ -106,6 +105,8 @@ export function noticeText(n: Notice): string {
       return `no test selected: ${n.reason}${n.passWithNoTests ? " (--pass-with-no-tests)" : " (exit status 4; --pass-with-no-tests allows it)"}`;
     case "qemu-unavailable":
       return `the qemu backend is not ready: ${n.message}`;
+    case "runs-alone":
+      return `${n.test} needs ${n.vcpus} vCPUs, more than the budget of ${n.budget.vcpus} (--cores ${n.budget.cores} × --cpu-overcommit ${n.budget.cpuOvercommit}): it runs alone, with no other qemu test beside it`;
     case "run-log-truncated":
       return `cannot write run logs (${n.error}, first at ${n.file}): logs are truncated from here on; results and reports are not affected`;
     case "teardown-failed":

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -103,8 +104,21 @@ export class Scheduler {
   /** Runs that failed (counted once each, for --max-fail). */
   private readonly failedRuns = new Set<string>();
 
+  /** Runs handed to admission at once: those running plus as many waiting (see admit). */
+  private readonly window: number;
+  /** Tests already told they run alone (one notice per test, not per run). */
+  private readonly toldAlone = new Set<string>();
+  /** Aborted when admission stops: runs waiting for the budget leave its line. */
+  private readonly stopAdmitting = new AbortController();
+
   constructor(private readonly o: SchedulerOptions) {
-    this.queue = new PQueue({ concurrency: o.jobs });
+    // The budget holds --jobs (a run slot each) as well as memory and vCPUs; the queue lets
+    // it see up to --jobs runs waiting besides those running, so that a small run behind a
+    // big waiting one can start in its place (backfilling, resource-budget.ts).
+    this.window = 2 * o.jobs;
+    // Every run waiting for the budget listens to it (up to --jobs of them).
+    setMaxListeners(0, this.stopAdmitting.signal);
+    this.queue = new PQueue({ concurrency: this.window });
   }
 
   /** Load every file in a worker and learn what it declares. */
@@ -132,7 +146,11 @@ export class Scheduler {
       else void this.queue.add(() => this.admit(next.value, results, outstanding));
     };
     const feed = (): void => {
-      while (!exhausted && !pulling && this.admitting && this.queue.size + this.queue.pending < this.o.jobs) {
+      // Pull a run only while a run slot is free: it then starts at once, or waits for room
+      // and lets later runs pass it; pulled while every slot is busy it would only wait, and
+      // might start after its source's end (--stress-duration). (admit takes a slot before
+      // its first await, so the count is current in this loop.)
+      while (!exhausted && !pulling && this.admitting && this.queue.size + this.queue.pending < this.window && this.o.budget.inUse.slots < this.o.budget.limits.jobs) {
         const next = source.next();
         if (!(next instanceof Promise)) take(next);
         else
@@ -168,22 +186,9 @@ export class Scheduler {
     return results;
   }
 
-  /** One queue task: wait for the budget, start the run, hold the slot until it ends or halts. */
+  /** One queue task: wait for the budget, start the run, hold the task until it ends or halts. */
   private async admit(run: PlannedRun, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     if (!this.admitting) return;
-    // The queue runs at most --jobs tasks, so a free slot always exists; the task holds it
-    // until the run ends or halts, like the concurrency it stands for.
-    let slot = this.slotsTaken.indexOf(false);
-    if (slot < 0) slot = this.slotsTaken.length;
-    this.slotsTaken[slot] = true;
-    try {
-      await this.admitSlot(run, slot, results, outstanding);
-    } finally {
-      this.slotsTaken[slot] = false;
-    }
-  }
-
-  private async admitSlot(run: PlannedRun, slot: number, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
     const need = demandOf(run.test);
     const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
     const over = this.o.budget.overrun(need);
@@ -192,21 +197,46 @@ export class Scheduler {
       : usesQemu && this.qemuUnavailable !== undefined
         ? { kind: "not-admitted", qemuUnavailable: this.qemuUnavailable }
         : undefined;
-    if (refusal) return void results.push(this.refuse(run, refusal, slot));
-    const release = await this.o.budget.acquire(need);
-    if (!this.admitting) return release();
-    // A halted test gives its --jobs slot back: the queue task ends when the run ends
-    // or halts, whichever comes first; the run itself is awaited in runAll.
-    let freeSlot!: () => void;
-    const halted = new Promise<void>((r) => (freeSlot = r));
+    if (refusal) return void results.push(this.refuse(run, refusal, this.firstFreeLane()));
+    if (this.o.budget.runsAlone(need) && !this.toldAlone.has(run.test.name)) {
+      this.toldAlone.add(run.test.name);
+      const { cores, cpuOvercommit } = this.o.budget.limits;
+      this.o.reporters.onNotice({ kind: "runs-alone", test: run.test.name, vcpus: need.cores, budget: { vcpus: this.o.budget.vcpus, cores, cpuOvercommit } });
+    }
+    // The budget's run slots are --jobs: at most that many runs start, the rest wait here.
+    const lease = await this.o.budget.acquire(need, this.stopAdmitting.signal);
+    if (!lease) return;
+    if (!this.admitting) return lease.release();
+    // A run's slot index is its lane in the HTML timeline: the first one free.
+    const slot = this.firstFreeLane();
+    this.slotsTaken[slot] = true;
+    // A halted test gives its run slot back (its machines keep their memory and vCPUs):
+    // the queue task ends when the run ends or halts, whichever comes first; the run itself
+    // is awaited in runAll.
+    let halted!: () => void;
+    const haltedOrEnded = new Promise<void>((r) => (halted = r));
+    let slotFreed = false;
+    const freeSlot = (): void => {
+      if (slotFreed) return;
+      slotFreed = true;
+      this.slotsTaken[slot] = false;
+      lease.releaseSlot();
+      halted();
+    };
     const p = this.runOne(run, freeSlot, slot)
       .then((r) => void results.push(r))
       .finally(() => {
-        release();
+        freeSlot();
+        lease.release();
         outstanding.delete(p);
       });
     outstanding.add(p);
-    await Promise.race([p, halted]);
+    await Promise.race([p, haltedOrEnded]);
+  }
+
+  private firstFreeLane(): number {
+    const slot = this.slotsTaken.indexOf(false);
+    return slot < 0 ? this.slotsTaken.length : slot;
   }
 
   /** Was work other than halted tests stopped by an interrupt (Ctrl-C)? */
@@ -217,6 +247,7 @@ export class Scheduler {
   /** Start no further run; running ones go on to their end (--until-fail). */
   stopAdmission(): void {
     this.admitting = false;
+    this.stopAdmitting.abort();
     this.queue.clear();
   }
 

@@ -128,7 +128,7 @@ function testOf(name: string, o: Partial<PlannedTest> = {}): PlannedTest {
   return { file: `/fake/${name}.vmtest.ts`, name, nodes: [], globalTimeout: 60, enableDebugHook: false, ...o };
 }
 
-function setup(script: FakeScript, o: { jobs?: number; untilFail?: boolean; retries?: number; broker?: FakeBroker; ledger?: RunLedger; abortGraceMs?: number } = {}) {
+function setup(script: FakeScript, o: { jobs?: number; untilFail?: boolean; retries?: number; broker?: FakeBroker; ledger?: RunLedger; abortGraceMs?: number; budget?: ResourceBudget } = {}) {
   const log: string[] = [];
   const notices: Notice[] = [];
   const reporters = new ReporterSet([
@@ -152,10 +152,11 @@ function setup(script: FakeScript, o: { jobs?: number; untilFail?: boolean; retr
     abortGraceMs: o.abortGraceMs ?? 5000,
     untilFail: o.untilFail ?? false,
     retries: o.retries,
-    budget: new ResourceBudget({ memoryMiB: 1024, cores: 2 }),
+    budget: o.budget ?? new ResourceBudget({ jobs: o.jobs ?? 1, memoryMiB: 1024, cores: 2, cpuOvercommit: 1 }),
     broker: o.broker,
     debugHook: true,
-    doneWaitMs: 50,
+    // Only waited for when `done` is late: generous, since this host is shared and loaded.
+    doneWaitMs: 2000,
   });
   return { scheduler, pool, log, notices };
 }
@@ -315,4 +316,54 @@ test("the run clock: SLOW events every slow timeout, none while halted", (t) => 
   halted = false;
   t.mock.timers.tick(100);
   assert.equal(slow.length, 2, "stopped");
+});
+
+const guests = (n: number): PlannedTest["nodes"] => Array.from({ length: n }, (_, i) => ({ name: `m${i}`, backend: "qemu", memory: 256, cores: 1 }));
+
+test("admission: a 1-guest run starts while a 2-guest run waits for room; a run over the vCPU budget runs alone, told once; one over memory fails at once", async () => {
+  // Each fake run holds its vCPUs until the test lets it end, so the order is decided by admission alone.
+  const ends = new Map<string, () => void>();
+  const ended = (name: string) => ends.get(name)?.();
+  let onStarted: (() => void) | undefined;
+  const { scheduler, log, notices } = setup(
+    async (w, task) => {
+      w.start();
+      await new Promise<void>((r) => {
+        ends.set(task.runKey!.split("#")[0]!, r);
+        onStarted?.();
+      });
+      w.done("passed");
+    },
+    { jobs: 4, budget: new ResourceBudget({ jobs: 4, memoryMiB: 4096, cores: 2, cpuOvercommit: 2, passLimit: 4 }) },
+  );
+  const whenStarted = (n: number) =>
+    new Promise<void>((r) => {
+      onStarted = () => ends.size >= n && r();
+      if (ends.size >= n) r();
+    });
+  const tests = [
+    testOf("three", { nodes: guests(3) }),
+    testOf("two", { nodes: guests(2) }),
+    testOf("one", { nodes: guests(1) }),
+    testOf("five", { nodes: guests(5) }),
+    testOf("ram", { nodes: [{ name: "big", backend: "qemu", memory: 8192, cores: 1 }] }),
+  ];
+  const all = scheduler.runAll(expandRuns(tests, 1));
+  await whenStarted(2);
+  const starts = () => log.filter((l) => l.endsWith(" run-start") && !l.startsWith("ram#")).map((l) => l.split("#")[0]);
+  assert.deepEqual(starts(), ["three", "one"], "3 of 4 vCPUs taken: 'two' waits, 'one' fits and starts");
+  assert.ok(log.includes("ram#1 end failed"), "over --memory: failed at once");
+  assert.deepEqual(notices, [{ kind: "runs-alone", test: "five", vcpus: 5, budget: { vcpus: 4, cores: 2, cpuOvercommit: 2 } }]);
+  ended("three");
+  await whenStarted(3);
+  assert.deepEqual(starts(), ["three", "one", "two"]);
+  ended("one");
+  ended("two");
+  await whenStarted(4);
+  assert.deepEqual(starts(), ["three", "one", "two", "five"], "five starts only once no qemu run is left");
+  ended("five");
+  const results = byKey(await all);
+  assert.equal(results.get("three#1")!.outcome, "passed", JSON.stringify(results.get("three#1")!.failure));
+  assert.deepEqual([...results.values()].map((r) => `${r.run.key} ${r.outcome}`).sort(), ["five#1 passed", "one#1 passed", "ram#1 failed", "three#1 passed", "two#1 passed"]);
+  assert.deepEqual(results.get("ram#1")!.failure, { kind: "not-admitted", over: { memoryMiB: { need: 8192, budget: 4096 } } });
 });
