@@ -28,8 +28,8 @@ import { saveForLater } from "./snapshot-boot.ts";
 import { planBoot } from "./boot-plan.ts";
 import { restoreArgs, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { argvFromTemplate, argvTemplate, type RevivedMachine } from "./saved-machine.ts";
+import type { QemuRuntime } from "./qemu-runtime.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
-import type { DebianImage } from "../image/debian-image.ts";
 import { bestEffort } from "../../common/teardown.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
@@ -42,18 +42,8 @@ class SnapshotRestoreFailed extends Error {
   }
 }
 
-/** What the main thread decided for every qemu machine of the run. */
-export interface QemuRuntime {
-  kernel: string;
-  initrd: string;
-  accel: "kvm" | "tcg";
-  /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
-  snapshotBoot?: boolean;
-  /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
-  revive?: Record<string, RevivedMachine>;
-  /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
-  debian?: Record<string, DebianImage | { error: string }>;
-}
+// Importers that knew it here (other branches) keep working.
+export type { QemuRuntime };
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
 const SHUTDOWN_TIMEOUT_MS = 60_000;
