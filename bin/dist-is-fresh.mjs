@@ -13,6 +13,7 @@ export function distIsFresh(root) {
   const sources = [...SOURCE_FILES];
   try {
     for (const dir of SOURCE_DIRS) {
+      if (!existsSync(new URL(dir, root))) continue; // a folder this tree does not have (yet)
       for (const f of readdirSync(new URL(dir, root), { recursive: true })) {
         if (f.endsWith(".ts") && !f.endsWith(".d.ts")) sources.push(`${dir}/${f}`);
       }

@@ -1,7 +1,7 @@
 import type { DebianSpec } from "../vm/node-options.ts";
 import { describeThrown, safeProperty } from "./describe-thrown.ts";
 import type { MessagePort } from "node:worker_threads";
-import type { QemuRuntime } from "../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../vm/qemu/qemu-runtime.ts";
 import type { AbortCause, HaltRefusal, ScriptFailureKind } from "./failure-kinds.ts";
 
 // The messages between a worker running a test and the main thread. Events flow one way,

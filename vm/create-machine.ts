@@ -1,7 +1,7 @@
 import type { BaseMachine, MachineContext } from "./machine.ts";
 import type { ResolvedNode } from "./node-options.ts";
 import { LocalMachine } from "./local/local-machine.ts";
-import type { QemuRuntime } from "./qemu/qemu-machine.ts";
+import type { QemuRuntime } from "./qemu/qemu-runtime.ts";
 import type { RunNetwork } from "./qemu/run-network.ts";
 
 /** Per-run settings that backends read. */

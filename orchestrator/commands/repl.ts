@@ -11,7 +11,7 @@ import { pathToFileURL } from "node:url";
 import { createMachine } from "../../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../../vm/machine.ts";
 import type { RunNetwork } from "../../vm/qemu/run-network.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { SshBackdoor } from "../../hooks/ssh/ssh-backdoor.ts";
 import { DriverApi } from "../../worker/driver-api.ts";
 import type { WorkerEvent } from "../../common/events.ts";

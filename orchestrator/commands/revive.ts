@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BundleError, damageOf, readManifest, type BundleManifest, type BundleQemuMachine } from "../../hooks/bundles/bundle-format.ts";
 import { QEMU_BINARY } from "../../vm/qemu/qemu-argv.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { RevivedMachine } from "../../vm/qemu/saved-machine.ts";
 import type { Reporter } from "../results.ts";
 import { runCommand } from "./run.ts";

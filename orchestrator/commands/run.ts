@@ -19,7 +19,7 @@ import { RunLogReporter } from "../reporters/run-log.ts";
 import { TerminalReporter } from "../reporters/terminal.ts";
 import { Scheduler } from "../scheduling/scheduler.ts";
 import { prepareQemu } from "../scheduling/prepare-qemu.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import { sandboxNotice } from "../../vm/local/sandbox.ts";
 import { removeStartupSignalHandlers } from "../startup-signals.ts";
 import { DEFAULT_CPU_OVERCOMMIT, ResourceBudget } from "../scheduling/resource-budget.ts";

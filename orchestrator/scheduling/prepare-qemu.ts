@@ -1,4 +1,4 @@
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { DebianImage } from "../../vm/image/debian-image.ts";
 import { debianSpecOf, type DebianSpec, type ResolvedNode } from "../../vm/node-options.ts";
 

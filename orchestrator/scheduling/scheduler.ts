@@ -11,7 +11,7 @@ import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { AbortCause, FailureCause, Notice, StopReason } from "../../common/failure-kinds.ts";
 import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
 import { RunClock } from "./run-clock.ts";

@@ -1,5 +1,5 @@
 import { prepareQemu } from "../../orchestrator/scheduling/prepare-qemu.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import { processesMatching } from "./machine-context.ts";
 
 let runtime: Promise<QemuRuntime> | undefined;

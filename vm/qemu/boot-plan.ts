@@ -1,7 +1,7 @@
 import type { NodeOptions } from "../types.ts";
 import { guestAppend } from "../image/guest-params.ts";
 import { QEMU_BINARY, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
-import type { QemuRuntime } from "./qemu-machine.ts";
+import type { QemuRuntime } from "./qemu-runtime.ts";
 import { IDENTITY_DEVICES, planSnapshotBoot, snapshotEligible, type SnapshotBoot } from "./snapshot-boot.ts";
 import { restoreArgs } from "./snapshot-format.ts";
 import { startScriptArgs } from "./start-script.ts";

@@ -23,7 +23,7 @@ import type { BootPlan, BootPlanInput } from "./boot-plan.ts";
 import { QEMU_BINARY, buildQemuArgv } from "./qemu-argv.ts";
 import { IDENTITY_DEVICES, planSnapshotBoot } from "./snapshot-boot.ts";
 import { restoreArgs } from "./snapshot-format.ts";
-import type { QemuRuntime } from "./qemu-machine.ts";
+import type { QemuRuntime } from "./qemu-runtime.ts";
 
 /** The Debian image a node asks for, as the main thread prepared it; throws why there is none. */
 export function debianImageFor(o: NodeOptions, rt: QemuRuntime): DebianImage | undefined {

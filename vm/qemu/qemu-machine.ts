@@ -29,9 +29,9 @@ import { planBoot, type BootPlan } from "./boot-plan.ts";
 import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { REVIVE_SANDBOX, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
 import { drainOutgoing, feedIncoming, incomingArgs } from "./incoming-stream.ts";
-import { asUnprivileged, handOver, type RunAs } from "./unprivileged-qemu.ts";
+import { asUnprivileged, handOver } from "./unprivileged-qemu.ts";
+import type { QemuRuntime } from "./qemu-runtime.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
-import type { DebianImage } from "../image/debian-image.ts";
 import { bestEffort } from "../../common/teardown.ts";
 import { AT_REST_SCRIPT } from "../image/guest-at-rest.ts";
 
@@ -45,20 +45,8 @@ class SnapshotRestoreFailed extends Error {
   }
 }
 
-/** What the main thread decided for every qemu machine of the run. */
-export interface QemuRuntime {
-  kernel: string;
-  initrd: string;
-  accel: "kvm" | "tcg";
-  /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
-  snapshotBoot?: boolean;
-  /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
-  revive?: Record<string, RevivedMachine>;
-  /** `haltpoint revive` as root: the revived QEMUs (and their zstd) run as this uid (unprivileged-qemu.ts). */
-  reviveRunAs?: RunAs;
-  /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
-  debian?: Record<string, DebianImage | { error: string }>;
-}
+// Importers that knew it here (other branches) keep working.
+export type { QemuRuntime };
 
 const DEFAULT_BOOT_TIMEOUT_S = 300;
 

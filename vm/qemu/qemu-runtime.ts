@@ -1,0 +1,18 @@
+import type { DebianImage } from "../image/debian-image.ts";
+import type { RevivedMachine } from "./saved-machine.ts";
+import type { RunAs } from "./unprivileged-qemu.ts";
+
+/** What the main thread decided for every qemu machine of the run. */
+export interface QemuRuntime {
+  kernel: string;
+  initrd: string;
+  accel: "kvm" | "tcg";
+  /** Snapshot boots for machines of haltpoint's own image (off with --no-snapshot-boot). */
+  snapshotBoot?: boolean;
+  /** `haltpoint revive`: these machines load their state from a bundle and stay frozen. */
+  revive?: Record<string, RevivedMachine>;
+  /** `haltpoint revive` as root: the revived QEMUs (and their zstd) run as this uid (unprivileged-qemu.ts). */
+  reviveRunAs?: RunAs;
+  /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
+  debian?: Record<string, DebianImage | { error: string }>;
+}
