@@ -137,6 +137,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
     .option("--max-frozen <n>", "at most this many tests halted at once", positiveInt("--max-frozen"), 4)
     .option("--freeze-ttl <duration>", "release a forgotten breakpoint after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
+    .option("-w, --watch", "run, then rerun the tests a change touches (a test file or a file it imports); keys: a all, f failed, Enter rerun, q quit", false)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
     .addHelpText(
       "after",
@@ -146,8 +147,8 @@ export async function main(argv: string[]): Promise<number> {
       const settings = await resolveSettings(cmd, cliPaths, cmd.options);
       if (opts.rerunFailed && (opts.repeat > 1 || opts.stressDuration)) throw new UsageError("--rerun-failed runs the failed runs again, each once: it takes no --repeat or --stress-duration");
       if (opts.untilFail && opts.maxFail !== undefined && opts.maxFail !== 1) throw new UsageError(`--until-fail is --max-fail 1: it cannot go with --max-fail ${opts.maxFail}`);
-      status = await runCommand({
-        paths: settings.paths,
+      if (opts.watch && (opts.repeat > 1 || opts.stressDuration || opts.rerunFailed)) throw new UsageError("--watch reruns what changes: it takes no --repeat, --stress-duration or --rerun-failed");
+      const runOptions = {
         jobs: opts.jobs,
         backend: opts.backend,
         repeat: opts.repeat,
@@ -183,7 +184,12 @@ export async function main(argv: string[]): Promise<number> {
         freezeTtl: opts.freezeTtl,
         cores: opts.cores,
         abortGrace: opts.abortGrace,
-      });
+      };
+      if (opts.watch) {
+        const { watchCommand } = await import("./watch/watch-loop.ts");
+        const { logDir, ...rest } = runOptions;
+        status = await watchCommand({ run: rest, paths: settings.paths, logDir });
+      } else status = await runCommand({ paths: settings.paths, ...runOptions });
     });
 
   for (const o of selectionOptions()) run.addOption(o);
@@ -209,6 +215,17 @@ export async function main(argv: string[]): Promise<number> {
       testSettings: settings.layers,
     });
   });
+
+  program
+    .command("init")
+    .description("set up haltpoint in this project: a config file, a first test, a CI workflow, .gitignore and a package.json script (never overwrites a file)")
+    .option("-y, --yes", "take the defaults for what the flags do not say, ask nothing", false)
+    .addOption(new Option("--backend <name>", "backend of the first test (default local)").choices(["local", "qemu", "debian"]))
+    .addOption(new Option("--ci <name>", "CI workflow to write (default github)").choices(["github", "gitlab", "none"]))
+    .action(async (opts: { yes: boolean; backend?: "local" | "qemu" | "debian"; ci?: "github" | "gitlab" | "none" }) => {
+      const { initCommand } = await import("./init-command.ts");
+      status = await initCommand({ cwd: process.cwd(), yes: opts.yes, backend: opts.backend, ci: opts.ci });
+    });
 
   program
     .command("repl")
