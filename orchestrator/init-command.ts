@@ -41,15 +41,60 @@ const DEFAULTS = { backend: "local" as InitBackend, ci: "github" as InitCi };
 /** What init did with one file. */
 type Outcome = { file: string; did: "wrote" | "appended" | "added" | "left"; why?: string };
 
-async function ask<T extends string>(rl: ReturnType<typeof createInterface>, question: string, choices: readonly T[], def: T): Promise<T> {
-  for (;;) {
-    const a = (await rl.question(`${question} (${choices.join(", ")}) [${def}]: `)).trim().toLowerCase();
-    if (a === "") return def;
-    const hit = choices.find((c) => c === a);
-    if (hit) return hit;
-    rl.write(`  please answer one of: ${choices.join(", ")}\n`);
+/**
+ * Questions on a terminal, one line each. Lines are queued as they come: answers typed (or
+ * pasted) ahead of their question are kept for it, not dropped between two questions.
+ */
+class Asker {
+  private readonly rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+  private readonly lines: string[] = [];
+  private waiting: ((line: string | undefined) => void) | undefined;
+  private closed = false;
+
+  constructor() {
+    this.rl.on("line", (l) => (this.waiting ? (this.waiting(l), (this.waiting = undefined)) : this.lines.push(l)));
+    this.rl.on("close", () => {
+      this.closed = true;
+      this.waiting?.(undefined);
+    });
+    // Ctrl-C at a question ends init, having written nothing.
+    this.rl.on("SIGINT", () => {
+      process.stdout.write("\n");
+      this.rl.close();
+      this.cancelled = true;
+    });
+  }
+  cancelled = false;
+
+  private next(): Promise<string | undefined> {
+    if (this.lines.length) return Promise.resolve(this.lines.shift());
+    if (this.closed) return Promise.resolve(undefined);
+    return new Promise((r) => (this.waiting = r));
+  }
+
+  async ask<T extends string>(question: string, choices: readonly T[], def: T): Promise<T> {
+    for (;;) {
+      this.rl.setPrompt(`${question} (${choices.join(", ")}) [${def}]: `);
+      this.rl.prompt();
+      const line = await this.next();
+      if (line === undefined) {
+        if (this.cancelled) throw new InitCancelled();
+        return def; // end of input (Ctrl-D): the default
+      }
+      const a = line.trim().toLowerCase();
+      if (a === "") return def;
+      const hit = choices.find((c) => c === a);
+      if (hit) return hit;
+      process.stdout.write(`  please answer one of: ${choices.join(", ")}\n`);
+    }
+  }
+
+  close(): void {
+    this.rl.close();
   }
 }
+
+class InitCancelled extends Error {}
 
 /** Write `text` to `file` unless it exists. */
 function writeNew(cwd: string, file: string, text: string): Outcome {
@@ -101,12 +146,16 @@ export async function initCommand(o: InitOptions): Promise<number> {
   const interactive = o.interactive ?? (Boolean(process.stdin.isTTY) && Boolean(process.stdout.isTTY));
   if (!o.yes && (backend === undefined || ci === undefined)) {
     if (interactive) {
-      const rl = createInterface({ input: process.stdin, output: process.stdout });
+      const asker = new Asker();
       try {
-        backend ??= await ask(rl, "Backend of the first test: local (process sandboxes, no VM), qemu (VMs), debian (Debian guests with systemd)", INIT_BACKENDS, DEFAULTS.backend);
-        ci ??= await ask(rl, "CI workflow", INIT_CIS, DEFAULTS.ci);
+        backend ??= await asker.ask("Backend of the first test: local (process sandboxes, no VM), qemu (VMs), debian (Debian guests with systemd)", INIT_BACKENDS, DEFAULTS.backend);
+        ci ??= await asker.ask("CI workflow", INIT_CIS, DEFAULTS.ci);
+      } catch (e) {
+        if (!(e instanceof InitCancelled)) throw e;
+        out("haltpoint init: cancelled, nothing written");
+        return 130;
       } finally {
-        rl.close();
+        asker.close();
       }
     } else {
       const took = [backend === undefined ? `--backend ${DEFAULTS.backend}` : "", ci === undefined ? `--ci ${DEFAULTS.ci}` : ""].filter(Boolean).join(" ");
