@@ -82,6 +82,7 @@ test("--watch on a terminal: reruns what a change touches, stops a run in flight
     seg = out.slice(from, at);
     assert.match(seg, /^watch: tests\/c\.vmtest\.ts changed while its run is in flight → stopping that run, then running tests\/c\.vmtest\.ts$/m, seg);
     assert.match(seg, /^!!! c#1: FAIL .*superseded: tests\/c\.vmtest\.ts changed/m);
+    assert.match(seg, /^ {2}0 passed, 1 failed in .* \(superseded\)$/m);
     assert.match(seg, /^c#1 m: must succeed: echo c-again$/m);
     assert.match(seg.slice(seg.lastIndexOf("c-again")), /^c#1: PASS/m);
     assert.deepEqual(await emptied(() => processesMatching(MARK)), [], "the stopped run's shell and sleep are gone");
