@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Scheduler, type RunLedger, type TaskPool } from "../orchestrator/scheduler.ts";
 import type { HaltBroker } from "../orchestrator/broker-adapter.ts";
-import { ReporterSet, type RunResult } from "../orchestrator/results.ts";
+import { ReporterSet, reasonOf, type RunResult } from "../orchestrator/results.ts";
 import { ResourceBudget } from "../orchestrator/resource-budget.ts";
 import { expandRuns, type PlannedTest } from "../orchestrator/plan.ts";
 import type { BreakpointInfo } from "../hooks/control-protocol.ts";
@@ -274,6 +274,28 @@ test("Ctrl-C: running tests are aborted as interrupted, with the signal, and adm
   assert.deepEqual(results[0]!.failure && { kind: results[0]!.failure.kind, signal: (results[0]!.failure as { signal?: string }).signal }, { kind: "interrupted", signal: "SIGINT" });
   assert.deepEqual(scheduler.stopReason, { kind: "interrupted", signal: "SIGINT" });
   assert.equal(scheduler.interruptedWork, true);
+});
+
+test("stop(superseded) (watch mode): the running test is aborted with that cause, its result carries it, and admission stops", async () => {
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  let seen: unknown;
+  const { scheduler, pool } = setup(async (w) => {
+    w.start();
+    started();
+    const abort = await w.next("abort");
+    seen = abort.cause;
+    w.done("failed", abortText(abort.cause));
+  });
+  const all = scheduler.runAll(expandRuns([testOf("w")], 3));
+  await running;
+  scheduler.stop({ kind: "superseded", by: "tests/w.vmtest.ts changed" });
+  const results = await all;
+  assert.equal(pool.tasks.length, 1, "no further run admitted");
+  assert.deepEqual(seen, { kind: "superseded", by: "tests/w.vmtest.ts changed" }, "the worker is told why");
+  assert.equal(results[0]!.failure?.kind, "superseded");
+  assert.equal(reasonOf(results[0]!), "superseded: tests/w.vmtest.ts changed");
+  assert.deepEqual(scheduler.stopReason, { kind: "superseded", by: "tests/w.vmtest.ts changed" });
 });
 
 test("the run clock: the global timeout counts only running time, not time halted", (t) => {
