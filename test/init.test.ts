@@ -16,6 +16,10 @@ describe("haltpoint init, from the npm pack tarball", () => {
   before(async () => {
     base = mkdtempSync(join("/var/tmp", "hp-init-"));
     tarball = await packHaltpoint(base);
+    // Both projects install at once (the installs wait mostly on the network and the disk).
+    mkdirSync(join(base, "cjs"));
+    mkdirSync(join(base, "esm"));
+    await Promise.all([freshProject(join(base, "cjs"), tarball), freshProject(join(base, "esm"), tarball, { esm: true })]);
   });
   after(() => {
     if (base) rmSync(base, { recursive: true, force: true });
@@ -23,8 +27,6 @@ describe("haltpoint init, from the npm pack tarball", () => {
 
   test("CommonJS project, no terminal: takes the defaults and says so, writes every file, and its printed commands pass", async () => {
     const dir = join(base, "cjs");
-    mkdirSync(dir);
-    await freshProject(dir, tarball);
     assert.equal(JSON.parse(readFileSync(join(dir, "package.json"), "utf8")).type ?? "commonjs", "commonjs");
     const init = await inProject(dir, "npx", ["haltpoint", "init"]);
     assert.equal(init.exitCode, 0, init.all);
@@ -57,8 +59,6 @@ describe("haltpoint init, from the npm pack tarball", () => {
 
   test("ESM project with files of its own: leaves them alone (and says which), appends to .gitignore, and its test passes", async () => {
     const dir = join(base, "esm");
-    mkdirSync(dir);
-    await freshProject(dir, tarball, { esm: true });
     const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
     writeFileSync(join(dir, "package.json"), `${JSON.stringify({ ...pkg, scripts: { ...pkg.scripts, "test:vm": "echo mine" } }, null, 2)}\n`);
     writeFileSync(join(dir, ".gitignore"), "node_modules"); // no final newline
