@@ -1,7 +1,7 @@
 // haltpoint's public API for test files: `import { defineTest } from "haltpoint"`.
-import type { Machine, NodeOptions } from "./vm/types.ts";
+import type { Machine, NodeOptions, VmMachine } from "./vm/types.ts";
 
-export type { Machine, NodeOptions, ExecuteOptions, ExecuteResult, WaitOptions, PortOptions, BackendName, CommandOptions, StartOptions, QmpEventMessage } from "./vm/types.ts";
+export type { Machine, VmMachine, NodeOptions, ExecuteOptions, ExecuteResult, WaitOptions, PortOptions, BackendName, CommandOptions, StartOptions, QmpEventMessage } from "./vm/types.ts";
 export type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
 import type { PollingCondition, PollingConditionOptions } from "./worker/polling-condition.ts";
 import { definitionProblem } from "./worker/test-definition.ts";
@@ -18,8 +18,13 @@ export interface RetryOptions {
 }
 
 /** What `testScript` receives: every node by name, plus these helpers. */
+/** What a node is to its script: a local sandbox is a Machine; a qemu node (or a Debian
+ *  `image`, or one whose backend comes from the command line) a VmMachine, with systemd,
+ *  screen, monitor and network. */
+export type NodeMachine<O> = O extends { backend: "local" } ? Machine : VmMachine;
+
 export type TestContext<N extends Record<string, NodeOptions> = Record<string, NodeOptions>> = {
-  [K in keyof N]: Machine;
+  [K in keyof N]: NodeMachine<N[K]>;
 } & {
   machines: Machine[];
   startAll(): Promise<void>;
@@ -37,12 +42,17 @@ export type TestContext<N extends Record<string, NodeOptions> = Record<string, N
    *  (or throwing) check fails that command with the description. */
   pollingCondition(description: string, fn: () => boolean | void | Promise<boolean | void>, opts?: PollingConditionOptions): PollingCondition;
   /** NixOS `create_machine`: a new machine during the test (torn down with the others). */
-  createMachine(name: string, options?: NodeOptions): Promise<Machine>;
+  createMachine<O extends NodeOptions>(name: string, options?: O): Promise<NodeMachine<O>>;
   /** NixOS `serial_stdout_on/off`: echo every machine's console to the terminal. */
   serialStdout(on: boolean): void;
-  /** With a single node: that node (NixOS's `machine`). */
-  machine: Machine;
-};
+} & SingleNodeAlias<N>;
+
+/** The one node's name when `N` has exactly one, else never. */
+type OnlyNode<N> = { [K in keyof N]: [Exclude<keyof N, K>] extends [never] ? K : never }[keyof N];
+
+/** With a single node: that node as `machine` too (NixOS's alias); with two or more, no
+ *  `machine` at all (a two-node script that names it does not type-check). */
+type SingleNodeAlias<N> = [OnlyNode<N>] extends [never] ? unknown : { machine: NodeMachine<N[OnlyNode<N>]> };
 
 export interface TestDefinition<N extends Record<string, NodeOptions> = Record<string, NodeOptions>> {
   /** Default: the file name without `.vmtest.ts`. */

@@ -5,14 +5,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { MessageChannel } from "node:worker_threads";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand } from "../orchestrator/run-command.ts";
-import { BreakpointBroker } from "../hooks/breakpoint-broker.ts";
-import { ConsoleServer } from "../hooks/console-server.ts";
-import { peerUid } from "../hooks/peer-uid.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
+import { BreakpointBroker } from "../hooks/breakpoints/breakpoint-broker.ts";
+import { ConsoleServer } from "../hooks/console/console-server.ts";
+import { peerUid } from "../hooks/console/peer-uid.ts";
 import { connect, type Socket } from "node:net";
 import { readFileSync } from "node:fs";
-import type { PlannedRun } from "../orchestrator/plan.ts";
-import type { WorkerEvent } from "../worker/events.ts";
+import type { PlannedRun } from "../orchestrator/selection/plan.ts";
+import type { WorkerEvent } from "../common/events.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)

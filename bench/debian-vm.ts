@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { prepareQemu } from "../orchestrator/prepare-qemu.ts";
+import { prepareQemu } from "../orchestrator/scheduling/prepare-qemu.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { buildDebianImage, debianSpecId } from "../vm/image/debian-image.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";

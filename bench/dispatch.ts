@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { distIsFresh } from "../bin/dist-is-fresh.mjs";
-import { runCommand } from "../orchestrator/run-command.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { baseline as loopBaseline, machineContext } from "./baseline.ts";

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand, type RunOptions } from "../orchestrator/run-command.ts";
+import { runCommand, type RunOptions } from "../orchestrator/commands/run.ts";
 import type { SuiteSummary } from "../orchestrator/results.ts";
 import { baseline } from "./baseline.ts";
 import { fmt, printTable } from "./table.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand } from "../orchestrator/run-command.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
 import { fmt, printTable } from "./table.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)

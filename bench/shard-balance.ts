@@ -5,8 +5,8 @@
 // "earlier run ±30%" builds the assignment from durations with up to ±30% noise (what an
 // earlier run measures) and scores it on the true ones.
 //   npm run bench:shards
-import { assignByDuration } from "../orchestrator/shard-by-duration.ts";
-import { shardOf } from "../orchestrator/shard.ts";
+import { assignByDuration } from "../orchestrator/selection/shard-by-duration.ts";
+import { shardOf } from "../orchestrator/selection/shard.ts";
 import { longTailedSuite } from "../test/helpers/long-tailed-suite.ts";
 import { fmt, printTable } from "./table.ts";
 

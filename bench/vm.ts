@@ -6,9 +6,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { prepareQemu } from "../orchestrator/prepare-qemu.ts";
+import { prepareQemu } from "../orchestrator/scheduling/prepare-qemu.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand } from "../orchestrator/run-command.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 
 // What `npm run build` compiles into dist/: tsconfig.build.json's "include", kept in step.
-const SOURCE_DIRS = ["orchestrator", "worker", "vm", "hooks"];
+const SOURCE_DIRS = ["common", "orchestrator", "worker", "vm", "hooks"];
 const SOURCE_FILES = ["index.ts", "package-root.ts"];
 
 /** True when every source .ts under `root` has a compiled .js in dist/ at least as new, and

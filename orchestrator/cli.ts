@@ -2,12 +2,12 @@ import { dropOutputWhenReaderLeaves } from "./closed-output.ts";
 import { availableParallelism } from "node:os";
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { UsageError } from "./discovery.ts";
-import { runCommand } from "./run-command.ts";
+import { UsageError } from "./selection/discovery.ts";
+import { runCommand } from "./commands/run.ts";
 import parseMs from "ms";
-import { parseShard } from "./shard.ts";
-import { parseShardSpec, type ShardSpec } from "./selection.ts";
-import { resolveSettings } from "./run-settings.ts";
+import { parseShard } from "./selection/shard.ts";
+import { parseShardSpec, type ShardSpec } from "./selection/selection.ts";
+import { resolveSettings } from "./settings/run-settings.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
@@ -202,7 +202,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const o of selectionOptions()) list.addOption(o);
   list.action(async (cliPaths: string[], opts, cmd: Command) => {
     const settings = await resolveSettings(cmd, cliPaths, run.options, { except: ["json"] });
-    const { listCommand } = await import("./list-command.ts");
+    const { listCommand } = await import("./commands/list.ts");
     status = await listCommand({
       paths: settings.paths,
       backend: opts.backend,
@@ -223,7 +223,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(new Option("--backend <name>", "backend of the first test (default local)").choices(["local", "qemu", "debian"]))
     .addOption(new Option("--ci <name>", "CI workflow to write (default github)").choices(["github", "gitlab", "none"]))
     .action(async (opts: { yes: boolean; backend?: "local" | "qemu" | "debian"; ci?: "github" | "gitlab" | "none" }) => {
-      const { initCommand } = await import("./init-command.ts");
+      const { initCommand } = await import("./commands/init.ts");
       status = await initCommand({ cwd: process.cwd(), yes: opts.yes, backend: opts.backend, ci: opts.ci });
     });
 
@@ -236,7 +236,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--ssh-backdoor", "give every machine an SSH socket")
     .option("--log-dir <dir>", "where consoles go (default .haltpoint/repl/<timestamp>)")
     .action(async (file: string, opts: { backend: "local" | "qemu"; accel: "auto" | "kvm" | "tcg"; sshBackdoor?: boolean; logDir?: string }) => {
-      const { replCommand } = await import("./repl-command.ts");
+      const { replCommand } = await import("./commands/repl.ts");
       status = await replCommand({ file, backend: opts.backend, accel: opts.accel, sshBackdoor: opts.sshBackdoor, logDir: opts.logDir });
     });
 
@@ -251,14 +251,14 @@ export async function main(argv: string[]): Promise<number> {
     .option("--allow-missing-shards", "merge even if some shards of a --shard run have no report", false)
     .option("--pass-with-no-tests", "reports holding no test pass (else exit status 4; also on when any report was made with it)", false)
     .action(async (reports: string[], opts: { junit?: string; json?: string; html?: string; flakyFails: boolean; allowMissingShards: boolean; passWithNoTests: boolean }) => {
-      const { mergeCommand } = await import("./merge-command.ts");
+      const { mergeCommand } = await import("./commands/merge.ts");
       status = await mergeCommand({ reports, junit: opts.junit, json: opts.json, html: opts.html, flakyFails: opts.flakyFails, allowMissingShards: opts.allowMissingShards, passWithNoTests: opts.passWithNoTests });
     });
   program
     .command("ls")
     .description("list the tests halted at a breakpoint, across every haltpoint run on this host")
     .action(async () => {
-      const { lsCommand } = await import("./control-commands.ts");
+      const { lsCommand } = await import("./commands/control.ts");
       status = await lsCommand();
     });
   program
@@ -266,7 +266,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("open a halted test's console (a JavaScript REPL inside its worker)")
     .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
     .action(async (id: string) => {
-      const { attachCommand } = await import("./control-commands.ts");
+      const { attachCommand } = await import("./commands/control.ts");
       status = await attachCommand(id);
     });
   program
@@ -277,7 +277,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument("[args...]", "passed to ssh after the host: options, a command")
     .allowUnknownOption()
     .action(async (id: string, machine: string, args: string[]) => {
-      const { sshCommand } = await import("./ssh-commands.ts");
+      const { sshCommand } = await import("./commands/ssh.ts");
       status = await sshCommand(id, machine, args);
     });
   program
@@ -287,7 +287,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument("[port]", "the machine's port (default 22)", port("port"))
     .option("--raw", "skip the CONNECT handshake (the socket then assumes port 22)", false)
     .action(async (socket: string, p: number | undefined, opts: { raw: boolean }) => {
-      const { proxyCommand } = await import("./ssh-commands.ts");
+      const { proxyCommand } = await import("./commands/ssh.ts");
       status = await proxyCommand(socket, p ?? 22, { raw: opts.raw });
     });
   program
@@ -296,7 +296,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument("<id>", "breakpoint id, as `haltpoint ls` shows")
     .option("--out <dir>", "the bundle directory to write (default ./haltpoint-bundle-<run>-<id>)")
     .action(async (id: string, opts: { out?: string }) => {
-      const { saveCommand } = await import("./control-commands.ts");
+      const { saveCommand } = await import("./commands/control.ts");
       status = await saveCommand(id, opts.out);
     });
   program
@@ -307,7 +307,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--freeze-ttl <duration>", "release it after this long (e.g. 30m, 90s)", duration("--freeze-ttl"), 30 * 60)
     .option("--log-dir <dir>", "where the revived run's logs go (default .haltpoint/runs/<timestamp>)")
     .action(async (bundle: string, opts: { debugPort: number; freezeTtl: number; logDir?: string }) => {
-      const { reviveCommand } = await import("./revive-command.ts");
+      const { reviveCommand } = await import("./commands/revive.ts");
       status = await reviveCommand({ bundle, debugPort: opts.debugPort, freezeTtl: opts.freezeTtl, logDir: opts.logDir });
     });
   program
@@ -317,7 +317,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--all", "release every halted test on this host", false)
     .action(async (id: string | undefined, opts: { all: boolean }) => {
       if (!id && !opts.all) throw new UsageError("release needs a breakpoint id or --all");
-      const { releaseCommand } = await import("./control-commands.ts");
+      const { releaseCommand } = await import("./commands/control.ts");
       status = await releaseCommand(opts.all ? { all: true } : id!);
     });
   const image = program.command("image").description("haltpoint's default guest image");
@@ -332,7 +332,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--disk <file>", "with --debian: also write a raw disk that boots through extlinux (node option diskImage)")
     .action(async (opts: { cacheDir?: string; force: boolean; debian?: string | boolean; startScript?: string; name?: string; disk?: string }) => {
       if ((opts.startScript || opts.disk) && opts.debian === undefined) throw new UsageError("image build: --start-script and --disk go with --debian");
-      const { imageBuildCommand } = await import("../vm/image/cli.ts");
+      const { imageBuildCommand } = await import("./commands/image.ts");
       const debian = opts.debian === undefined ? undefined : opts.debian === true ? [] : String(opts.debian).split(",").map((p) => p.trim()).filter(Boolean);
       status = await imageBuildCommand({ cacheDir: opts.cacheDir, force: opts.force, debian, startScript: opts.startScript, name: opts.name, disk: opts.disk });
     });
@@ -341,7 +341,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("the cached guest images: the default one and the Debian ones, with their packages")
     .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
     .action(async (opts: { cacheDir?: string }) => {
-      const { imageListCommand } = await import("../vm/image/cli.ts");
+      const { imageListCommand } = await import("./commands/image.ts");
       status = await imageListCommand({ cacheDir: opts.cacheDir });
     });
   image
@@ -350,7 +350,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--cache-dir <dir>", "image cache root (default $XDG_CACHE_HOME/haltpoint/images)")
     .option("--debian", "remove every Debian image too", false)
     .action(async (opts: { cacheDir?: string; debian: boolean }) => {
-      const { imagePruneCommand } = await import("../vm/image/cli.ts");
+      const { imagePruneCommand } = await import("./commands/image.ts");
       status = await imagePruneCommand({ cacheDir: opts.cacheDir, allDebian: opts.debian });
     });
 

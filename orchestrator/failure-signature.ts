@@ -1,4 +1,4 @@
-import type { Failure } from "./failure-kinds.ts";
+import type { Failure } from "../common/failure-kinds.ts";
 import { reasonOf } from "./results.ts";
 
 // What a failure "is", independent of the run it happened in: the failing command or

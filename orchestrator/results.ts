@@ -1,9 +1,9 @@
-import type { SerializedError, WorkerEvent } from "../worker/events.ts";
-import type { LoadError, PlannedRun, PlannedTest } from "./plan.ts";
-import type { BreakpointInfo } from "../hooks/control-protocol.ts";
-import type { Shard } from "./shard.ts";
-import type { HostFacts } from "./host-facts.ts";
-import type { Failure, HaltRefusal, Notice, StopReason } from "./failure-kinds.ts";
+import type { SerializedError, WorkerEvent } from "../common/events.ts";
+import type { LoadError, PlannedRun, PlannedTest } from "./selection/plan.ts";
+import type { BreakpointInfo } from "../hooks/control/control-protocol.ts";
+import type { Shard } from "./selection/shard.ts";
+import type { HostFacts } from "../vm/host-facts.ts";
+import type { Failure, HaltRefusal, Notice, StopReason } from "../common/failure-kinds.ts";
 import { failureReason } from "./reporters/failure-text.ts";
 
 /** A run's outcome: "flaky" when it failed, then passed on a retry (--retries). */
@@ -194,7 +194,7 @@ export class ReporterSet implements Required<Reporter> {
   }
 }
 
-/** The exit status (README, "The CLI"): 0 passed, 1 a test failed (or was flaky, with
+/** The exit status (docs/cli.md): 0 passed, 1 a test failed (or was flaky, with
  *  --flaky-fails), 2 a file could not load, 4 no test was selected (unless
  *  --pass-with-no-tests), 130 interrupted. (3, a report could not be written, is set by runCommand.) */
 export function exitStatus(s: SuiteSummary): number {

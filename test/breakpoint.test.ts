@@ -7,7 +7,7 @@ import { haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching, sleep } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
-import { emptied } from "./helpers/settled.ts";
+import { emptied, settled } from "./helpers/settled.ts";
 
 
 
@@ -149,7 +149,7 @@ test("debug.breakpoint() halts without a failure, the global timeout waits, and 
 test("a port held by another process is skipped; --max-frozen refuses beyond its budget; --freeze-ttl releases", async () => {
   const holder = new Peer("nc", ["-l", "127.0.0.1", "47300"]);
   try {
-      for (let i = 0; i < 50 && !readFileSync("/proc/net/tcp", "utf8").includes(":B8C4 "); i++) await sleep(50);
+      await settled(() => readFileSync("/proc/net/tcp", "utf8"), (t) => t.includes(":B8C4 "), 2500);
       const ticks = ticksDir();
       const r = await haltpoint(
         ["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--repeat", "3", "--jobs", "3", "--max-frozen", "1", "--freeze-ttl", "3s", "--debug-port", "47300"],

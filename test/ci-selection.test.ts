@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
-import { shardOf } from "../orchestrator/shard.ts";
+import { shardOf } from "../orchestrator/selection/shard.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-ci-"));
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));

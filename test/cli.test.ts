@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, existsSync, readdirSync, rmSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
-import { processesMatching, sleep } from "./helpers/machine-context.ts";
-import { emptied } from "./helpers/settled.ts";
+import { processesMatching } from "./helpers/machine-context.ts";
+import { emptied, settled } from "./helpers/settled.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-cli-"));
 
@@ -113,7 +113,7 @@ test("SIGINT stops the run: reports are written, exit status 130, no process lef
   });
   let seen = "";
   child.all!.on("data", (c) => (seen += c));
-  for (let i = 0; i < 200 && !/must succeed: echo hanging now/.test(seen); i++) await sleep(50);
+  await settled(() => seen, (s) => /must succeed: echo hanging now/.test(s));
   assert.match(seen, /must succeed: echo hanging now/);
   assert.equal((await processesMatching(marker)).length, 1, "the test's machine is running");
   child.kill("SIGINT");
@@ -135,11 +135,10 @@ test("an orchestrator killed with SIGKILL leaves no sandbox process behind (pare
   const child = haltpoint(["run", "test/fixtures/interrupt/hang.vmtest.ts"], { env: { HP_TEST_MARKER: marker, HALTPOINT_STATE_DIR: stateDir } });
   let seen = "";
   child.all!.on("data", (c) => (seen += c));
-  for (let i = 0; i < 200 && !/must succeed: echo hanging now/.test(seen); i++) await sleep(50);
+  await settled(() => seen, (s) => /must succeed: echo hanging now/.test(s));
   assert.equal((await processesMatching(marker)).length, 1);
   child.kill("SIGKILL");
   await child;
-  for (let i = 0; i < 40 && (await processesMatching(marker)).length; i++) await sleep(50);
-  assert.deepEqual(await processesMatching(marker), []);
+  assert.deepEqual(await emptied(() => processesMatching(marker)), []);
   rmSync(stateDir, { recursive: true, force: true });
 });

@@ -11,9 +11,9 @@ import { fileURLToPath } from "node:url";
 import { PassThrough } from "node:stream";
 import { MessageChannel, Worker } from "node:worker_threads";
 import { existsSync } from "node:fs";
-import { ConsoleServer, type ConsoleServerOptions } from "../hooks/console-server.ts";
-import { ControlServer } from "../hooks/control-server.ts";
-import { attachCommand, type AttachIo } from "../orchestrator/control-commands.ts";
+import { ConsoleServer, type ConsoleServerOptions } from "../hooks/console/console-server.ts";
+import { ControlServer } from "../hooks/control/control-server.ts";
+import { attachCommand, type AttachIo } from "../orchestrator/commands/control.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 
 const HOST = "127.0.0.1";

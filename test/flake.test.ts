@@ -10,8 +10,8 @@ import { Z95, flakeStats, wilsonInterval } from "../orchestrator/flake-stats.ts"
 import { failureSignature, normalizeMessage } from "../orchestrator/failure-signature.ts";
 import { noticeText } from "../orchestrator/reporters/failure-text.ts";
 import { resultFromAttempts, type RunAttempt } from "../orchestrator/results.ts";
-import type { PlannedRun, PlannedTest } from "../orchestrator/plan.ts";
-import { runCommand } from "../orchestrator/run-command.ts";
+import type { PlannedRun, PlannedTest } from "../orchestrator/selection/plan.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
 import { colorEnabled } from "../orchestrator/reporters/colors.ts";
 import { annotation, escapeData, escapeProperty, lineInFile } from "../orchestrator/reporters/github.ts";
 

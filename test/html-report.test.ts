@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { haltpoint, watchOutput } from "./helpers/cli.ts";
-import { processesMatching, sleep } from "./helpers/machine-context.ts";
+import { processesMatching } from "./helpers/machine-context.ts";
+import { emptied } from "./helpers/settled.ts";
 import { closeBrowser, openPage, type OpenedPage } from "./helpers/browser.ts";
 import { wilsonInterval } from "../orchestrator/flake-stats.ts";
 import { percent } from "../orchestrator/reporters/format.ts";
@@ -201,7 +202,7 @@ test("merge --html: one page for the whole suite, each report's runs in their ow
   // The log dirs are still here: the merged page embeds the screenshot and links the logs.
   assert.equal(await page.locator("section.run.failed img").count(), 1);
   await assertLinksResolve(p, merged);
-  // The README's picture of the page: its top (summary, tests, timeline, flake chart, the first failure).
+  // docs/ci.md's picture of the page: its top (summary, tests, timeline, flake chart, the first failure).
   const shot = join(dir, "merged-page.png");
   await page.screenshot({ path: shot, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: 1900 } });
   t.diagnostic(`page screenshot: ${shot}`);
@@ -240,8 +241,7 @@ test("Ctrl-C: the HTML report is written for what finished, whole", async () => 
   const r = await child;
   assert.equal(r.exitCode, 130, r.all);
   // The sandbox's processes die with their process group; wait for them to be reaped.
-  for (let i = 0; i < 100 && (await processesMatching(marker)).length; i++) await sleep(100);
-  assert.deepEqual(await processesMatching(marker), [], "no machine process left behind");
+  assert.deepEqual(await emptied(() => processesMatching(marker)), [], "no machine process left behind");
   assert.match(readFileSync(pageFile, "utf8"), /<\/html>\n$/, "written whole");
   const p = await openPage(pageFile);
   assertOffline(p);

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { ConnectionLostError, MachineError, NotSupportedError } from "../vm/errors.ts";
+import type { VmMachine } from "../vm/types.ts";
 import { isAlive, processesMatching, sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { emptied, settled } from "./helpers/settled.ts";
 
@@ -131,8 +132,9 @@ describe("local machine", () => {
     await m.succeed("pkill -f 'echo t' || true");
   });
 
-  test("methods a process sandbox cannot have fail clearly", async () => {
-    for (const call of [() => m.waitForUnit("sshd"), () => m.screenshot("x"), () => m.sendMonitorCommand("info"), () => m.block(), () => m.unblock(), () => m.forwardPort(1, 2)]) {
+  test("methods a process sandbox cannot have are not in its type, and fail clearly when JavaScript calls them anyway", async () => {
+    const js = m as unknown as VmMachine; // what an untyped script sees
+    for (const call of [() => js.waitForUnit("sshd"), () => js.screenshot("x"), () => js.sendMonitorCommand("info"), () => js.block(), () => js.unblock(), () => js.forwardPort(1, 2), () => js.reboot()]) {
       await assert.rejects(call(), (e: Error) => e instanceof NotSupportedError && /not supported by the local backend/.test(e.message));
     }
   });

@@ -1,4 +1,4 @@
-// The SSH backdoor of local machines (hooks/local-ssh-server.ts behind a vsock-mux socket),
+// The SSH backdoor of local machines (hooks/ssh/local-ssh-server.ts behind a vsock-mux socket),
 // driven with the real OpenSSH client through `haltpoint proxy` and `nc -U`.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -8,9 +8,9 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { LocalMachine } from "../vm/local/local-machine.ts";
-import { SshBackdoor } from "../hooks/ssh-backdoor.ts";
-import { findSftpServer } from "../hooks/local-ssh-server.ts";
-import { connectVsockMux, type VsockMuxError } from "../hooks/vsock-mux.ts";
+import { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
+import { findSftpServer } from "../hooks/ssh/local-ssh-server.ts";
+import { connectVsockMux, type VsockMuxError } from "../hooks/ssh/vsock-mux.ts";
 import { isAlive, sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { BIN } from "./helpers/cli.ts";
 

@@ -1,11 +1,11 @@
-// The peer-uid lookup (hooks/peer-uid.ts) against real sockets: this process's own client,
+// The peer-uid lookup (hooks/console/peer-uid.ts) against real sockets: this process's own client,
 // and `nc` run by a real second user (uid 65534 through setpriv), over IPv4, IPv6 and a
 // dual-stack listener (where a v4 client shows up v4-mapped in /proc/net/tcp6).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { connect, createServer, type Server, type Socket } from "node:net";
-import { peerUid, peerUidFromTable } from "../hooks/peer-uid.ts";
+import { peerUid, peerUidFromTable } from "../hooks/console/peer-uid.ts";
 
 const NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 

@@ -5,9 +5,8 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
-import { sleep } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
-import { emptied } from "./helpers/settled.ts";
+import { emptied, settled } from "./helpers/settled.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-qcli-"));
 
@@ -40,7 +39,7 @@ test("Ctrl-C during a qemu test leaves no QEMU behind", async () => {
   const child = haltpoint(["run", "test/fixtures/qemu-hang"], { timeout: 300_000 });
   let seen = "";
   child.all!.on("data", (c) => (seen += c));
-  for (let i = 0; i < 600 && !/must succeed: echo guest is up/.test(seen); i++) await sleep(100);
+  await settled(() => seen, (s) => /must succeed: echo guest is up/.test(s), 60_000);
   assert.match(seen, /must succeed: echo guest is up/);
   assert.equal((await qemuProcesses()).length, 1);
   child.kill("SIGINT");
@@ -53,10 +52,9 @@ test("an orchestrator killed with SIGKILL leaves no QEMU behind (parent-death si
   const child = haltpoint(["run", "test/fixtures/qemu-hang"], { timeout: 300_000 });
   let seen = "";
   child.all!.on("data", (c) => (seen += c));
-  for (let i = 0; i < 600 && !/must succeed: echo guest is up/.test(seen); i++) await sleep(100);
+  await settled(() => seen, (s) => /must succeed: echo guest is up/.test(s), 60_000);
   assert.equal((await qemuProcesses()).length, 1);
   child.kill("SIGKILL");
   await child;
-  for (let i = 0; i < 50 && (await qemuProcesses()).length; i++) await sleep(100);
-  assert.deepEqual(await qemuProcesses(), []);
+  assert.deepEqual(await emptied(() => qemuProcesses()), []);
 });

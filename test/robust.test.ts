@@ -33,7 +33,7 @@ function listTree(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
 }
 
-test("1, 2: hostile and overlong test names stay one unique directory under --log-dir; the real name stays in the reports", async (t) => {
+test("hostile and overlong test names stay one unique directory under --log-dir; the real name stays in the reports", async (t) => {
   const long = "n".repeat(300);
   const { dir, suite } = scratch(t, {
     "a.vmtest.mts": named("../../x"),
@@ -70,14 +70,14 @@ test("1, 2: hostile and overlong test names stay one unique directory under --lo
   }
 });
 
-test("1: two files with the same real name are still rejected", async (t) => {
+test("two files with the same real name are still rejected", async (t) => {
   const { dir, suite } = scratch(t, { "a.vmtest.mts": named("same"), "b.vmtest.mts": named("same") });
   const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs")]);
   assert.equal(r.exitCode, 2, r.all);
   assert.match(r.all, /test name 'same' is already used by/);
 });
 
-test("10: a plain default-exported object gets defineTest's checks", async (t) => {
+test("a plain default-exported object gets defineTest's checks", async (t) => {
   const plain = (fields: string) => `export default { ${fields} nodes: {}, async testScript() {} };\n`;
   const { dir, suite } = scratch(t, {
     "num.vmtest.mts": plain("name: 42,"),
@@ -95,7 +95,7 @@ test("10: a plain default-exported object gets defineTest's checks", async (t) =
   assert.ok(!existsSync(join(dir, "logs", "42#1")) && !existsSync(join(dir, "logs", "#1")));
 });
 
-test("11: hostile thrown values are described, the worker does not crash", async (t) => {
+test("hostile thrown values are described, the worker does not crash", async (t) => {
   const { dir, suite } = scratch(t, {
     "nullproto.vmtest.mts": named("nullproto", `const o = Object.create(null); o.code = 7; throw o;`),
     "proxy.vmtest.mts": named("proxy", `throw new Proxy({}, { get() { throw new Error("trap"); }, getPrototypeOf() { throw new Error("trap"); } });`),
@@ -116,7 +116,7 @@ test("11: hostile thrown values are described, the worker does not crash", async
 
 export { listTree };
 
-test("3: unusable --log-dir, report paths and state root are a one-line usage error before any test runs", async (t) => {
+test("unusable --log-dir, report paths and state root are a one-line usage error before any test runs", async (t) => {
   const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a") });
   const file = join(dir, "a-file");
   writeFileSync(file, "");
@@ -159,7 +159,7 @@ async function fullDisk(dir: string): Promise<string | undefined> {
   return mnt;
 }
 
-test("4: an unwritable --junit does not lose the --json report; exit 3 with one line", async (t) => {
+test("an unwritable --junit does not lose the --json report; exit 3 with one line", async (t) => {
   const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a") });
   const full = await fullDisk(dir);
   if (!full) return t.skip("needs root to mount a tmpfs");
@@ -171,7 +171,7 @@ test("4: an unwritable --junit does not lose the --json report; exit 3 with one 
   assert.equal(report.tests[0].runs[0].outcome, "passed");
 });
 
-test("5: runs that never ran are in the JUnit report as skipped, with the reason", async (t) => {
+test("runs that never ran are in the JUnit report as skipped, with the reason", async (t) => {
   const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a-fails", `throw new Error("boom");`), "b.vmtest.mts": named("b") });
   const junit = join(dir, "junit.xml");
   const r = await haltpoint(["run", suite, "--jobs", "1", "--repeat", "2", "--max-fail", "1", "--log-dir", join(dir, "logs"), "--junit", junit, "--json", join(dir, "report.json")]);
@@ -187,7 +187,7 @@ test("5: runs that never ran are in the JUnit report as skipped, with the reason
   assert.equal(valid.exitCode, 0, valid.all);
 });
 
-test("5: after SIGTERM, the runs that never started are skipped test cases in JUnit", async (t) => {
+test("after SIGTERM, the runs that never started are skipped test cases in JUnit", async (t) => {
   const { dir, suite } = scratch(t, {
     "a.vmtest.mts": `export default { name: "a-hangs", nodes: {}, async testScript(ctx) { ctx.log("hanging now"); await new Promise(() => {}); } };\n`,
     "b.vmtest.mts": named("b-never"),
@@ -203,14 +203,14 @@ test("5: after SIGTERM, the runs that never started are skipped test cases in JU
   assert.match(xml, /<testcase name="b-never#1"[^>]*>\s*<skipped message="not run: the run was interrupted before it started"\/>/, xml);
 });
 
-test("12: --help says --worker-memory does not limit Buffers, and lists exit status 3", async () => {
+test("--help says --worker-memory does not limit Buffers, and lists exit status 3", async () => {
   const r = await haltpoint(["run", "--help"]);
   assert.equal(r.exitCode, 0);
   assert.match(r.all.replace(/\s+/g, " "), /--worker-memory <mib> V8 heap limit of each worker thread \(Buffers and other memory outside the JS heap are not limited\)/);
   assert.match(r.all.replace(/\s+/g, " "), /3 a report could not be written/);
 });
 
-test("8: a full log disk truncates the logs with one notice; results and reports survive", async (t) => {
+test("a full log disk truncates the logs with one notice; results and reports survive", async (t) => {
   const { dir, suite } = scratch(t, { "a.vmtest.mts": named("a", `ctx.log("x".repeat(10000));`), "b.vmtest.mts": named("b"), "c.vmtest.mts": named("c") });
   const full = await fullDisk(dir);
   if (!full) return t.skip("needs root to mount a tmpfs");
@@ -223,7 +223,7 @@ test("8: a full log disk truncates the logs with one notice; results and reports
   assert.match(readFileSync(join(dir, "junit.xml"), "utf8"), /<testsuites[^>]*tests="3"/);
 });
 
-test("7: a late error from a finished test is a notice naming it; the run goes on and the next test on that worker is not failed", async (t) => {
+test("a late error from a finished test is a notice naming it; the run goes on and the next test on that worker is not failed", async (t) => {
   const marks = mkdtempSync(join(tmpdir(), "hp-robust-marks-"));
   t.after(() => rmSync(marks, { recursive: true, force: true }));
   const m = (name: string) => JSON.stringify(join(marks, name));
@@ -253,7 +253,7 @@ test("7: a late error from a finished test is a notice naming it; the run goes o
   assert.ok(existsSync(join(dir, "junit.xml")));
 });
 
-test("9: the next run sweeps the state dir of a SIGKILLed orchestrator, and only dirs whose owner is gone", async (t) => {
+test("the next run sweeps the state dir of a SIGKILLed orchestrator, and only dirs whose owner is gone", async (t) => {
   // Under /var/tmp as the real state root is (a local sandbox has a private /tmp).
   const base = mkdtempSync(join("/var/tmp", "hp-robust-state-"));
   t.after(() => rmSync(base, { recursive: true, force: true }));
@@ -295,7 +295,7 @@ test("9: the next run sweeps the state dir of a SIGKILLed orchestrator, and only
   assert.deepEqual(after, expected);
 });
 
-test("11: a hostile value thrown while a file loads is a load error that describes it", async (t) => {
+test("a hostile value thrown while a file loads is a load error that describes it", async (t) => {
   const { dir, suite } = scratch(t, { "top.vmtest.mts": `const o = Object.create(null); o.where = "top level"; throw o;\nexport default {};\n` });
   const r = await haltpoint(["run", suite, "--log-dir", join(dir, "logs")]);
   assert.equal(r.exitCode, 2, r.all);

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
-import { fnv1a32, inShard, parseShard, shardOf } from "../orchestrator/shard.ts";
+import { fnv1a32, inShard, parseShard, shardOf } from "../orchestrator/selection/shard.ts";
 
 const tmp = () => mkdtempSync(join(tmpdir(), "hp-shard-"));
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));

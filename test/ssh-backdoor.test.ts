@@ -9,15 +9,15 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
-import { SshBackdoor } from "../hooks/ssh-backdoor.ts";
-import { connectVsockMux, type VsockMuxError } from "../hooks/vsock-mux.ts";
+import { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
+import { connectVsockMux, type VsockMuxError } from "../hooks/ssh/vsock-mux.ts";
 import { findOnPath } from "../vm/find-on-path.ts";
 import { newForwardPort, parseUsernet } from "../vm/qemu/usernet.ts";
 import { vhostVsockArgs, wantsVhostVsock } from "../vm/qemu/vhost-vsock.ts";
 import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
-import { haltpointCommand } from "../hooks/ssh-lines.ts";
+import { haltpointCommand } from "../hooks/ssh/ssh-lines.ts";
 
 const baseOpts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"];
 const via = (socket: string, how: "proxy" | "nc" = "proxy") => ["-o", `ProxyCommand=${how === "proxy" ? `${BIN} proxy ${socket}` : `nc -U ${socket}`}`, ...baseOpts];

@@ -11,7 +11,7 @@ import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
 
 const env = testMachineContext();
-const nodes = resolveNodes({ left: { vlans: [1], memory: 256 }, middle: { vlans: [1, 2], memory: 256 }, right: { vlans: [2], memory: 256 } }, "qemu");
+const nodes = resolveNodes({ left: { vlans: [1], memory: 256 }, middle: { vlans: [1, 2], memory: 256 }, right: { vlans: [2], memory: 256 } }, "qemu", []);
 const net = new RunNetwork(env.root, nodes);
 let left: QemuMachine, middle: QemuMachine, right: QemuMachine;
 
@@ -45,8 +45,8 @@ test("the outer two cannot reach each other, by name or by address", async () =>
 });
 
 test("bad vlans are one line naming the node", () => {
-  assert.throws(() => resolveNodes({ web: { vlans: [0] } }, "qemu"), /^Error: node 'web': vlans must be a non-empty list of distinct integers from 1 to 255, got \[0\]$/);
-  assert.throws(() => resolveNodes({ web: { vlans: [] } }, "qemu"), /node 'web': vlans must be/);
+  assert.throws(() => resolveNodes({ web: { vlans: [0] } }, "qemu", []), /^Error: node 'web': vlans must be a non-empty list of distinct integers from 1 to 255, got \[0\]$/);
+  assert.throws(() => resolveNodes({ web: { vlans: [] } }, "qemu", []), /node 'web': vlans must be/);
 });
 
 test("no QEMU outlives the vlan tests", async () => {

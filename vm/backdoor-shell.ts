@@ -120,7 +120,7 @@ export class BackdoorShell {
    */
   run(cmd: string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
     const p = this.queue.then(() => this.send(cmd, timeoutMs, onTimeout));
-    this.queue = p.catch(() => {});
+    this.queue = p.catch(() => {}); // the caller awaits p and sees its error; the queue just goes on
     return p;
   }
 

@@ -1,4 +1,4 @@
-/** Which way a machine failed the test (orchestrator/failure-kinds.ts); unset: a misuse or a wait. */
+/** Which way a machine failed the test (common/failure-kinds.ts); unset: a misuse or a wait. */
 export type MachineFailureKind = "command-failed" | "boot-failed" | "machine-died";
 
 /** A Machine API call failed: the message always names the machine. */

@@ -16,13 +16,9 @@ import type {
   MachineState,
   NodeOptions,
   PortOptions,
-  QmpEventMessage,
   StartOptions,
-  SystemdOptions,
-  UnitWaitOptions,
   WaitOptions,
 } from "./types.ts";
-import { Systemd } from "./systemd-api.ts";
 
 /** What a machine needs from the run that owns it. */
 export interface MachineContext {
@@ -57,6 +53,8 @@ export abstract class BaseMachine implements Machine {
   protected startOptions: StartOptions = {};
   /** waitForConsoleText consumes what it matched (NixOS): it searches from here. */
   private consoleMark = 0;
+  /** The start in progress: every caller while it runs (two commands at once) waits for this one. */
+  private starting: Promise<void> | undefined;
 
   constructor(
     readonly name: string,
@@ -74,7 +72,8 @@ export abstract class BaseMachine implements Machine {
   /** Run one command in the machine's root shell. */
   protected abstract rawExecute(cmd: string, timeoutMs: number): Promise<{ status: number; stdout: Buffer }>;
 
-  protected log(msg: string): void {
+  /** A line in the run's log, naming this machine. */
+  log(msg: string): void {
     this.ctx.log(this.name, msg);
   }
 
@@ -89,10 +88,18 @@ export abstract class BaseMachine implements Machine {
   /** Like the NixOS driver, any command starts a machine that was not started yet. */
   protected async autoStart(): Promise<void> {
     if (this.state === "created") await this.start();
+    else if (this.starting) await this.starting; // another command is starting it
   }
 
-  async start(opts: StartOptions = {}): Promise<void> {
-    if (this.isUp || this.state === "starting") return;
+  start(opts: StartOptions = {}): Promise<void> {
+    if (this.isUp) return Promise.resolve();
+    // Concurrent starts (`Promise.all([m.succeed("a"), m.succeed("b")])` on a machine not
+    // started yet) share the one start: each resolves once the machine runs.
+    this.starting ??= this.startOnce(opts).finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async startOnce(opts: StartOptions): Promise<void> {
     this.startOptions = opts;
     this.consoleMark = this.console.length;
     this.state = "starting";
@@ -150,7 +157,7 @@ export abstract class BaseMachine implements Machine {
     const running = this.rawExecute(cmd, timeout * 1000);
     if (opts.checkOutput === false) {
       // NixOS: sent, not waited for (a command that reboots or powers off the machine).
-      running.catch(() => {});
+      running.catch(() => {}); // not waited for: its end is the machine going away
       return { status: -2, stdout: empty };
     }
     let r: { status: number; stdout: Buffer };
@@ -269,52 +276,6 @@ export abstract class BaseMachine implements Machine {
     }
   }
 
-  // The systemd calls (vm/systemd-api.ts): NixOS semantics, errors naming machine and unit.
-  /** False where systemctl would reach the host's systemd (a local sandbox): the calls are not supported. */
-  protected readonly hasOwnSystemd: boolean = true;
-  private systemdApi: Systemd | undefined;
-
-  private systemd(method?: string): Systemd {
-    if (method && !this.hasOwnSystemd) throw new NotSupportedError(this.name, method, this.backend);
-    return (this.systemdApi ??= new Systemd({ name: this.name, execute: (cmd, o) => this.execute(cmd, o), log: (m) => this.log(m) }));
-  }
-
-  async waitForUnit(unit: string, opts: UnitWaitOptions = {}): Promise<void> {
-    return this.systemd("waitForUnit").waitForUnit(unit, opts);
-  }
-
-  async systemctl(args: string | string[], opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
-    return this.systemd("systemctl").systemctl(args, opts);
-  }
-
-  async startJob(unit: string, opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
-    return this.systemd("startJob").systemctl(["start", unit], opts);
-  }
-
-  async stopJob(unit: string, opts: SystemdOptions = {}): Promise<ExecuteResult<string>> {
-    return this.systemd("stopJob").systemctl(["stop", unit], opts);
-  }
-
-  async getUnitInfo(unit: string, opts: SystemdOptions = {}): Promise<Record<string, string>> {
-    return this.systemd("getUnitInfo").getUnitInfo(unit, opts);
-  }
-
-  async getUnitProperty(unit: string, property: string, opts: SystemdOptions = {}): Promise<string> {
-    return this.systemd("getUnitProperty").getUnitProperty(unit, property, opts);
-  }
-
-  async requireUnitState(unit: string, state = "active", opts: SystemdOptions = {}): Promise<void> {
-    return this.systemd("requireUnitState").requireUnitState(unit, state, opts);
-  }
-
-  async waitForOpenUnixSocket(path: string, opts: WaitOptions & { isDatagram?: boolean } = {}): Promise<void> {
-    return this.systemd().waitForOpenUnixSocket(path, opts);
-  }
-
-  async journal(unit?: string, opts: SystemdOptions & { lines?: number } = {}): Promise<string> {
-    return this.systemd("journal").journal(unit, opts);
-  }
-
   async copyFromMachine(src: string, targetDir?: string): Promise<string> {
     const dir = resolve(targetDir ?? this.ctx.outputDir);
     this.log(`copying ${src} from the machine to ${dir}`);
@@ -345,22 +306,6 @@ export abstract class BaseMachine implements Machine {
     throw new NotSupportedError(this.name, "the ssh backdoor", this.backend);
   }
 
-  screenshot(_name: string): Promise<string> {
-    return Promise.reject(new NotSupportedError(this.name, "screenshot", this.backend));
-  }
-  sendMonitorCommand(_cmd: string): Promise<string> {
-    return Promise.reject(new NotSupportedError(this.name, "sendMonitorCommand", this.backend));
-  }
-  forwardPort(_hostPort: number, _guestPort: number): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "forwardPort", this.backend));
-  }
-  block(): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "block", this.backend));
-  }
-  unblock(): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "unblock", this.backend));
-  }
-
   consoleLog(): string {
     return this.console.contents;
   }
@@ -381,42 +326,6 @@ export abstract class BaseMachine implements Machine {
         return re.test(text) ? { done: true, value: undefined } : { done: false, last: `it shows: ${JSON.stringify(text.replace(/\s+/g, " ").trim().slice(-200))}` };
       }),
     );
-  }
-
-  /** Text on the machine's screen, read by OCR (tesseract). */
-  getScreenText(): Promise<string> {
-    return Promise.reject(new NotSupportedError(this.name, "getScreenText", this.backend));
-  }
-
-  async waitForText(regex: RegExp | string, opts: WaitOptions = {}): Promise<string> {
-    const re = typeof regex === "string" ? new RegExp(regex) : regex;
-    this.log(`waiting for ${re} to appear on the screen`);
-    return this.wrapWait(undefined, () =>
-      pollUntil(`${re} on the screen`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
-        const text = await this.getScreenText();
-        const m = re.exec(text);
-        return m ? { done: true, value: m[0] } : { done: false, last: `OCR read: ${JSON.stringify(text.replace(/\s+/g, " ").trim().slice(-200))}` };
-      }),
-    );
-  }
-
-  sendKey(_keys: string, _opts?: { delay?: number }): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "sendKey", this.backend));
-  }
-  sendChars(_text: string, _opts?: { delay?: number }): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "sendChars", this.backend));
-  }
-  sendConsole(_text: string): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "sendConsole", this.backend));
-  }
-  waitForQmpEvent(_filter: (e: QmpEventMessage) => boolean, _opts?: WaitOptions): Promise<QmpEventMessage> {
-    return Promise.reject(new NotSupportedError(this.name, "waitForQmpEvent", this.backend));
-  }
-  reboot(): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "reboot", this.backend));
-  }
-  waitForShutdown(_opts?: WaitOptions): Promise<void> {
-    return Promise.reject(new NotSupportedError(this.name, "waitForShutdown", this.backend));
   }
 
   /** Tear down whatever state the machine is in; never throws. Used at the end of a run. */
@@ -443,7 +352,7 @@ export abstract class BaseMachine implements Machine {
   protected async dispose(): Promise<void> {}
 
   /** Rename a wait's inner timeout so the error names this machine. */
-  private async wrapWait<T>(cmd: string | undefined, fn: () => Promise<T>): Promise<T> {
+  protected async wrapWait<T>(cmd: string | undefined, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (e) {

@@ -1,12 +1,9 @@
 import type { BackendName, NodeOptions } from "./types.ts";
-import { RESERVED_NAMES } from "../worker/context-names.ts";
 
 export const BACKENDS: readonly BackendName[] = ["local", "qemu"];
 
 /** Memory (MiB) of a machine whose node names none, per backend: defined here only. */
 export const DEFAULT_MEMORY_MIB: Record<BackendName, number> = { qemu: 512, local: 64 };
-
-export { RESERVED_NAMES };
 
 const KNOWN_KEYS = new Set<keyof NodeOptions>([
   "backend", "memory", "cores", "kernel", "initrd", "append", "diskImage", "startScript", "bootTimeout", "qemuArgs", "vlans", "snapshotBoot", "image",
@@ -53,9 +50,10 @@ export function isBackend(s: string): s is BackendName {
 
 /**
  * Check a test's `nodes` and fill in defaults. Throws one line naming the node and the
- * option that is wrong.
+ * option that is wrong. `reserved`: names a node cannot take (the test script's context
+ * binds them: common/context-names.ts, which machines know nothing of).
  */
-export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNode[] {
+export function resolveNodes(nodes: unknown, defaultBackend: string, reserved: readonly string[]): ResolvedNode[] {
   if (nodes === undefined) return [];
   if (typeof nodes !== "object" || nodes === null || Array.isArray(nodes)) {
     throw new Error("`nodes` must be an object mapping node names to options");
@@ -66,7 +64,7 @@ export function resolveNodes(nodes: unknown, defaultBackend: string): ResolvedNo
     if (!/^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(name)) {
       throw new Error(`${where}: a node name must start with a letter and hold only letters, digits, '-' and '_'`);
     }
-    if (RESERVED_NAMES.includes(name)) throw new Error(`${where}: the name is taken by the test script's context or the breakpoint console (${RESERVED_NAMES.join(", ")})`);
+    if (reserved.includes(name)) throw new Error(`${where}: the name is taken by the test script's context or the breakpoint console (${reserved.join(", ")})`);
     const opts = (raw ?? {}) as NodeOptions;
     if (typeof opts !== "object" || Array.isArray(opts)) throw new Error(`${where}: options must be an object`);
     for (const key of Object.keys(opts)) {

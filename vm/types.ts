@@ -1,5 +1,5 @@
 // The Machine API shared by every backend: camelCase of the NixOS test driver's,
-// with the same semantics and defaults (README, "The Machine API").
+// with the same semantics and defaults (docs/test-api.md).
 
 export type BackendName = "local" | "qemu";
 
@@ -99,6 +99,7 @@ export interface PortOptions extends WaitOptions {
 
 export type MachineState = "created" | "starting" | "running" | "frozen" | "stopped" | "crashed";
 
+/** What every machine has, whatever its backend (a `local` sandbox has exactly this). */
 export interface Machine {
   readonly name: string;
   readonly backend: BackendName;
@@ -118,6 +119,19 @@ export interface Machine {
   waitForOpenPort(port: number, opts?: PortOptions): Promise<void>;
   waitForClosedPort(port: number, opts?: PortOptions): Promise<void>;
   waitForConsoleText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
+  copyFromMachine(src: string, targetDir?: string): Promise<string>;
+  copyToMachine(src: string, dst: string): Promise<void>;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  consoleLog(): string;
+  getTtyText(tty: number | string): Promise<string>;
+  waitUntilTtyMatches(tty: number | string, regex: RegExp | string, opts?: WaitOptions): Promise<void>;
+}
+
+/** What a QEMU guest has besides (the `qemu` backend, Debian guests): systemd, its screen and
+ *  keyboard, its monitor and QMP events, its network, a reboot. A node whose backend comes
+ *  from the command line is typed as this; on a local run these calls throw NotSupportedError. */
+export interface VmMachine extends Machine {
   /**
    * Wait until a systemd unit is active (NixOS `wait_for_unit`). Fails at once, with the unit's
    * state and its last journal lines, when the unit is `failed`, or `inactive` with no job
@@ -141,24 +155,17 @@ export interface Machine {
   waitForOpenUnixSocket(path: string, opts?: WaitOptions & { isDatagram?: boolean }): Promise<void>;
   /** The systemd journal, of one unit when given (`journalctl --no-pager [-u UNIT] [-n lines]`). */
   journal(unit?: string, opts?: SystemdOptions & { lines?: number }): Promise<string>;
-  copyFromMachine(src: string, targetDir?: string): Promise<string>;
-  copyToMachine(src: string, dst: string): Promise<void>;
   screenshot(name: string): Promise<string>;
   sendMonitorCommand(cmd: string): Promise<string>;
   forwardPort(hostPort: number, guestPort: number): Promise<void>;
   block(): Promise<void>;
   unblock(): Promise<void>;
-  freeze(): Promise<void>;
-  thaw(): Promise<void>;
-  consoleLog(): string;
   waitForQmpEvent(filter: (e: QmpEventMessage) => boolean, opts?: WaitOptions): Promise<QmpEventMessage>;
   sendKey(keys: string, opts?: { delay?: number }): Promise<void>;
   sendChars(text: string, opts?: { delay?: number }): Promise<void>;
   sendConsole(text: string): Promise<void>;
   getScreenText(): Promise<string>;
   waitForText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
-  getTtyText(tty: number | string): Promise<string>;
-  waitUntilTtyMatches(tty: number | string, regex: RegExp | string, opts?: WaitOptions): Promise<void>;
   reboot(): Promise<void>;
   waitForShutdown(opts?: WaitOptions): Promise<void>;
 }

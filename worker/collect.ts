@@ -1,6 +1,6 @@
 import { debianPackagesOf } from "../vm/node-options.ts";
-import type { CollectResult, CollectTask } from "./events.ts";
-import { describeThrown } from "./describe-thrown.ts";
+import type { CollectResult, CollectTask } from "../common/events.ts";
+import { describeThrown } from "../common/describe-thrown.ts";
 import { TestFileError, loadTestFile } from "./load-test-file.ts";
 
 /** Load a test file and report what it declares, or why it cannot load. */

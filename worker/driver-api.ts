@@ -1,8 +1,9 @@
 import { createMachine as createBackendMachine, type MachineRuntime } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { resolveNodes } from "../vm/node-options.ts";
+import { RESERVED_NAMES } from "../common/context-names.ts";
 import type { NodeOptions } from "../vm/types.ts";
-import type { WorkerEvent } from "./events.ts";
+import type { WorkerEvent } from "../common/events.ts";
 import { PollingConditions, type ConditionFn, type PollingCondition, type PollingConditionOptions } from "./polling-condition.ts";
 
 /**
@@ -35,7 +36,7 @@ export class DriverApi {
   async createMachine(name: string, options: NodeOptions = {}): Promise<BaseMachine> {
     if (typeof name !== "string") throw new TypeError("createMachine(name, options): the name is a string");
     if (this.machines.some((m) => m.name === name)) throw new Error(`createMachine: there is already a machine named '${name}'`);
-    const [node] = resolveNodes({ [name]: options }, this.defaultBackend).map((n) => ({ ...n }));
+    const [node] = resolveNodes({ [name]: options }, this.defaultBackend, RESERVED_NAMES).map((n) => ({ ...n }));
     if (node!.backend === "qemu" && !this.runtime.qemu) {
       throw new Error(`createMachine('${name}'): a qemu machine needs the guest image, which is prepared for tests that declare a qemu node in \`nodes\``);
     }

@@ -2,7 +2,7 @@
 // and its compiled dist/: on Node 20 tsx's ESM hook is not active inside worker threads, so
 // it is registered here before anything TypeScript is imported (the test files, and
 // haltpoint's own worker modules when the orchestrator runs from sources). The pool says
-// which task module to load (orchestrator/pool.ts).
+// which task module to load (orchestrator/scheduling/pool.ts).
 import { register } from "node:module";
 import { workerData } from "node:worker_threads";
 import { register as registerTsx } from "tsx/esm/api";

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { BroadcastChannel, isMainThread, threadId } from "node:worker_threads";
-import { describeThrown } from "./describe-thrown.ts";
+import { describeThrown } from "../common/describe-thrown.ts";
+import { lateErrorChannelName, type LateErrorNotice, RECYCLE_EXIT_CODE } from "../common/worker-exit.ts";
 
 /**
  * Errors nobody awaited: a timer that throws, or a promise that rejects, after the code
@@ -14,19 +15,6 @@ import { describeThrown } from "./describe-thrown.ts";
  * 'error' on the pool, which ended the whole run.
  */
 
-/** The exit code of a worker that recycles itself: the scheduler runs a test it had just been handed again. */
-export const RECYCLE_EXIT_CODE = 75;
-
-export interface LateErrorNotice {
-  /** The run that started the failing timer or promise. */
-  runKey: string;
-  kind: "uncaughtException" | "unhandledRejection";
-  message: string;
-  threadId: number;
-}
-
-/** One channel per orchestrator process (its worker threads share the pid). */
-export const lateErrorChannelName = (): string => `haltpoint-late-errors-${process.pid}`;
 
 interface RunningTest {
   runKey: string;
@@ -76,7 +64,7 @@ export async function runOwnedBy<T>(runKey: string, fn: (failed: Promise<never>)
   if (recycle) process.exit(RECYCLE_EXIT_CODE);
   let fail!: (e: unknown) => void;
   const failed = new Promise<never>((_, reject) => (fail = reject));
-  failed.catch(() => {});
+  failed.catch(() => {}); // a race's loser when no late error comes; the race sees it when one does
   running = { runKey, fail };
   try {
     return await owner.run(runKey, () => fn(failed));

@@ -1,11 +1,11 @@
 import { basename } from "node:path";
 import { pathToFileURL } from "node:url";
 import type { TestDefinition } from "../index.ts";
-import { describeThrown } from "./describe-thrown.ts";
+import { describeThrown } from "../common/describe-thrown.ts";
+import { TEST_FILE_RE } from "../common/test-files.ts";
+import { RESERVED_NAMES } from "../common/context-names.ts";
 import { definitionProblem } from "./test-definition.ts";
 import { resolveNodes, type ResolvedNode } from "../vm/node-options.ts";
-
-export const TEST_FILE_RE = /\.vmtest\.(ts|mts|cts|js|mjs|cjs)$/;
 
 export interface LoadedTest {
   name: string;
@@ -54,7 +54,7 @@ export async function loadTestFile(file: string, defaultBackend: string): Promis
   }
   let nodes: ResolvedNode[];
   try {
-    nodes = resolveNodes(def.nodes, defaultBackend);
+    nodes = resolveNodes(def.nodes, defaultBackend, RESERVED_NAMES);
   } catch (e) {
     throw new TestFileError(`${file}: ${firstLine(e)}`);
   }

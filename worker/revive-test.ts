@@ -1,9 +1,9 @@
-// The test `haltpoint revive BUNDLE` runs (orchestrator/revive-command.ts): the bundle's qemu
+// The test `haltpoint revive BUNDLE` runs (orchestrator/commands/revive.ts): the bundle's qemu
 // machines, which the qemu backend loads from their saved state (QemuRuntime.revive) and
 // leaves stopped; the script then fails with the original error, so the run halts at a
 // breakpoint exactly as a live one does: console, SSH sockets, ls/attach/release.
 import { defineTest } from "../index.ts";
-import { readManifest } from "../hooks/bundle-format.ts";
+import { readManifest } from "../hooks/bundles/bundle-format.ts";
 import type { NodeOptions } from "../vm/types.ts";
 
 /** The environment variable through which revive names the bundle (workers inherit it). */

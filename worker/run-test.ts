@@ -3,16 +3,16 @@ import { join } from "node:path";
 import { mkdirSync, rmSync } from "node:fs";
 import { createMachine } from "../vm/create-machine.ts";
 import type { BaseMachine, MachineContext } from "../vm/machine.ts";
-import { BreakpointHook } from "../hooks/breakpoint-hook.ts";
+import { BreakpointHook } from "../hooks/breakpoints/breakpoint-hook.ts";
 import type { RunNetwork } from "../vm/qemu/run-network.ts";
-import type { SshBackdoor } from "../hooks/ssh-backdoor.ts";
+import type { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
 import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
-import { dirNameFor } from "../orchestrator/run-dir-names.ts";
-import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "./events.ts";
+import { dirNameFor } from "../common/run-dir-names.ts";
+import { serializeError, type TaskControl, type Outcome, type RunTask, type WorkerEvent } from "../common/events.ts";
 import { scriptFailureKind } from "./script-failure.ts";
-import { abortText } from "../orchestrator/reporters/failure-text.ts";
+import type { AbortCause } from "../common/failure-kinds.ts";
 
 /**
  * Run one test file once, to its end: load it, build its machines, run its script, halt at
@@ -26,15 +26,15 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
   emit({ t: "start", time: Date.now(), threadId });
 
   // The main thread asks us to stop (global timeout, Ctrl-C): the script loses the race.
-  let abortedBy: string | undefined;
+  let abortedBy: AbortCause | undefined;
   let abort!: (e: Error) => void;
   const aborted = new Promise<never>((_, reject) => (abort = reject));
-  aborted.catch(() => {});
+  aborted.catch(() => {}); // a race's loser when no abort comes; the race sees it when one does
   let hook: BreakpointHook | undefined;
   port.on("message", (m: TaskControl) => {
     if (m.t === "abort") {
-      abortedBy = abortText(m.cause);
-      abort(new Error(abortedBy));
+      abortedBy = m.cause;
+      abort(new Error(`stopped by the orchestrator (${m.cause.kind})`)); // never reported: `done` carries `aborted`
     }
     hook?.onControl(m);
   });
@@ -67,7 +67,7 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     }
     for (const node of test.nodes) machines.push(await createMachine(node, ctx, { qemu: task.qemu, network }));
     if (machines.length && (task.sshBackdoor ?? test.sshBackdoor ?? debugHook)) {
-      const { SshBackdoor } = await import("../hooks/ssh-backdoor.ts");
+      const { SshBackdoor } = await import("../hooks/ssh/ssh-backdoor.ts");
       backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
     }
     hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, backdoor?.sockets(), {
@@ -116,8 +116,9 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     t: "done",
     time: Date.now(),
     outcome,
-    error: error === undefined ? undefined : serializeError(error),
-    ...(error === undefined ? {} : { failureKind: scriptFailureKind(error) }),
+    ...(abortedBy !== undefined && outcome === "failed"
+      ? { aborted: abortedBy } // the words are the main thread's (reporters/failure-text.ts)
+      : { error: error === undefined ? undefined : serializeError(error), ...(error === undefined ? {} : { failureKind: scriptFailureKind(error) }) }),
     durationMs: performance.now() - started,
   });
   port.close();

@@ -1,4 +1,4 @@
-import type { ScriptFailureKind } from "../orchestrator/failure-kinds.ts";
+import type { ScriptFailureKind } from "../common/failure-kinds.ts";
 import { MachineError } from "../vm/errors.ts";
 import { TestFileError } from "./load-test-file.ts";
 

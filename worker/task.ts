@@ -1,5 +1,5 @@
 import { collectTest } from "./collect.ts";
-import type { CollectResult, CollectTask, Outcome, RunTask } from "./events.ts";
+import type { CollectResult, CollectTask, Outcome, RunTask } from "../common/events.ts";
 import { runTest } from "./run-test.ts";
 import { runOwnedBy } from "./late-errors.ts";
 

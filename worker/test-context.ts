@@ -1,7 +1,7 @@
 import type { DebugApi, TestContext } from "../index.ts";
 import type { BaseMachine } from "../vm/machine.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "../vm/poll.ts";
-import { serializeError, type WorkerEvent } from "./events.ts";
+import { serializeError, type WorkerEvent } from "../common/events.ts";
 import type { DriverApi } from "./driver-api.ts";
 
 /** Build the object a test script receives: its machines by name, and the helpers. */

@@ -1,7 +1,7 @@
-import type { AbortCause, BudgetOverrun, Failure, FailureCause, HaltRefusal, Notice, StopReason } from "../failure-kinds.ts";
-import { isOrchestratorCause } from "../failure-kinds.ts";
+import type { AbortCause, BudgetOverrun, Failure, FailureCause, HaltRefusal, Notice, StopReason } from "../../common/failure-kinds.ts";
+import { isOrchestratorCause } from "../../common/failure-kinds.ts";
 
-// The words for orchestrator/failure-kinds.ts: the one place a failure kind, a stop reason
+// The words for common/failure-kinds.ts: the one place a failure kind, a stop reason
 // or a notice becomes English. The texts are the ones haltpoint printed before the kinds
 // existed (reports, logs and people's greps depend on them).
 
@@ -48,7 +48,7 @@ export function failureReason(f: Failure): string | undefined {
   return causes.map(causeText).join("; ") + saw;
 }
 
-/** The abort's words, as the worker hands them to the script (its error message) and the console. */
+/** The words for an abort cause (the worker hands the cause, typed, never its words). */
 export function abortText(c: AbortCause): string {
   return causeText(c);
 }
@@ -110,6 +110,8 @@ export function noticeText(n: Notice): string {
       return `the qemu backend is not ready: ${n.message}`;
     case "run-log-truncated":
       return `cannot write run logs (${n.error}, first at ${n.file}): logs are truncated from here on; results and reports are not affected`;
+    case "teardown-failed":
+      return `teardown: ${n.what} failed: ${n.message}`;
     case "info":
       return n.text;
   }

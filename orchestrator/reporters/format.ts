@@ -1,5 +1,5 @@
-import type { WorkerEvent } from "../../worker/events.ts";
-import type { PlannedRun } from "../plan.ts";
+import type { WorkerEvent } from "../../common/events.ts";
+import type { PlannedRun } from "../selection/plan.ts";
 import { failureMessage, runMessage, type RunAttempt, type RunResult } from "../results.ts";
 
 /** `login#3 server:` — the prefix every line of a run carries. */

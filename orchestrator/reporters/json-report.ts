@@ -1,12 +1,12 @@
-import type { SerializedError, WorkerEvent } from "../../worker/events.ts";
-import type { PlannedRun } from "../plan.ts";
+import type { SerializedError, WorkerEvent } from "../../common/events.ts";
+import type { PlannedRun } from "../selection/plan.ts";
 import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../results.ts";
 import { exitStatus, failureMessage, reasonOf } from "../results.ts";
-import type { Failure, StopReason } from "../failure-kinds.ts";
+import type { Failure, StopReason } from "../../common/failure-kinds.ts";
 import { stopText } from "./failure-text.ts";
 import { flakeStats } from "../flake-stats.ts";
-import type { Shard } from "../shard.ts";
-import type { HostFacts } from "../host-facts.ts";
+import type { Shard } from "../selection/shard.ts";
+import type { HostFacts } from "../../vm/host-facts.ts";
 import { writeReport } from "./atomic-write.ts";
 import { AttemptLines } from "./attempt-lines.ts";
 

@@ -1,7 +1,7 @@
 import { create } from "xmlbuilder2";
 import type { XMLBuilder } from "xmlbuilder2/lib/interfaces.js";
-import type { WorkerEvent } from "../../worker/events.ts";
-import type { PlannedRun } from "../plan.ts";
+import type { WorkerEvent } from "../../common/events.ts";
+import type { PlannedRun } from "../selection/plan.ts";
 import { failureMessage, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
 import { writeReport } from "./atomic-write.ts";
 import { AttemptLines } from "./attempt-lines.ts";

@@ -2,10 +2,11 @@ import { writeSync } from "node:fs";
 import { mkdir, open, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
-import type { WorkerEvent } from "../../worker/events.ts";
-import type { PlannedRun } from "../plan.ts";
+import type { WorkerEvent } from "../../common/events.ts";
+import type { PlannedRun } from "../selection/plan.ts";
 import { reasonOf, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
-import type { Notice } from "../failure-kinds.ts";
+import type { Notice } from "../../common/failure-kinds.ts";
+import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
 /**
  * A pino destination for one run's file. The directory and file are created on libuv's
@@ -68,7 +69,7 @@ class LineFile {
   close(): void {
     this.closing = true;
     if (this.pending || !this.handle) return;
-    void this.handle.close().catch(() => {});
+    void bestEffort(stderrTeardownLog, `closing ${this.file}`, this.handle.close());
     this.handle = undefined;
     this.fd = -1;
   }

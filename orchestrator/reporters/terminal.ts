@@ -1,15 +1,15 @@
 import type logUpdateFn from "log-update";
 import { colors as pc } from "./colors.ts";
-import type { WorkerEvent } from "../../worker/events.ts";
-import type { PlannedRun } from "../plan.ts";
-import type { BreakpointInfo } from "../../hooks/control-protocol.ts";
-import { breakpointSshLines, haltpointCommand, shellQuote } from "../../hooks/ssh-lines.ts";
+import type { WorkerEvent } from "../../common/events.ts";
+import type { PlannedRun } from "../selection/plan.ts";
+import type { BreakpointInfo } from "../../hooks/control/control-protocol.ts";
+import { breakpointSshLines, haltpointCommand, shellQuote } from "../../hooks/ssh/ssh-lines.ts";
 import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
 import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./format.ts";
 import { flakeStats } from "../flake-stats.ts";
 import { formatFlakeStats } from "./flake-summary.ts";
-import { formatShard } from "../shard.ts";
-import type { HaltRefusal, Notice } from "../failure-kinds.ts";
+import { formatShard } from "../selection/shard.ts";
+import type { HaltRefusal, Notice } from "../../common/failure-kinds.ts";
 import { haltRefusalText, noticeText } from "./failure-text.ts";
 
 export interface TerminalOptions {

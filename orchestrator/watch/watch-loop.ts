@@ -8,11 +8,11 @@
 // takes seconds.
 import { existsSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import { TEST_FILE_RE } from "../../worker/load-test-file.ts";
-import { UsageError, discoverTestFiles } from "../discovery.ts";
-import type { StopCause } from "../failure-kinds.ts";
+import { TEST_FILE_RE } from "../../common/test-files.ts";
+import { UsageError, discoverTestFiles } from "../selection/discovery.ts";
+import type { StopCause } from "../../common/failure-kinds.ts";
 import type { Reporter, RunResult, SuitePlan } from "../results.ts";
-import { type RunOptions, defaultLogDir, runCommand } from "../run-command.ts";
+import { type RunOptions, defaultLogDir, runCommand } from "../commands/run.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
 import { ChangeDebouncer } from "./change-debouncer.ts";
 import { DirectoryWatcher, directoriesUnder } from "./file-watcher.ts";

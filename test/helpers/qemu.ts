@@ -1,4 +1,4 @@
-import { prepareQemu } from "../../orchestrator/prepare-qemu.ts";
+import { prepareQemu } from "../../orchestrator/scheduling/prepare-qemu.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
 import { processesMatching } from "./machine-context.ts";
 

@@ -25,6 +25,7 @@ export interface CachedImage {
 export async function markUsed(dir: string): Promise<void> {
   const file = join(dir, LAST_USED);
   const now = new Date();
+  // The stamp only orders pruning (oldest first): a cache it cannot stamp still works.
   await utimes(file, now, now).catch(() => writeFile(file, "").catch(() => {}));
 }
 

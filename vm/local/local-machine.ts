@@ -5,6 +5,8 @@ import { BackdoorShell, ShellClosedError, ansiCQuote } from "../backdoor-shell.t
 import type { BackdoorAccess } from "../backdoor-access.ts";
 import type { MachineContext } from "../machine.ts";
 import { ShellMachine } from "../shell-machine.ts";
+import { VM_ONLY_METHODS } from "../guest-machine.ts";
+import { NotSupportedError } from "../errors.ts";
 import type { NodeOptions } from "../types.ts";
 import { childrenOf, descendantsOf, processState, signal } from "./process-tree.ts";
 import { sandboxPrefix } from "./sandbox.ts";
@@ -159,7 +161,6 @@ export class LocalMachine extends ShellMachine {
   }
 
   /** A sandbox has no init of its own: systemctl would reach the host's systemd, so the systemd calls are not supported. */
-  protected override readonly hasOwnSystemd = false;
 
   /** Kill what the shell is running (its children), keeping the shell itself: synchronous,
    *  before the next command is sent, so it is always command `_id`'s tree. */
@@ -227,4 +228,14 @@ export class LocalMachine extends ShellMachine {
     }
     await this.exited;
   }
+}
+
+// A local sandbox has no systemd, screen, monitor or network of its own: its type (Machine)
+// has none of those calls, and a JavaScript script that calls one anyway gets a clear error.
+for (const method of VM_ONLY_METHODS) {
+  Object.defineProperty(LocalMachine.prototype, method, {
+    value(this: LocalMachine) {
+      return Promise.reject(new NotSupportedError(this.name, method, this.backend));
+    },
+  });
 }

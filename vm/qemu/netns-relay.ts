@@ -39,7 +39,7 @@ export class NetnsRelay {
     await rm(socketPath, { force: true });
     const argv = [...enterNetNamespace(mode, pid), ...withParentDeathSignal([process.execPath, RELAY_SCRIPT, socketPath])];
     const proc = execa(argv[0]!, argv.slice(1), { stdin: "pipe", stdout: "pipe", stderr: "pipe", buffer: false, reject: false, detached: true, cleanup: true });
-    proc.catch(() => {});
+    proc.catch(() => {}); // reject: false: it never rejects; stop() awaits its end
     await new Promise<void>((resolve, reject) => {
       let err = "";
       proc.stderr!.on("data", (d: Buffer) => (err += d.toString()));
@@ -92,7 +92,7 @@ export class NetnsRelay {
         /* gone */
       }
     }
-    await this.proc.catch(() => {});
-    await rm(this.socketPath, { force: true }).catch(() => {});
+    await this.proc.catch(() => {}); // killed: its rejection is the kill we asked for
+    await rm(this.socketPath, { force: true }); // a failure is the caller's to log
   }
 }

@@ -6,7 +6,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { dirname, join } from "node:path";
 import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
 import type { MachineContext } from "../machine.ts";
-import { ShellMachine } from "../shell-machine.ts";
+import { GuestMachine } from "../guest-machine.ts";
 import { DEFAULT_MEMORY_MIB, type ResolvedNode } from "../node-options.ts";
 import type { NodeOptions, QmpEventMessage, WaitOptions } from "../types.ts";
 import { ConnectionLostError } from "../errors.ts";
@@ -30,6 +30,7 @@ import { restoreArgs, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { argvFromTemplate, argvTemplate, type RevivedMachine } from "./saved-machine.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 import type { DebianImage } from "../image/debian-image.ts";
+import { bestEffort } from "../../common/teardown.ts";
 
 /** A snapshot that did not load: the machine falls back to a cold boot. */
 class SnapshotRestoreFailed extends Error {
@@ -63,7 +64,7 @@ const CONSOLE_TAIL_LINES = 50;
  * serial console captured into the machine's console log, and commands through the
  * backdoor shell on the guest's /dev/hvc0 (a UNIX socket this worker listens on).
  */
-export class QemuMachine extends ShellMachine {
+export class QemuMachine extends GuestMachine {
   readonly backend = "qemu" as const;
   private proc: ResultPromise | undefined;
   private qmp: QmpClient | undefined;
@@ -389,6 +390,7 @@ export class QemuMachine extends ShellMachine {
 
   /** A rebooting guest's commands wait for its new shell. */
   protected override async beforeCommand(): Promise<void> {
+    // A failed reconnect fails the command that follows (the machine is down): this only waits.
     if (this.reconnecting) await this.reconnecting.catch(() => {});
   }
 
@@ -520,16 +522,17 @@ export class QemuMachine extends ShellMachine {
 
   protected override async dispose(): Promise<void> {
     // A new QEMU has new forwards (and, in its own namespace, a new relay).
-    await this.ports.close();
+    const log = (m: string): void => this.log(m);
+    await bestEffort(log, "closing its port forwards", this.ports.close());
     if (this.vsock) {
       const pid = this.vsock.pid;
-      await this.vsock.stop();
+      await bestEffort(log, "stopping vhost-device-vsock", this.vsock.stop());
       if (pid !== undefined) this.ctx.trackProcess(this.name, pid, false);
       this.vsock = undefined;
     }
     this.qmp?.close();
     this.killPort?.close();
-    await this.shellListener?.close().catch(() => {});
+    if (this.shellListener) await bestEffort((m) => this.log(m), "closing the shell listener", this.shellListener.close());
     this.serialServer?.close();
     this.serialSocket?.destroy();
     this.events.clear();

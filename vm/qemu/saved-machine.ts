@@ -1,4 +1,4 @@
-// A frozen qemu machine as a bundle keeps it (hooks/bundle-format.ts): the argv QEMU was
+// A frozen qemu machine as a bundle keeps it (hooks/bundles/bundle-format.ts): the argv QEMU was
 // started with, its run's paths replaced by placeholders, so that a QEMU on another host,
 // in another state dir, with the kernel and initrd from the bundle, can load its state.
 // Devices, memory and NICs must match exactly for `-incoming`; paths need not.

@@ -87,8 +87,9 @@ export class VhostVsockDaemon {
 
   async stop(): Promise<void> {
     this.proc.kill("SIGKILL");
-    await this.proc.catch(() => {});
-    await rm(this.vhostSocket, { force: true }).catch(() => {});
-    await rm(this.udsPath, { force: true }).catch(() => {});
+    await this.proc.catch(() => {}); // killed: its rejection is the kill we asked for
+    // Both sockets are tried; what failed is the caller's to log (qemu-machine.ts).
+    const failed = (await Promise.allSettled([rm(this.vhostSocket, { force: true }), rm(this.udsPath, { force: true })])).filter((r) => r.status === "rejected");
+    if (failed.length) throw new Error(failed.map((r) => String((r as PromiseRejectedResult).reason?.message ?? r)).join("; "));
   }
 }

@@ -1,6 +1,6 @@
-import type { PlannedRun } from "../../plan.ts";
+import type { PlannedRun } from "../../selection/plan.ts";
 import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../../results.ts";
-import type { WorkerEvent } from "../../../worker/events.ts";
+import type { WorkerEvent } from "../../../common/events.ts";
 import { writeReport } from "../atomic-write.ts";
 import { AttemptLines } from "../attempt-lines.ts";
 import { buildJsonReport } from "../json-report.ts";

@@ -3,7 +3,7 @@
 import { createHash } from "node:crypto";
 import { dirname, relative, resolve, sep } from "node:path";
 import type { JsonReport, JsonRun, JsonTest } from "../json-report.ts";
-import type { HostFacts } from "../../host-facts.ts";
+import type { HostFacts } from "../../../vm/host-facts.ts";
 import { percent, seconds } from "../format.ts";
 import { ImageBudget } from "./artifacts.ts";
 import { failureGroups, flakeChartSvg, repeatedTests } from "./flake-chart-svg.ts";

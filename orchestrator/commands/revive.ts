@@ -1,0 +1,100 @@
+import { accessSync, constants } from "node:fs";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { BundleError, damageOf, readManifest, type BundleManifest, type BundleQemuMachine } from "../../hooks/bundles/bundle-format.ts";
+import { QEMU_BINARY } from "../../vm/qemu/qemu-argv.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { RevivedMachine } from "../../vm/qemu/saved-machine.ts";
+import type { Reporter } from "../results.ts";
+import { runCommand } from "./run.ts";
+import { qemuVersion } from "../../vm/host-facts.ts";
+
+export interface ReviveOptions {
+  bundle: string;
+  debugPort: number;
+  /** Seconds until the revived breakpoint is released by itself. */
+  freezeTtl: number;
+  logDir?: string;
+}
+
+/** The pseudo-test that revives a bundle (worker/revive-test.ts, or its compiled .js in dist/). */
+function reviveTestFile(): string {
+  const ext = import.meta.url.endsWith(".ts") ? "ts" : "js";
+  return fileURLToPath(new URL(`../../worker/revive-test.${ext}`, import.meta.url));
+}
+
+/** Why this host cannot revive the bundle (one line), or undefined. */
+async function cannotRevive(dir: string, m: BundleManifest): Promise<string | undefined> {
+  if (!m.machines.some((x) => x.backend === "qemu")) return "it has no qemu machine to revive (local machines cannot be; their files are in the bundle)";
+  const here = await qemuVersion();
+  if (here !== m.qemu) return `it was saved by ${m.qemu ?? "an unknown QEMU"} and this host has ${here ?? `no ${QEMU_BINARY}`}: QEMU loads only its own version's state`;
+  if (m.accel === "kvm") {
+    try {
+      accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+    } catch {
+      return "its machines ran under KVM and /dev/kvm is not usable here";
+    }
+  }
+  const damage = await damageOf(dir, m);
+  return damage ? `it is damaged: ${damage}` : undefined;
+}
+
+/**
+ * `haltpoint revive BUNDLE`: check the bundle (format, QEMU version, every file's size and
+ * sha256), then run the revive pseudo-test with the debug hook: its machines load their saved
+ * state and the run halts at a breakpoint, served like any other, until it is released.
+ * 0 once released; 2 for a bundle that cannot be revived (one line saying why).
+ */
+export async function reviveCommand(o: ReviveOptions, err: { write(s: string): unknown } = process.stderr): Promise<number> {
+  const dir = resolve(o.bundle);
+  let m: BundleManifest;
+  try {
+    m = readManifest(dir);
+  } catch (e) {
+    err.write(`haltpoint revive: cannot revive ${dir}: ${e instanceof BundleError ? e.message : (e as Error).message}\n`);
+    return 2;
+  }
+  const why = await cannotRevive(dir, m);
+  if (why) {
+    err.write(`haltpoint revive: cannot revive ${dir}: ${why}\n`);
+    return 2;
+  }
+  for (const n of m.notSaved ?? []) err.write(`haltpoint revive: machine ${n} was not saved: it is not revived\n`);
+  for (const x of m.machines) {
+    if (x.backend === "local") err.write(`haltpoint revive: machine ${x.name} (local) is not revived: a local machine cannot be${x.files ? `; its files are in ${join(dir, x.files)}` : ""}\n`);
+  }
+  const revive: Record<string, RevivedMachine> = {};
+  for (const x of m.machines.filter((y): y is BundleQemuMachine => y.backend === "qemu")) {
+    revive[x.name] = {
+      argv: x.argv,
+      ...(x.kernel ? { kernel: join(dir, x.kernel.path) } : {}),
+      ...(x.initrd ? { initrd: join(dir, x.initrd.path) } : {}),
+      state: join(dir, x.state.path),
+    };
+  }
+  // No image build and no KVM probe: the bundle brings its kernels, and its accelerator.
+  const qemuRuntime: QemuRuntime = { kernel: "", initrd: "", accel: m.accel ?? "tcg", snapshotBoot: false, revive };
+  let halted = false;
+  const reached: Reporter = { onBreakpoint: () => void (halted = true) };
+  process.env.HALTPOINT_REVIVE_BUNDLE = dir; // read by worker/revive-test.ts (workers inherit it)
+  const status = await runCommand({
+    paths: [reviveTestFile()],
+    jobs: 1,
+    backend: "qemu",
+    repeat: 1,
+    untilFail: false,
+    quiet: false,
+    abortGrace: 10,
+    debugHook: true,
+    saveBreakpoints: false,
+    sshBackdoor: m.sshBackdoor,
+    debugPort: o.debugPort,
+    freezeTtl: o.freezeTtl,
+    maxFrozen: 1,
+    logDir: o.logDir,
+    qemuRuntime,
+    reporters: [reached],
+  });
+  // The revived test "fails" again by design; once its breakpoint was served and released, that is success.
+  return halted && status === 1 ? 0 : status;
+}

@@ -1,0 +1,397 @@
+import { MessageChannel, type MessagePort } from "node:worker_threads";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import PQueue from "p-queue";
+import type { CollectTask, RunTask, TaskControl, WorkerEvent } from "../../common/events.ts";
+import { recycledWorker } from "./pool.ts";
+import { collectTests } from "./collect-tests.ts";
+import { runDirName } from "../../common/run-dir-names.ts";
+import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
+import type { ProcessLedger } from "./process-ledger.ts";
+import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
+import { demandOf, type ResourceBudget } from "./resource-budget.ts";
+import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
+import type { AbortCause, FailureCause, Notice, StopCause, StopReason } from "../../common/failure-kinds.ts";
+import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
+import { RunClock } from "./run-clock.ts";
+import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
+
+/** The worker pool as the scheduler uses it (piscina; a fake in test/unit/scheduler.test.ts). */
+export interface TaskPool {
+  run(task: RunTask | CollectTask, options?: { transferList?: MessagePort[]; signal?: AbortSignal }): Promise<unknown>;
+}
+
+/** The process ledger as the scheduler uses it (process-ledger.ts). */
+export type RunLedger = Pick<ProcessLedger, "add" | "remove" | "killRun">;
+
+export interface SchedulerOptions {
+  pool: TaskPool;
+  jobs: number;
+  reporters: ReporterSet;
+  ledger: RunLedger;
+  logDir: string;
+  /** Root of the per-run state directories (short: UNIX socket paths live there). */
+  stateRoot: string;
+  defaultBackend: string;
+  /** How long a run asked to stop (timeout, Ctrl-C) may take before its worker is killed. */
+  abortGraceMs: number;
+  /** Stop admitting runs at the first failure (--until-fail). */
+  untilFail: boolean;
+  /** Stop admitting runs after this many failed runs (--max-fail; --until-fail is 1). */
+  maxFail?: number;
+  /** Memory and cores that qemu machines may take at once (--memory, --cores). */
+  budget: ResourceBudget;
+  /** Holds halted tests (--debug-hook); without it no test halts. */
+  broker?: HaltBroker;
+  /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
+  debugHook: boolean;
+  /** SSH backdoor sockets for every run (--ssh-backdoor / --no-ssh-backdoor); undefined: per test. */
+  sshBackdoor?: boolean;
+  /** A connection to a frozen machine's SSH socket thaws it (--ssh-thaws). */
+  sshThaws?: boolean;
+  /** --keep-machine-state: where kept machine state lives (per test, per machine). */
+  keepStateRoot?: string;
+  /** --save-breakpoints: halted tests are saved as bundles here and released. */
+  saveBreakpoints?: string;
+  /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
+  retries?: number;
+  /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
+  flakyFails?: boolean;
+  /** How long to wait for a run's `done` after its task returned (default 5 s; tests shorten it). */
+  doneWaitMs?: number;
+}
+
+/** A run in flight: what the scheduler needs to stop it. */
+interface ActiveRun {
+  run: PlannedRun;
+  port: MessagePort;
+  kill: AbortController;
+  /** Why the orchestrator asked it to stop, once it did. */
+  cause?: AbortCause;
+  killTimer?: NodeJS.Timeout;
+  /** Its breakpoints: whether it is halted now, and whether it halted on its failure. */
+  breakpoints: RunBreakpoints;
+}
+
+/** How long to wait for a run's final `done` message after its task returned. */
+const DONE_MESSAGE_WAIT_MS = 5000;
+
+/**
+ * Admission and dispatch: p-queue decides when a run may start (--jobs), piscina runs it
+ * in a worker thread. The scheduler turns whatever happens (a result, a crash, a timeout)
+ * into exactly one RunResult per started run, and formats nothing.
+ */
+export class Scheduler {
+  private readonly queue: PQueue;
+  private readonly active = new Set<ActiveRun>();
+  private stopping = false;
+  private admitting = true;
+  private stoppedWork = false;
+  /** runAll() has begun: before that (collecting, preparing qemu) an interrupt stops the whole run. */
+  private runsBegun = false;
+  /** Guest image + accelerator for qemu machines, once prepared. */
+  qemu: QemuRuntime | undefined;
+  /** Why qemu tests cannot run (image build or accel probe failed): the error's message. */
+  qemuUnavailable: string | undefined;
+  /** Why admission stopped (--until-fail, --max-fail, Ctrl-C), once it did: the reports say it. */
+  stopReason: StopReason | undefined;
+  private seq = 0;
+  /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
+  private readonly slotsTaken: boolean[] = [];
+  /** Runs that failed (counted once each, for --max-fail). */
+  private readonly failedRuns = new Set<string>();
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.queue = new PQueue({ concurrency: o.jobs });
+  }
+
+  /** Load every file in a worker and learn what it declares. */
+  collect(files: string[]): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
+    return collectTests(this.o.pool, files, this.o.defaultBackend);
+  }
+
+  /**
+   * Run the planned runs; resolves with the results of the runs that started. Runs are
+   * pulled from `runs` as slots free rather than queued up front, so an endless source
+   * (--stress-duration) works, and a run never waits in the queue past its source's end.
+   */
+  async runAll(runs: Iterable<PlannedRun>): Promise<RunResult[]> {
+    this.runsBegun = true;
+    const results: RunResult[] = [];
+    const outstanding = new Set<Promise<void>>();
+    const source = runs[Symbol.iterator]();
+    let exhausted = false;
+    const feed = (): void => {
+      while (!exhausted && this.admitting && this.queue.size + this.queue.pending < this.o.jobs) {
+        const next = source.next();
+        if (next.done) exhausted = true;
+        // Not awaited one by one: a cleared queue (--until-fail, Ctrl-C) never settles them.
+        else void this.queue.add(() => this.admit(next.value, results, outstanding));
+      }
+    };
+    // p-queue emits "next" each time a task ends (a run ended or halted): a slot is free.
+    this.queue.on("next", feed);
+    try {
+      feed();
+      while (this.queue.size || this.queue.pending) await this.queue.onIdle();
+    } finally {
+      this.queue.off("next", feed);
+    }
+    if (outstanding.size && this.o.broker?.count) {
+      this.o.reporters.onNotice({ kind: "holding-breakpoints", count: this.o.broker.count });
+    }
+    while (outstanding.size) await Promise.all(outstanding);
+    return results;
+  }
+
+  /** One queue task: wait for the budget, start the run, hold the slot until it ends or halts. */
+  private async admit(run: PlannedRun, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
+    if (!this.admitting) return;
+    // The queue runs at most --jobs tasks, so a free slot always exists; the task holds it
+    // until the run ends or halts, like the concurrency it stands for.
+    let slot = this.slotsTaken.indexOf(false);
+    if (slot < 0) slot = this.slotsTaken.length;
+    this.slotsTaken[slot] = true;
+    try {
+      await this.admitSlot(run, slot, results, outstanding);
+    } finally {
+      this.slotsTaken[slot] = false;
+    }
+  }
+
+  private async admitSlot(run: PlannedRun, slot: number, results: RunResult[], outstanding: Set<Promise<void>>): Promise<void> {
+    const need = demandOf(run.test);
+    const usesQemu = run.test.nodes.some((n) => n.backend === "qemu");
+    const over = this.o.budget.overrun(need);
+    const refusal: FailureCause | undefined = over
+      ? { kind: "not-admitted", over }
+      : usesQemu && this.qemuUnavailable !== undefined
+        ? { kind: "not-admitted", qemuUnavailable: this.qemuUnavailable }
+        : undefined;
+    if (refusal) return void results.push(this.refuse(run, refusal, slot));
+    const release = await this.o.budget.acquire(need);
+    if (!this.admitting) return release();
+    // A halted test gives its --jobs slot back: the queue task ends when the run ends
+    // or halts, whichever comes first; the run itself is awaited in runAll.
+    let freeSlot!: () => void;
+    const halted = new Promise<void>((r) => (freeSlot = r));
+    const p = this.runOne(run, freeSlot, slot)
+      .then((r) => void results.push(r))
+      .finally(() => {
+        release();
+        outstanding.delete(p);
+      });
+    outstanding.add(p);
+    await Promise.race([p, halted]);
+  }
+
+  /** Was work other than halted tests stopped by an interrupt (Ctrl-C)? */
+  get interruptedWork(): boolean {
+    return this.stoppedWork;
+  }
+
+  /** Start no further run; running ones go on to their end (--until-fail). */
+  stopAdmission(): void {
+    this.admitting = false;
+    this.queue.clear();
+  }
+
+  /** Ctrl-C: admit nothing more, ask every running test to stop and tear down. */
+  interrupt(signal?: string): void {
+    this.stop(signal ? { kind: "interrupted", signal } : { kind: "interrupted" });
+  }
+
+  /**
+   * Stop this run of the suite for `cause`: admit nothing more, release every held
+   * breakpoint, ask every running test to stop and tear down (its result carries the cause).
+   * Ctrl-C is one cause; watch mode rerunning the suite after a change is another.
+   */
+  stop(cause: StopCause): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopReason ??= cause;
+    // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
+    // is a released failure still tearing down: its outcome is decided, let it finish.
+    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => a.breakpoints.heldId === undefined && !a.breakpoints.failedAtBreakpoint);
+    this.stopAdmission();
+    for (const a of this.active) {
+      if (a.breakpoints.heldId !== undefined) a.breakpoints.release(cause);
+      else if (!a.breakpoints.failedAtBreakpoint) this.abort(a, cause);
+    }
+  }
+
+  /** Kill every running worker now (a second Ctrl-C). */
+  killNow(): void {
+    for (const a of this.active) {
+      a.cause ??= { kind: "interrupted" };
+      a.kill.abort();
+    }
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** A run that cannot start: reported as failed at once, without a worker. */
+  private refuse(run: PlannedRun, failure: FailureCause, slot: number): RunResult {
+    const logDir = join(this.o.logDir, runDirName(run));
+    this.o.reporters.onRunStart(run, logDir);
+    const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", failure, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
+    this.o.reporters.onRunEnd(result);
+    this.stopOnFailure(run);
+    return result;
+  }
+
+  /** --max-fail N / --until-fail: the Nth failed run stops admission (at the failure, even if it then halts). */
+  private stopOnFailure(run: PlannedRun, flaky = false): void {
+    this.failedRuns.add(run.key);
+    const limit = this.o.maxFail ?? (this.o.untilFail ? 1 : undefined);
+    if (limit === undefined || !this.admitting || this.failedRuns.size < limit) return;
+    this.stopAdmission();
+    const stop: StopReason = this.o.maxFail !== undefined ? { kind: "max-fail", limit: this.o.maxFail, run: run.key, flaky } : { kind: "until-fail", run: run.key, flaky };
+    this.stopReason ??= stop;
+    this.o.reporters.onNotice({ kind: "stopped", stop });
+  }
+
+  /**
+   * One run: its first attempt, then retries while it fails (--retries / `retries:`),
+   * unless it halted at a breakpoint or the suite is stopping. One RunResult, whatever happens.
+   */
+  private async runOne(run: PlannedRun, freeSlot: () => void, slot: number): Promise<RunResult> {
+    const { reporters } = this.o;
+    const base = join(this.o.logDir, runDirName(run));
+    const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
+    const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
+    reporters.onRunStart(run, base);
+    const attempts: RunAttempt[] = [];
+    for (let n = 1; ; n++) {
+      const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot, slot);
+      attempts.push(attempt);
+      if (attempt.outcome === "passed" || halted || this.stopping || n >= maxAttempts) break;
+      reporters.onRetry(run, attempt, n + 1, attemptDir(n + 1));
+    }
+    const result = resultFromAttempts(run, attempts);
+    reporters.onRunEnd(result);
+    if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky");
+    return result;
+  }
+
+  private abort(a: ActiveRun, cause: AbortCause): void {
+    if (a.cause) return;
+    a.cause = cause;
+    a.port.postMessage({ t: "abort", cause } satisfies TaskControl);
+    a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
+  }
+
+  /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
+  private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void, slot: number): Promise<{ attempt: RunAttempt; halted: boolean }> {
+    const { reporters, ledger } = this.o;
+    const stateDir = join(this.o.stateRoot, String(++this.seq));
+    const { port1, port2 } = new MessageChannel();
+    const a = { run, port: port1, kill: new AbortController() } as ActiveRun;
+    const startedAt = Date.now();
+    const t0 = performance.now();
+    const clock = new RunClock({
+      timeoutMs: run.test.globalTimeout * 1000,
+      onTimeout: () => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }),
+      slowMs: run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined,
+      onSlow: (elapsedMs) => reporters.onSlow(run, attemptNo, elapsedMs, run.test.slowTimeout! * 1000),
+      isHalted: () => a.breakpoints.heldId !== undefined,
+    });
+    a.breakpoints = new RunBreakpoints({
+      run,
+      port: port1,
+      clock,
+      broker: this.o.broker,
+      cause: () => a.cause,
+      stopping: () => this.stopping,
+      onHeld: (kind) => {
+        // A halted failure is final (never retried): --until-fail stops admission now,
+        // not when someone releases the breakpoint.
+        if (kind === "failure") this.stopOnFailure(run);
+        freeSlot();
+      },
+    });
+    this.active.add(a);
+
+    let done: Extract<WorkerEvent, { t: "done" }> | undefined;
+    let onDone: () => void = () => {};
+    const doneSeen = new Promise<void>((r) => (onDone = r));
+    let workerStarted = false;
+    port1.on("message", (e: WorkerEvent) => {
+      if (e.t === "process") {
+        if (e.alive) ledger.add(run.key, e.pid, e.machine);
+        else ledger.remove(run.key, e.pid);
+      } else if (e.t === "start") {
+        workerStarted = true;
+        clock.start();
+      } else if (e.t === "halt") a.breakpoints.onHalt(e);
+      else if (e.t === "resumed") a.breakpoints.onResumed(e);
+      else if (e.t === "bundle" && e.reqId !== undefined) this.o.broker?.bundleSaved?.(e);
+      else if (e.t === "done") {
+        done = e;
+        onDone();
+      }
+      reporters.onEvent(run, e);
+    });
+    const task: RunTask = {
+      kind: "run",
+      file: run.test.file,
+      runIndex: run.index,
+      attempt: attemptNo,
+      defaultBackend: this.o.defaultBackend,
+      logDir,
+      stateDir,
+      debugHook: this.o.debugHook,
+      sshBackdoor: this.o.sshBackdoor,
+      sshThaws: this.o.sshThaws,
+      keepStateRoot: this.o.keepStateRoot,
+      saveBreakpoints: this.o.saveBreakpoints,
+      runKey: run.key,
+      qemu: this.qemu,
+      port: port2,
+    };
+    let crash: AttemptFacts["crash"];
+    let recycledBeforeStart = false;
+    try {
+      await this.o.pool.run(task, { transferList: [port2], signal: a.kill.signal });
+      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, this.o.doneWaitMs ?? DONE_MESSAGE_WAIT_MS).unref())]);
+    } catch (e) {
+      // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
+      // handed this run: the run never started, so it is not failed but run again.
+      recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && recycledWorker(e);
+      crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
+    } finally {
+      clock.stop();
+      clearTimeout(a.killTimer);
+      this.active.delete(a);
+      port1.close();
+      await a.breakpoints.finish(crash);
+    }
+    if (recycledBeforeStart && !this.stopping) {
+      await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
+      return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
+    }
+    const leftovers = ledger.killRun(run.key);
+    // The worker removes its state directory; after a crash it is ours to remove.
+    if (crash || !done) await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
+    const attempt = attemptFrom({
+      attempt: attemptNo,
+      startedAt,
+      elapsedMs: performance.now() - t0,
+      logDir,
+      slot,
+      done,
+      abort: a.cause,
+      crash,
+      leftovers,
+      halts: a.breakpoints.halts,
+    });
+    return { attempt, halted: a.breakpoints.everHalted };
+  }
+}
+
+/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth a failure, but one that stays is a notice. */
+async function removeStateDir(dir: string, notice: (n: Notice) => void): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch((e: Error) => notice({ kind: "teardown-failed", what: `removing the state directory ${dir}`, message: e.message }));
+}
