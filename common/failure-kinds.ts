@@ -25,6 +25,8 @@ export type FailureCause =
   | { kind: "global-timeout"; seconds: number }
   /** Ctrl-C or SIGTERM stopped it. */
   | { kind: "interrupted"; signal?: string }
+  /** Watch mode stopped it to run it again: `by` is what changed (a file, a key). */
+  | { kind: "superseded"; by: string }
   /** Its worker thread died (an exit, an out-of-memory abort). */
   | { kind: "worker-crashed"; message: string }
   /** It did not stop within --abort-grace of being asked, so its worker was killed. */
@@ -60,13 +62,17 @@ export function isOrchestratorCause(c: FailureCause): boolean {
 const SCRIPT_KINDS: ReadonlySet<FailureKind> = new Set<ScriptFailureKind>(["command-failed", "boot-failed", "machine-died", "load-error", "assertion"]);
 
 /** Why a running test is asked to stop (the task port's `abort`). */
-export type AbortCause = Extract<FailureCause, { kind: "global-timeout" | "interrupted" }>;
+export type AbortCause = Extract<FailureCause, { kind: "global-timeout" | "interrupted" | "superseded" }>;
+
+/** Why a whole run of the suite is stopped from outside (Ctrl-C, or watch mode rerunning it). */
+export type StopCause = Extract<AbortCause, { kind: "interrupted" | "superseded" }>;
 
 /** Why the suite started no more runs. */
 export type StopReason =
   | { kind: "until-fail"; run: string; flaky: boolean }
   | { kind: "max-fail"; limit: number; run: string; flaky: boolean }
-  | { kind: "interrupted"; signal?: string };
+  | { kind: "interrupted"; signal?: string }
+  | { kind: "superseded"; by: string };
 
 /** Why a failing test was not held at a breakpoint. */
 export type HaltRefusal =

@@ -162,6 +162,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--queue <redis-url>", "queue mode: take runs from redis://[:PASSWORD@]HOST:PORT/NAME as they free up, with every other host given it (one NAME per suite run; haltpoint queue report writes the merged report)", queueAddress)
     .option("--queue-host <name>", "this host's name in the queue's report (default: hostname-pid)")
     .option("--queue-lease <duration>", "a run held by a host that died goes to another host after this long (e.g. 30s)", duration("--queue-lease"), 30)
+    .option("-w, --watch", "run, then rerun the tests a change touches (a test file or a file it imports); keys: a all, f failed, Enter rerun, q quit", false)
     .option("--abort-grace <s>", "seconds a stopped test may take to tear down before its worker is killed", positiveInt("--abort-grace"), 10)
     .addHelpText(
       "after",
@@ -172,8 +173,8 @@ export async function main(argv: string[]): Promise<number> {
       if (opts.rerunFailed && (opts.repeat > 1 || opts.stressDuration)) throw new UsageError("--rerun-failed runs the failed runs again, each once: it takes no --repeat or --stress-duration");
       if (opts.queue && (opts.shard || opts.stressDuration || opts.rerunFailed)) throw new UsageError(`--queue shares out the runs itself: it takes no ${opts.shard ? "--shard" : opts.stressDuration ? "--stress-duration" : "--rerun-failed"}`);
       if (opts.untilFail && opts.maxFail !== undefined && opts.maxFail !== 1) throw new UsageError(`--until-fail is --max-fail 1: it cannot go with --max-fail ${opts.maxFail}`);
-      status = await runCommand({
-        paths: settings.paths,
+      if (opts.watch && (opts.repeat > 1 || opts.stressDuration || opts.rerunFailed || opts.queue)) throw new UsageError("--watch reruns what changes: it takes no --repeat, --stress-duration, --rerun-failed or --queue");
+      const runOptions = {
         jobs: opts.jobs,
         backend: opts.backend,
         repeat: opts.repeat,
@@ -214,7 +215,12 @@ export async function main(argv: string[]): Promise<number> {
         queue: opts.queue,
         queueHost: opts.queueHost,
         queueLease: opts.queueLease,
-      });
+      };
+      if (opts.watch) {
+        const { watchCommand } = await import("./watch/watch-loop.ts");
+        const { logDir, ...rest } = runOptions;
+        status = await watchCommand({ run: rest, paths: settings.paths, logDir });
+      } else status = await runCommand({ paths: settings.paths, ...runOptions });
     });
 
   for (const o of selectionOptions()) run.addOption(o);
@@ -240,6 +246,17 @@ export async function main(argv: string[]): Promise<number> {
       testSettings: settings.layers,
     });
   });
+
+  program
+    .command("init")
+    .description("set up haltpoint in this project: a config file, a first test, a CI workflow, .gitignore and a package.json script (never overwrites a file)")
+    .option("-y, --yes", "take the defaults for what the flags do not say, ask nothing", false)
+    .addOption(new Option("--backend <name>", "backend of the first test (default local)").choices(["local", "qemu", "debian"]))
+    .addOption(new Option("--ci <name>", "CI workflow to write (default github)").choices(["github", "gitlab", "none"]))
+    .action(async (opts: { yes: boolean; backend?: "local" | "qemu" | "debian"; ci?: "github" | "gitlab" | "none" }) => {
+      const { initCommand } = await import("./commands/init.ts");
+      status = await initCommand({ cwd: process.cwd(), yes: opts.yes, backend: opts.backend, ci: opts.ci });
+    });
 
   program
     .command("repl")

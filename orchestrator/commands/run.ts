@@ -28,6 +28,7 @@ import { ControlServer } from "../../hooks/control/control-server.ts";
 import { controlDir } from "../../hooks/control/control-paths.ts";
 import type { ControlReply, ControlRequest } from "../../hooks/control/control-protocol.ts";
 import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
+import type { StopCause } from "../../common/failure-kinds.ts";
 
 export interface RunOptions {
   paths: string[];
@@ -101,6 +102,14 @@ export interface RunOptions {
   reporters?: Reporter[];
   /** Print to the terminal (false in benches). */
   terminal?: boolean;
+  /** Draw the live status line on a terminal (default true; watch mode prints its own lines between the events). */
+  live?: boolean;
+  /** Stops this run of the suite when aborted (watch mode): its reason, a StopCause, is each stopped run's failure. */
+  stop?: AbortSignal;
+  /** Told the qemu runtime once it is ready, so that a next run (watch mode) can reuse it. */
+  onQemuRuntime?: (rt: QemuRuntime) => void;
+  /** A runtime an earlier run prepared (watch mode): its image and accelerator are reused, its Debian images looked up again. */
+  previousQemu?: QemuRuntime;
 }
 
 /** Where --keep-machine-state keeps machines (0700: disks may hold anything the guest wrote). */
@@ -145,7 +154,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
 
   const reporters: Reporter[] = [];
   if (o.terminal !== false) {
-    const live = Boolean(process.stdout.isTTY) && !process.env.CI;
+    const live = o.live !== false && Boolean(process.stdout.isTTY) && !process.env.CI;
     // Reporters' libraries load only when used: the main thread's footprint is measured.
     const logUpdate = live ? (await import("log-update")).default : undefined;
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
@@ -238,6 +247,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
 
   if (startupSignal) scheduler.interrupt(startupSignal);
   let closeQueue: () => Promise<void> = async () => {};
+  const onStop = (): void => scheduler?.stop(o.stop!.reason as StopCause);
+  if (o.stop?.aborted) onStop();
+  o.stop?.addEventListener("abort", onStop);
 
   try {
     const { tests, loadErrors } = await scheduler.collect(files);
@@ -309,7 +321,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debian ? [{ spec: n.debian, who: `${relative(process.cwd(), t.file) || t.file}: node '${n.name}'` }] : [])));
-        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian }));
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian, previous: o.previousQemu }));
+        o.onQemuRuntime?.(scheduler.qemu);
       } catch (e) {
         scheduler.qemuUnavailable = (e as Error).message;
         out.onNotice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
@@ -343,6 +356,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     return out.writeFailures.length && status !== 130 && status !== 2 ? REPORT_WRITE_EXIT_STATUS : status;
   } finally {
     await closeQueue();
+    o.stop?.removeEventListener("abort", onStop);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await broker.close();

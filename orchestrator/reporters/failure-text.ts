@@ -14,6 +14,8 @@ export function causeText(c: FailureCause): string {
       return `global timeout of ${c.seconds} s exceeded`;
     case "interrupted":
       return c.signal ? `interrupted (${c.signal})` : "interrupted";
+    case "superseded":
+      return `superseded: ${c.by}`;
     case "worker-crashed":
       return `worker crashed: ${c.message}`;
     case "worker-killed":
@@ -82,6 +84,8 @@ export function stopText(s: StopReason): string {
       return `--max-fail ${s.limit}: ${s.run} ${s.flaky ? "was flaky (--flaky-fails)" : "failed"}${s.limit > 1 ? ` (${s.limit} failed runs)` : ""}; starting no more runs`;
     case "interrupted":
       return s.signal ? `interrupted (${s.signal}): starting no more runs` : "interrupted: starting no more runs";
+    case "superseded":
+      return `superseded (${s.by}): stopping this run of the suite`;
   }
 }
 

@@ -151,7 +151,7 @@ export class TerminalReporter implements Reporter {
       s.plan.loadErrors.length ? `${s.plan.loadErrors.length} could not load` : "",
       s.notRun.length ? `${s.notRun.length} not run` : "",
     ].filter(Boolean);
-    lines.push(`  ${parts.join(", ")} in ${seconds(s.durationMs)}${s.interrupted ? " (interrupted)" : ""}`);
+    lines.push(`  ${parts.join(", ")} in ${seconds(s.durationMs)}${s.interrupted ? (s.stop?.kind === "superseded" ? " (superseded)" : " (interrupted)") : ""}`);
     this.out.write(lines.join("\n") + "\n");
   }
 

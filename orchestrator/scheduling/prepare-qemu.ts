@@ -26,8 +26,15 @@ export function debianImagesOf(nodes: readonly ResolvedNode[], file: string): Wa
 export async function prepareQemu(
   requested: "auto" | "kvm" | "tcg",
   log: (line: string) => void,
-  o: { snapshotBoot?: boolean; debian?: WantedDebianImage[] } = {},
+  o: { snapshotBoot?: boolean; debian?: WantedDebianImage[]; previous?: QemuRuntime } = {},
 ): Promise<QemuRuntime> {
+  if (o.previous) {
+    // Watch mode's next run: the same image and accelerator (the probe is a real boot); only the Debian images its tests name are looked up again.
+    const rt: QemuRuntime = { ...o.previous, snapshotBoot: o.snapshotBoot ?? true };
+    delete rt.debian;
+    if (o.debian?.length) rt.debian = await prepareDebian(o.debian, log);
+    return rt;
+  }
   const { buildImage } = await import("../../vm/image/build-image.ts");
   const { chooseAccel } = await import("../../vm/qemu/accel.ts");
   // Both log what they decided and why (image key and cache, accelerator and reason).

@@ -12,7 +12,7 @@ import type { ProcessLedger } from "./process-ledger.ts";
 import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
-import type { AbortCause, FailureCause, Notice, StopReason } from "../../common/failure-kinds.ts";
+import type { AbortCause, FailureCause, Notice, StopCause, StopReason } from "../../common/failure-kinds.ts";
 import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
 import { RunClock } from "./run-clock.ts";
 import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
@@ -253,9 +253,17 @@ export class Scheduler {
 
   /** Ctrl-C: admit nothing more, ask every running test to stop and tear down. */
   interrupt(signal?: string): void {
+    this.stop(signal ? { kind: "interrupted", signal } : { kind: "interrupted" });
+  }
+
+  /**
+   * Stop this run of the suite for `cause`: admit nothing more, release every held
+   * breakpoint, ask every running test to stop and tear down (its result carries the cause).
+   * Ctrl-C is one cause; watch mode rerunning the suite after a change is another.
+   */
+  stop(cause: StopCause): void {
     if (this.stopping) return;
     this.stopping = true;
-    const cause: AbortCause = signal ? { kind: "interrupted", signal } : { kind: "interrupted" };
     this.stopReason ??= cause;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.

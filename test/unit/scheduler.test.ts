@@ -283,6 +283,28 @@ test("Ctrl-C: running tests are aborted as interrupted, with the signal, and adm
   assert.equal(scheduler.interruptedWork, true);
 });
 
+test("stop(superseded) (watch mode): the running test is aborted with that cause, its result carries it, and admission stops", async () => {
+  let started!: () => void;
+  const running = new Promise<void>((r) => (started = r));
+  let seen: unknown;
+  const { scheduler, pool } = setup(async (w) => {
+    w.start();
+    started();
+    const abort = await w.next("abort");
+    seen = abort.cause;
+    w.aborted(abort.cause);
+  });
+  const all = scheduler.runAll(expandRuns([testOf("w")], 3));
+  await running;
+  scheduler.stop({ kind: "superseded", by: "tests/w.vmtest.ts changed" });
+  const results = await all;
+  assert.equal(pool.tasks.length, 1, "no further run admitted");
+  assert.deepEqual(seen, { kind: "superseded", by: "tests/w.vmtest.ts changed" }, "the worker is told why");
+  assert.equal(results[0]!.failure?.kind, "superseded");
+  assert.equal(failureReason(results[0]!.failure!), "superseded: tests/w.vmtest.ts changed");
+  assert.deepEqual(scheduler.stopReason, { kind: "superseded", by: "tests/w.vmtest.ts changed" });
+});
+
 test("the run clock: the global timeout counts only running time, not time halted", (t) => {
   t.mock.timers.enable({ apis: ["setTimeout", "setInterval", "Date"] });
   let timedOut = 0;
