@@ -43,7 +43,9 @@ test("a 3-guest test runs on 2 cores with the default overcommit; a 1-guest test
     assert.ok(i >= 0, `no '${l}' in ${JSON.stringify(lines)}`);
     return i;
   };
-  assert.ok(at("three start") < at("one start"), "the 3-guest test was admitted first");
+  // Which of the 3-guest and 1-guest tests writes its first mark first is a race of two worker
+  // threads loading their files (both are admitted at once): only that the 3-guest one ran counts.
+  at("three start");
   assert.ok(at("one start") < at("two start"), `the 1-guest test started before the 2-guest test queued ahead of it: ${lines.join(", ")}`);
   assert.ok(at("three end") < at("two start"), `the 2-guest test waited for the 3-guest one's vCPUs: ${lines.join(", ")}`);
   assert.deepEqual(await emptied(() => qemuProcesses()), []);
