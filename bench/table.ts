@@ -1,4 +1,4 @@
-/** Print a benchmark table as Markdown (docs/benchmark-figures.md pastes it as is). */
+/** Print a benchmark table as Markdown (docs/benchmarks.md pastes it as is). */
 export function printTable(title: string, header: string[], rows: (string | number)[][]): void {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? "").length)));

@@ -5,7 +5,7 @@ import { setFlagsFromString } from "node:v8";
 // the process (main thread, each worker, each worker's tsx loader thread) code space and
 // feedback that grow with the number of runs. Measured with bench/dispatch's CLI rows, at
 // --jobs 2 and 500 local runs: 158 MiB peak RSS with V8's defaults, 127 MiB with these
-// flags, and the runs finish no slower (see docs/benchmark-figures.md).
+// flags, and the runs finish no slower (see docs/benchmarks.md).
 //
 // Set at run time, they apply to the isolates created afterwards (workers, loader threads)
 // and to every compilation decision from then on, main thread included.
