@@ -12,6 +12,7 @@ import { GUEST_MODULES, installGuestModules } from "./guest-modules.ts";
 import { packInitramfs, requireCpio } from "./initramfs.ts";
 import { packageFile as shippedFile } from "../../package-root.ts";
 import { markUsed, pruneImages, UNUSED_IMAGE_DAYS } from "./image-cache.ts";
+import { removeScratchDir } from "./scratch-dir.ts";
 
 export { DEFAULT_APPEND, guestAppend, guestKernelParams, type GuestParams } from "./guest-params.ts";
 export { ImageBuildError } from "./apt-packages.ts";
@@ -176,13 +177,14 @@ export async function publish(staged: string, dir: string, scratch: string, forc
 }
 
 /** Scratch directories of builds that were killed (a finished build removes its own). */
-export async function removeStaleScratch(root: string): Promise<void> {
+export async function removeStaleScratch(root: string, log?: (line: string) => void): Promise<void> {
   const hourAgo = Date.now() - 3600_000;
   for (const name of await readdir(root).catch(() => [])) {
     if (!name.startsWith(".build-")) continue;
     const path = join(root, name);
     const st = await stat(path).catch(() => undefined);
-    if (st && st.mtimeMs < hourAgo) await rm(path, { recursive: true, force: true });
+    // Housekeeping: a scratch dir that cannot go is not a reason for this build to fail.
+    if (st && st.mtimeMs < hourAgo) await removeScratchDir(path).catch((e: Error) => log?.(`could not remove the stale build directory ${path}: ${e.message}`));
   }
 }
 
@@ -219,7 +221,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<GuestIma
   await mkdir(root, { recursive: true }).catch((e: NodeJS.ErrnoException) => {
     throw new ImageBuildError(`haltpoint image: cannot create the image cache ${root} (${e.code ?? e.message}); pass another cache directory`);
   });
-  await removeStaleScratch(root);
+  await removeStaleScratch(root, log);
   // Scratch space next to the cache entry: same file system, so the final rename is atomic.
   const scratch = await mkdtemp(join(root, `.build-${key}-`));
   try {

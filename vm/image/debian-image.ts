@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { candidates, ImageBuildError, KERNEL_METAPACKAGE, type AptOptions } from "./apt-packages.ts";
 import { defaultImageCacheRoot, publish, removeStaleScratch } from "./build-image.ts";
+import { removeScratchDir } from "./scratch-dir.ts";
 import { listCachedImages, markUsed, pruneImages, type CachedImage } from "./image-cache.ts";
 import { DEBIAN_CUSTOMIZE_SCRIPT, DEBIAN_GUEST_FILES, INITRAMFS_MODULES } from "./debian-units.ts";
 import { findOnPath } from "../find-on-path.ts";
@@ -171,7 +172,7 @@ export async function buildDebianImage(spec: DebianSpec | readonly string[], opt
   if (!findOnPath("mke2fs")) throw new ImageBuildError("haltpoint image: building a Debian image needs mke2fs: apt-get install e2fsprogs");
 
   await mkdir(root, { recursive: true });
-  await removeStaleScratch(root);
+  await removeStaleScratch(root, log);
   const scratch = await mkdtemp(join(root, `.build-${key}-`));
   const started = Date.now();
   const secs = () => `${((Date.now() - started) / 1000).toFixed(0)} s`;
@@ -212,7 +213,8 @@ export async function buildDebianImage(spec: DebianSpec | readonly string[], opt
     await markUsed(dir);
     return imageAt(dir, manifest, !ours);
   } finally {
-    await rm(scratch, { recursive: true, force: true });
+    // Never in place of the build's own error: a scratch dir left behind is swept by a later build.
+    await removeScratchDir(scratch).catch((e: Error) => log(`could not remove the build directory ${scratch}: ${e.message}`));
   }
 }
 
