@@ -19,8 +19,8 @@ import { image } from "./image.ts";
 //   original's `vlans = [ 2 1 ]`;
 // - left out: the FTP subtests (no vsftpd in the image) and the firewall variant.
 //
-// Three guests with one core each: until admission overcommits vCPUs, a 2-core host runs this
-// with `--cores 6`.
+// Three guests with one core each: a 2-core host admits them with the default
+// --cpu-overcommit 2 (docs/admission.md).
 export default defineTest({
   name: "nixos-nat",
   nodes: {
