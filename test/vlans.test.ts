@@ -37,9 +37,10 @@ test("machines sharing a vlan reach each other by name; the middle one has a NIC
   assert.equal((await middle.succeed("timeout 10 wget -q -O - http://right/who")).trim(), "right");
 });
 
-test("the outer two cannot reach each other, by name or by address", async () => {
-  await left.fail("grep -w right /etc/hosts");
-  await right.fail("grep -w left /etc/hosts");
+test("the outer two cannot reach each other, by name or by address; each knows the other's primary address, as NixOS lists every node", async () => {
+  assert.match(await left.succeed("grep -w right /etc/hosts"), /^192\.168\.2\.3\s/m);
+  assert.match(await right.succeed("grep -w left /etc/hosts"), /^192\.168\.1\.1\s/m);
+  assert.notEqual((await fetchFrom(left, "right")).status, 0);
   assert.notEqual((await fetchFrom(left, "192.168.2.3")).status, 0);
   assert.notEqual((await fetchFrom(right, "192.168.1.1")).status, 0);
 });

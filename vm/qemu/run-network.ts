@@ -60,14 +60,18 @@ export class RunNetwork {
     return this.nics(name)[0]!.mac;
   }
 
-  /** Names `name` can reach, with the address on the first vlan they share. */
+  /**
+   * Every machine's name for `name`'s /etc/hosts: the address on the first vlan they share,
+   * else the machine's address on its own first vlan (its primary address, as a NixOS test
+   * lists every node: a client behind a router reaches `server` by name through the route).
+   */
   hosts(name?: string): Record<string, string> {
     const mine = name ? this.vlansOf(name) : undefined;
     const out: Record<string, string> = {};
     this.members.forEach((n, i) => {
       const theirs = n.options.vlans ?? [1];
-      const shared = mine ? mine.find((v) => theirs.includes(v)) : theirs[0];
-      if (shared !== undefined) out[n.name] = vnetAddress(i, shared);
+      const shared = mine?.find((v) => theirs.includes(v));
+      out[n.name] = vnetAddress(i, shared ?? theirs[0]!);
     });
     return out;
   }
