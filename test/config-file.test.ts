@@ -2,12 +2,12 @@
 // CLI > environment > profile > file defaults > the test file's own, and bad keys.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-config-"));
+const tmp = () => tempDir("hp-config-");
 const SHARD = join(ROOT, "test/fixtures/shard");
 
 function project(config: unknown, name = "haltpoint.config.json"): string {

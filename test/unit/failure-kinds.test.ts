@@ -2,15 +2,15 @@
 // each failed attempt, and why runs stopped being started, without matching its words.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runCommand } from "../../orchestrator/commands/run.ts";
 import { failureReason, noticeText } from "../../orchestrator/reporters/failure-text.ts";
 import type { Notice } from "../../common/failure-kinds.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-kinds-"));
+const tmp = () => tempDir("hp-kinds-");
 
 async function run(extra: { untilFail?: boolean; jobs?: number } = {}): Promise<{ status: number; report: any; notices: Notice[] }> {
   const dir = tmp();

@@ -1,12 +1,12 @@
 // --max-fail, --slow-timeout and --timeout, through the real CLI.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint, watchOutput } from "../helpers/cli.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-limits-"));
+const tmp = () => tempDir("hp-limits-");
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));
 
 test("--max-fail 2: admission stops at the second failed run; the rest are not run", async () => {

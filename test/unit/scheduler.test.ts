@@ -4,9 +4,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Scheduler, type RunLedger, type TaskPool } from "../../orchestrator/scheduling/scheduler.ts";
 import type { HaltBroker } from "../../orchestrator/scheduling/broker-adapter.ts";
 import { ReporterSet, type RunResult } from "../../orchestrator/results.ts";
@@ -17,6 +14,7 @@ import type { RunTask, TaskControl, WorkerEvent } from "../../common/events.ts";
 import type { AbortCause, Notice } from "../../common/failure-kinds.ts";
 import { failureReason } from "../../orchestrator/reporters/failure-text.ts";
 import { RunClock } from "../../orchestrator/scheduling/run-clock.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 /** What one fake attempt does, given its port: the task resolves when it returns, rejects when it throws. */
 type FakeScript = (w: FakeWorkerSide, task: RunTask) => Promise<void>;
@@ -147,7 +145,7 @@ function setup(script: FakeScript, o: { jobs?: number; untilFail?: boolean; retr
     reporters,
     ledger: o.ledger ?? new FakeLedger(),
     logDir: "/fake/logs",
-    stateRoot: mkdtempSync(join(tmpdir(), "hp-sched-")),
+    stateRoot: tempDir("hp-sched-"),
     defaultBackend: "local",
     abortGraceMs: o.abortGraceMs ?? 5000,
     untilFail: o.untilFail ?? false,
