@@ -12,6 +12,7 @@ import { suiteFingerprint } from "./fingerprint.ts";
 import { QUEUE_FORMAT, QUEUE_FORMAT_VERSION, type SuiteRecord } from "./format.ts";
 import { QueueHost } from "./host-worker.ts";
 import { QueueRefusal, jobOrder } from "./producer.ts";
+import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
 export interface JoinOptions {
   queue: string;
@@ -72,7 +73,7 @@ export async function joinAsHost(o: JoinOptions, tests: PlannedTest[], runs: Pla
     const { suite, made } = await qh.join(ours, jobOrder(runs, durations), runs);
     say(`queue ${address.shown}: host ${host} ${made ? `made the queue: ${suite.runs} runs, longest expected first` : `joined the queue of ${suite.runs} runs made by ${suite.createdBy}`}; lease ${o.leaseSeconds} s`);
   } catch (e) {
-    await qh.close().catch(() => {});
+    await bestEffort(stderrTeardownLog, "closing the queue connection after the refusal", qh.close());
     throw new UsageError(e instanceof QueueRefusal ? e.message : (e as Error).message);
   }
   return qh;
