@@ -1,59 +1,15 @@
 import { dropOutputWhenReaderLeaves } from "./closed-output.ts";
 import { availableParallelism } from "node:os";
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { UsageError } from "./selection/discovery.ts";
 import { runCommand } from "./commands/run.ts";
-import parseMs from "ms";
-import { parseShard } from "./selection/shard.ts";
-import { parseShardSpec, type ShardSpec } from "./selection/selection.ts";
 import { resolveSettings } from "./settings/run-settings.ts";
-import { parseQueueAddress } from "./queue/address.ts";
+import { bool, duration, factor, port, positiveInt, queueAddress, regex, shard, wholeNumber } from "./option-parsers.ts";
 import { DEFAULT_CPU_OVERCOMMIT } from "./scheduling/resource-budget.ts";
 import { packageFile } from "../package-root.ts";
 
 const pkg = JSON.parse(readFileSync(packageFile("package.json"), "utf8")) as { version: string };
-
-function positiveInt(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} takes a positive integer, got '${v}'`);
-    return n;
-  };
-}
-
-function wholeNumber(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${flag} takes a whole number (0 or more), got '${v}'`);
-    return n;
-  };
-}
-
-/** A factor such as 2 or 1.5, at least `min`. */
-function factor(flag: string, min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+(\.\d+)?$/.test(v) || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${flag} takes a number of at least ${min} (e.g. 1.5), got '${v}'`);
-    return n;
-  };
-}
-
-function shard(v: string): ShardSpec {
-  try {
-    return parseShardSpec(v, parseShard);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-function bool(flag: string) {
-  return (v: string): boolean => {
-    if (/^(true|yes|on|1)$/i.test(v)) return true;
-    if (/^(false|no|off|0)$/i.test(v)) return false;
-    throw new InvalidArgumentError(`${flag} takes true or false, got '${v}'`);
-  };
-}
 
 /**
  * The --save-breakpoints default: in a run nobody can attach to (neither stdin nor stdout is a
@@ -62,40 +18,6 @@ function bool(flag: string) {
  */
 function nobodyCanAttach(): boolean {
   return !process.stdout.isTTY && !process.stdin.isTTY && Boolean(process.env.CI) && process.env.CI !== "false";
-}
-
-function port(flag: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^\d+$/.test(v) || n < 1 || n > 65535) throw new InvalidArgumentError(`${flag} takes a TCP port (1-65535), got '${v}'`);
-    return n;
-  };
-}
-
-/** "30m", "90s", "1h", "2d" or plain seconds → seconds. */
-function duration(flag: string) {
-  return (v: string): number => {
-    const ms = /^\d+(\.\d+)?$/.test(v) ? Number(v) * 1000 : parseMs(v as parseMs.StringValue);
-    if (typeof ms !== "number" || !Number.isFinite(ms) || ms <= 0) throw new InvalidArgumentError(`${flag} takes a duration such as 30m, 90s or 1h, got '${v}'`);
-    return ms / 1000;
-  };
-}
-
-function queueAddress(v: string): string {
-  try {
-    parseQueueAddress(v);
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-  return v;
-}
-
-function regex(v: string): RegExp {
-  try {
-    return new RegExp(v);
-  } catch (e) {
-    throw new InvalidArgumentError(`--filter takes a regular expression: ${(e as Error).message}`);
-  }
 }
 
 /** Options `haltpoint run` and `haltpoint list` share: which tests, and with what settings. */
