@@ -179,7 +179,7 @@ describe("haltpoint installed from its npm pack tarball", () => {
     rmSync(elsewhere, { recursive: true, force: true });
     writeFileSync(join(dir, "go"), "");
     const r = await run;
-    assert.equal(ssh.exitCode, 0, ssh.all);
+    assert.equal(ssh.exitCode, 0, `${ssh.all}\n--- the run printed:\n${r.all}`);
     assert.match(ssh.stdout as string, /^reached server$/m);
     assert.equal(r.exitCode, 0, r.all);
     assert.match(r.all!, /^web#1: PASS/m);

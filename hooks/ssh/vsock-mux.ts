@@ -106,10 +106,16 @@ export function readHandshake(socket: Socket, o: ReadHandshakeOptions = {}): Pro
       if (h) settle(h);
     };
     const onEnd = (): void => settle({ kind: "invalid", reason: parser.pending ? "closed in the middle of a request" : "closed without a request" });
-    const silence = setTimeout(() => {
-      if (!parser.pending) settle({ kind: "raw", port: RAW_PORT, replay: Buffer.alloc(0) });
-    }, o.silenceMs ?? 500);
-    const deadline = setTimeout(() => settle({ kind: "invalid", reason: "incomplete request" }), o.timeoutMs ?? 5000);
+    // A timer decides only after one turn of the poll phase: when this thread was stalled
+    // (a loaded host, a long synchronous step), libuv runs due timers before reading what
+    // the client sent meanwhile, and a CONNECT already in the buffer would be taken for
+    // silence (and replayed to the SSH server as a raw client's first bytes).
+    const afterPendingReads = (decide: () => void) => () => setImmediate(() => settled || decide());
+    const silence = setTimeout(
+      afterPendingReads(() => parser.pending || settle({ kind: "raw", port: RAW_PORT, replay: Buffer.alloc(0) })),
+      o.silenceMs ?? 500,
+    );
+    const deadline = setTimeout(afterPendingReads(() => settle({ kind: "invalid", reason: "incomplete request" })), o.timeoutMs ?? 5000);
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("error", onEnd);

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, statSync, existsSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
-import { HandshakeParser, connectVsockMux, okLine, type VsockMuxError } from "../../hooks/ssh/vsock-mux.ts";
+import { HandshakeParser, connectVsockMux, okLine, readHandshake, type VsockMuxError } from "../../hooks/ssh/vsock-mux.ts";
 import { BackdoorSocket, MAX_SOCKET_PATH, type BridgeTarget } from "../../hooks/ssh/ssh-backdoor-socket.ts";
 import { sleep } from "../helpers/machine-context.ts";
 
@@ -49,6 +49,36 @@ describe("HandshakeParser", () => {
 
   test("the OK line", () => {
     assert.equal(okLine(1024).toString(), "OK 1024\n");
+  });
+});
+
+describe("readHandshake", () => {
+  test("a CONNECT that arrived while the thread was stalled past the silence timeout is still a CONNECT, not a raw client", async () => {
+    const dir = mkdtempSync(join("/tmp", "hp-vsock-stall-"));
+    const path = join(dir, "s");
+    const accepted = new Promise<Socket>((resolve) => {
+      const srv: Server = createServer((s) => {
+        srv.close();
+        resolve(s);
+      }).listen(path);
+    });
+    const client = connect(path);
+    await new Promise((r) => client.once("connect", r));
+    const socket = await accepted;
+    try {
+      const handshake = readHandshake(socket, { silenceMs: 100, timeoutMs: 200 });
+      client.write("CONNECT 22\n"); // into the kernel's buffer now
+      // Stall this thread past both timers, as a loaded host does: when it runs again, the
+      // timers are due and the request is waiting to be read.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400);
+      const h = await handshake;
+      assert.equal(h.kind, "connect", JSON.stringify(h));
+      assert.equal(h.kind === "connect" && h.port, 22);
+    } finally {
+      client.destroy();
+      socket.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
