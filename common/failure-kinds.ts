@@ -72,7 +72,9 @@ export type StopReason =
   | { kind: "until-fail"; run: string; flaky: boolean }
   | { kind: "max-fail"; limit: number; run: string; flaky: boolean }
   | { kind: "interrupted"; signal?: string }
-  | { kind: "superseded"; by: string };
+  | { kind: "superseded"; by: string }
+  /** Queue mode: runs were left and no host was alive for `waitedMs` (`hosts`: those that died holding runs). */
+  | { kind: "hosts-gone"; hosts: string[]; waitedMs: number };
 
 /** Why a failing test was not held at a breakpoint. */
 export type HaltRefusal =

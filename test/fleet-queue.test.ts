@@ -139,6 +139,68 @@ test("kill -9 of a host mid-run loses no run: its lease expires, another host ru
   assert.match(rep.all, new RegExp(`${handedOver[0].key.replace("#", "#")}: host victim died holding it \\(lease expired\\); run on (a|b)`));
 });
 
+test("the only host killed (kill -9) mid-run: queue report does not hang — after --host-wait the dead host's run is lost (one line naming it), the runs done stay, exit 1; a host arriving later is stopped with a line, exit 1", async () => {
+  const r = await redis();
+  const dir = tmp();
+  const q = r.url("alone");
+  const env = { CI: "true", NO_COLOR: "1", HP_FLEET_SLEEP: "1" };
+  const victim = execa("node", [BIN, "run", "test/fixtures/fleet", "--repeat", "2", "-j", "1", "--queue", q, "--queue-host", "victim", "--queue-lease", "2s", "--log-dir", join(dir, "victim")], { cwd: ROOT, reject: false, all: true, env, detached: true });
+  const seen = watchOutput(victim as any, HOST_TIMEOUT);
+  const report = haltpoint(["queue", "report", q, "--host-wait", "3s", "--json", join(dir, "merged.json")], { timeout: HOST_TIMEOUT });
+  const said = watchOutput(report, HOST_TIMEOUT);
+  // At least one run done, the next one running: then the process group dies at once.
+  await seen.waitFor(/: PASS[\s\S]*m: must succeed: sleep 1/);
+  process.kill(-victim.pid!, "SIGKILL");
+  await victim;
+  sweepAbandonedStateRoots();
+  const passed = (seen.text().match(/^t\d#\d: PASS/gm) ?? []).map((l) => l.split(":")[0]);
+  const rep = await report;
+  assert.equal(rep.exitCode, 1, rep.all);
+  const gone = /^haltpoint queue report: host victim is gone \(its heartbeat expired\) holding (t\d#\d): no host is alive to take it over: waiting up to 3 s for one \(--host-wait\)$/m.exec(said.text());
+  assert.ok(gone, rep.all);
+  assert.match(rep.all, /^haltpoint queue report: gave up on redis:\/\/127\.0\.0\.1:\d+\/alone: no host alive for 3 s \(--host-wait\); 1 run lost with host victim, \d+ not run: the suite did not finish$/m);
+  const merged = readJson(join(dir, "merged.json"));
+  assert.equal(merged.stoppedBy.kind, "hosts-gone");
+  const runs = merged.tests.flatMap((t: any) => t.runs);
+  const lost = runs.filter((x: any) => x.failure?.kind === "hosts-lost");
+  assert.deepEqual(lost.map((x: any) => [x.key, x.attempts[0].lostHosts]), [[gone[1], ["victim"]]], "the run it held is lost, naming the host");
+  assert.deepEqual(runs.filter((x: any) => x.outcome === "passed").map((x: any) => x.key).sort(), passed.sort(), "every run it finished is in the report");
+  assert.equal(runs.length + merged.summary.notRun, 12, "every run once: done, lost or not run");
+  // The suite is closed: a host arriving now runs nothing and fails, saying why.
+  const late = await haltpoint(["run", "test/fixtures/fleet", "--repeat", "2", "-j", "1", "--queue", q, "--queue-host", "late", "--log-dir", join(dir, "late"), "--json", join(dir, "late.json")], { env, timeout: HOST_TIMEOUT });
+  assert.equal(late.exitCode, 1, late.all);
+  assert.match(late.all, /^haltpoint: queue redis:\/\/127\.0\.0\.1:\d+\/alone: this host stopped taking runs because queue report stopped the suite \(no host alive for 3 s \(1 host died holding runs: victim\)\): the suite failed$/m);
+  assert.equal(runsOf(readJson(join(dir, "late.json"))).length, 0);
+});
+
+test("the only host killed, a new one comes (a restarted pod): the dead host's run goes back to the queue and the new host runs it; the report waits for it, exit 0", async () => {
+  const r = await redis();
+  const dir = tmp();
+  const q = r.url("phoenix");
+  const args = (h: string) => ["run", "test/fixtures/fleet", "-j", "1", "--queue", q, "--queue-host", h, "--queue-lease", "2s", "--log-dir", join(dir, h)];
+  const env = { CI: "true", NO_COLOR: "1", HP_FLEET_SLEEP: "1" };
+  const victim = execa("node", [BIN, ...args("victim")], { cwd: ROOT, reject: false, all: true, env, detached: true });
+  const seen = watchOutput(victim as any, HOST_TIMEOUT);
+  const report = haltpoint(["queue", "report", q, "--json", join(dir, "merged.json")], { timeout: HOST_TIMEOUT });
+  const said = watchOutput(report, HOST_TIMEOUT);
+  await seen.waitFor(/m: must succeed: sleep 1/);
+  process.kill(-victim.pid!, "SIGKILL");
+  await victim;
+  sweepAbandonedStateRoots();
+  await said.waitFor(/host victim is gone \(its heartbeat expired\) holding t\d#1: no host is alive to take it over: waiting up to 60 s for one \(--host-wait\)/);
+  const phoenix = await haltpoint(args("phoenix"), { env, timeout: HOST_TIMEOUT });
+  assert.equal(phoenix.exitCode, 0, phoenix.all);
+  const rep = await report;
+  assert.equal(rep.exitCode, 0, rep.all);
+  const merged = readJson(join(dir, "merged.json"));
+  const runs = runsOf(merged);
+  assert.equal(runs.length, 6, "no run lost");
+  assert.equal(new Set(runs.map((x) => x.split("@")[0])).size, 6, "none twice");
+  const handedOver = merged.tests.flatMap((t: any) => t.runs).filter((x: any) => x.attempts[0].lostHosts?.includes("victim"));
+  assert.equal(handedOver.length, 1, rep.all);
+  assert.match(rep.all, new RegExp(`^${handedOver[0].key}: host victim died holding it \\(lease expired\\); run on phoenix$`, "m"));
+});
+
 test("a Redis that goes away mid-suite: one clear error (exit 5), the runs done are in the host's reports", async () => {
   const r = await redis();
   const dir = tmp();
@@ -183,7 +245,11 @@ test("--until-fail on a 3-host hunt: the first failure stops all three, its bund
   const done = await Promise.all(hosts.map((x) => x.p));
   const hunter = hosts.find((x) => /hunt#1: FAIL/.test(x.out.text()))!;
   assert.ok(hunter, hosts.map((x) => x.out.text()).join("\n---\n"));
-  for (const [i, d] of done.entries()) assert.equal(d.exitCode, hosts[i] === hunter ? 1 : 0, d.all);
+  // Every host fails: the hunter with its run, the others because the suite they are part of failed (one line why).
+  for (const [i, d] of done.entries()) {
+    assert.equal(d.exitCode, 1, d.all);
+    if (hosts[i] !== hunter) assert.match(d.all, new RegExp(`^haltpoint: queue redis://127\\.0\\.0\\.1:\\d+/hunt: this host stopped taking runs because host ${hunter.h} stopped the suite \\(--until-fail: hunt#1 failed\\): the suite failed$`, "m"));
+  }
   const rep = await haltpoint(["queue", "report", q, "--json", join(dir, "merged.json")], { timeout: HOST_TIMEOUT });
   assert.equal(rep.exitCode, 1, rep.all);
   const merged = readJson(join(dir, "merged.json"));

@@ -352,7 +352,10 @@ export async function runCommand(o: RunOptions): Promise<number> {
         return QUEUE_LOST_EXIT_STATUS;
       }
     }
-    const status = exitStatus(summary);
+    // Stopped by another host's --until-fail/--max-fail (or by queue report, no host left): the suite failed.
+    const elsewhere = queueHost?.stoppedElsewhereLine();
+    if (elsewhere) console.error(`haltpoint: ${elsewhere}`);
+    const status = elsewhere && exitStatus(summary) === 0 ? 1 : exitStatus(summary);
     return out.writeFailures.length && status !== 130 && status !== 2 ? REPORT_WRITE_EXIT_STATUS : status;
   } finally {
     await closeQueue();

@@ -6,7 +6,7 @@
 //   failures, the tail of a failed attempt's log), which host ran it, which hosts died
 //   holding it, where its bundles are;
 // - the stop record (--until-fail/--max-fail: why, and which host), the failure count,
-//   each job's hosts so far, each host's facts.
+//   each job's hosts so far, each host's facts, each host's heartbeat.
 // BullMQ's keys live under `haltpoint:NAME:`; ours under `haltpoint-fleet:NAME:`.
 import type { StopReason } from "../../common/failure-kinds.ts";
 import type { JsonRun } from "../reporters/json-report.ts";
@@ -20,7 +20,16 @@ export const BULL_PREFIX = "haltpoint";
 /** Our keys for queue `name`. */
 export function queueKeys(name: string) {
   const k = (s: string) => `haltpoint-fleet:${name}:${s}`;
-  return { suite: k("suite"), filled: k("filled"), stop: k("stop"), failures: k("failures"), holders: k("holders"), hosts: k("hosts") };
+  return {
+    suite: k("suite"),
+    filled: k("filled"),
+    stop: k("stop"),
+    failures: k("failures"),
+    holders: k("holders"),
+    hosts: k("hosts"),
+    /** A host's heartbeat (orchestrator/queue/host-liveness.ts): expires with its lease. */
+    alive: (host: string) => k(`alive:${host}`),
+  };
 }
 
 export interface SuiteTest {
@@ -71,11 +80,14 @@ export interface ResultRecord {
   bundles: string[];
 }
 
-/** Why the hosts stopped taking runs (--until-fail, --max-fail), and which host decided it. */
+/** Why the hosts stopped taking runs (--until-fail, --max-fail, no host left), and which host (or `queue report`) decided it. */
 export interface StopRecord {
   stop: StopReason;
   host: string;
 }
+
+/** The stop record's `host` when `queue report` stopped the suite (no host was left). */
+export const REPORT_HOST = "(queue report)";
 
 /** One host's facts (for the report's per-host sources). */
 export interface HostRecord {

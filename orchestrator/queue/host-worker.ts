@@ -14,9 +14,11 @@ import type { Notice, StopReason } from "../../common/failure-kinds.ts";
 import type { PlannedRun } from "../selection/plan.ts";
 import { failsSuite, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
 import { AttemptLines } from "../reporters/attempt-lines.ts";
+import { stopText } from "../reporters/failure-text.ts";
 import { buildJsonReport, type JsonRun } from "../reporters/json-report.ts";
 import { redisOptions, type QueueAddress } from "./address.ts";
-import { BULL_PREFIX, QUEUE_FORMAT, QUEUE_FORMAT_VERSION, checkPayload, decodeStop, queueKeys, type HostRecord, type JobPayload, type ResultRecord, type StopRecord, type SuiteRecord } from "./format.ts";
+import { BULL_PREFIX, REPORT_HOST, QUEUE_FORMAT, QUEUE_FORMAT_VERSION, checkPayload, decodeStop, queueKeys, type HostRecord, type JobPayload, type ResultRecord, type StopRecord, type SuiteRecord } from "./format.ts";
+import { Heartbeat } from "./host-liveness.ts";
 import { joinQueue } from "./producer.ts";
 
 export interface QueueHostOptions {
@@ -71,6 +73,7 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   /** Called when the suite stops (--until-fail/--max-fail anywhere): admit nothing more here. */
   onStop: (stop: StopReason) => void = () => {};
   private lastError: string | undefined;
+  private readonly heartbeat: Heartbeat;
 
   constructor(private readonly o: QueueHostOptions) {
     this.keys = queueKeys(o.address.name);
@@ -80,6 +83,20 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     this.redis.on("end", () => this.lose());
     this.queue = new Queue(o.address.name, { connection: opts, prefix: BULL_PREFIX });
     this.queue.on("error", (e: Error) => (this.lastError = e.message));
+    this.heartbeat = new Heartbeat(this.redis, this.keys.alive(o.host), o.leaseMs, (e) => (this.lastError = e.message));
+  }
+
+  /** Why another host (or `queue report`) stopped the suite, if it did: this host then fails too. */
+  get stoppedElsewhere(): StopRecord | undefined {
+    return this.stopped && this.stopped.host !== this.o.host ? this.stopped : undefined;
+  }
+
+  /** The line a host stopped by another prints (it exits 1: the suite it is part of failed). */
+  stoppedElsewhereLine(): string | undefined {
+    const s = this.stoppedElsewhere;
+    if (!s) return undefined;
+    const why = stopText(s.stop).replace(/; starting no more runs$/, "");
+    return `queue ${this.o.address.shown}: this host stopped taking runs because ${s.host === REPORT_HOST ? "queue report" : `host ${s.host}`} stopped the suite (${why}): the suite failed`;
   }
 
   /** Reach Redis: one line if it cannot be reached. */
@@ -90,6 +107,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     } catch (e) {
       throw new Error(`${this.o.address.shown}: cannot reach Redis: ${this.lastError ?? (e as Error).message}`);
     }
+    // Alive from here on (making the queue may take a while): `queue report` waits for a host alive.
+    await this.heartbeat.start();
   }
 
   /** Make or join the queue's suite; throws QueueRefusal. */
@@ -284,6 +303,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
       await quick(this.worker.close(true), "worker");
     }
     await quick(this.queue.close(), "queue");
+    // Leaving is not dying: the heartbeat goes at once (a killed host's expires with its lease).
+    await quick(this.heartbeat.stop(!this.fatal), "heartbeat");
     if (this.fatal) this.redis.disconnect();
     else await quick(this.redis.quit(), "connection");
   }

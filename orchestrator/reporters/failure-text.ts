@@ -86,6 +86,8 @@ export function stopText(s: StopReason): string {
       return s.signal ? `interrupted (${s.signal}): starting no more runs` : "interrupted: starting no more runs";
     case "superseded":
       return `superseded (${s.by}): stopping this run of the suite`;
+    case "hosts-gone":
+      return `no host alive for ${Math.round(s.waitedMs / 1000)} s${s.hosts.length ? ` (${plural(s.hosts.length, "host")} died holding runs: ${s.hosts.join(", ")})` : ""}; starting no more runs`;
   }
 }
 
