@@ -3,13 +3,13 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { startRedis, type TestRedis } from "./helpers/redis.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 import { parseQueueAddress, redisOptions } from "../orchestrator/queue/address.ts";
 import { suiteFingerprint } from "../orchestrator/queue/fingerprint.ts";
 import { BULL_PREFIX, QUEUE_FORMAT, QUEUE_FORMAT_VERSION, checkResult, decodeSuite, queueKeys, type SuiteRecord } from "../orchestrator/queue/format.ts";
@@ -19,7 +19,7 @@ import { sweepAbandonedStateRoots } from "../orchestrator/settings/state-root.ts
 
 /** A host's whole life (start, collect, run, close): generous, the machine is shared (not a speed limit). */
 const HOST_TIMEOUT = 600_000;
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-fleet-"));
+const tmp = () => tempDir("hp-fleet-");
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));
 const started: TestRedis[] = [];
 const redis = async (o: { password?: string } = {}) => {
