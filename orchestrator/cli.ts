@@ -216,7 +216,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--json <file>", "write the merged JSON report")
     .option("--html <file>", "write one HTML report for every host's runs")
     .option("--timeout <duration>", "give up waiting after this long (exit 2)", duration("--timeout"))
-    .option("--host-wait <duration>", "with runs left and no host alive this long, report the runs of the hosts that died as lost and the rest as not run (exit 1)", duration("--host-wait"), 60)
+    .addOption(new Option("--host-wait <duration>", "with runs left and no host alive this long, report the runs of the hosts that died as lost and the rest as not run (exit 1)").argParser(duration("--host-wait")).default(60, "60s"))
     .action(async (address: string, opts: { junit?: string; json?: string; html?: string; timeout?: number; hostWait: number }) => {
       const { queueReportCommand } = await import("./queue/report-collector.ts");
       status = await queueReportCommand({ address, junit: opts.junit, json: opts.json, html: opts.html, hostWaitMs: opts.hostWait * 1000, ...(opts.timeout ? { waitMs: opts.timeout * 1000 } : {}) });
