@@ -164,6 +164,8 @@ test("the only host killed (kill -9) mid-run: queue report does not hang — aft
   const runs = merged.tests.flatMap((t: any) => t.runs);
   const lost = runs.filter((x: any) => x.failure?.kind === "hosts-lost");
   assert.deepEqual(lost.map((x: any) => [x.key, x.attempts[0].lostHosts]), [[gone[1], ["victim"]]], "the run it held is lost, naming the host");
+  assert.equal(lost[0].logDir, `victim:${join(dir, "victim")}`, "its log is named where it is: on the dead host");
+  assert.ok(existsSync(join(dir, "victim", gone[1]!)), "and is there");
   assert.deepEqual(runs.filter((x: any) => x.outcome === "passed").map((x: any) => x.key).sort(), passed.sort(), "every run it finished is in the report");
   assert.equal(runs.length + merged.summary.notRun, 12, "every run once: done, lost or not run");
   // The suite is closed: a host arriving now runs nothing and fails, saying why.

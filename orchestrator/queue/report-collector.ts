@@ -119,7 +119,7 @@ function handovers(records: ResultRecord[]): string[] {
 }
 
 /** A run every host that took it died holding: a failed run, naming the hosts. */
-function lostRecord(p: { key: string; test: string; index: number }, hosts: string[], at: string, why: string): ResultRecord {
+function lostRecord(p: { key: string; test: string; index: number }, hosts: string[], at: string, why: string, logDir: string): ResultRecord {
   const cause = { kind: "hosts-lost" as const, hosts };
   const failure = { ...cause, message: `${causeText(cause)} (${why})` };
   return {
@@ -131,7 +131,7 @@ function lostRecord(p: { key: string; test: string; index: number }, hosts: stri
     index: p.index,
     lostOn: hosts,
     bundles: [],
-    run: { run: p.index, key: p.key, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir: "", attempts: [{ attempt: 1, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir: "", lostHosts: hosts }] },
+    run: { run: p.index, key: p.key, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir, attempts: [{ attempt: 1, outcome: "failed", startedAt: at, durationMs: 0, reason: failure.message, failure, logDir, lostHosts: hosts }] },
   };
 }
 
@@ -147,22 +147,30 @@ async function collect(redis: Redis, queue: Queue, address: QueueAddress, suite:
   const lostJobs = lost.length ? (await queue.getJobs(["active"], 0, -1)).filter((j) => lost.some((l) => l.jobId === String(j.id))) : [];
   for (const job of await queue.getJobs(["completed"], 0, -1)) records.push(checkResult(job.returnvalue, String(job.id)));
   const holders = await redis.hgetall(keys.holders);
+  const hostFacts = new Map(Object.entries(await redis.hgetall(keys.hosts)).map(([h, t]) => [h, decodeHost(t)]));
+  // What a lost run logged before its host died is on that host, under its log dir.
+  const logsOn = (hosts: string[]): string => {
+    const h = hosts.at(-1);
+    const facts = h === undefined ? undefined : hostFacts.get(h);
+    return facts ? `${h}:${facts.logDir}` : "";
+  };
   for (const job of await queue.getJobs(["failed"], 0, -1)) {
     // Only a run whose hosts kept dying fails in BullMQ (BullMQ's stalled limit): it is a failed run here.
     const p = checkPayload(job.data, String(job.id));
-    records.push(lostRecord(p, JSON.parse(holders[String(job.id)] ?? "[]") as string[], new Date(job.processedOn ?? job.timestamp).toISOString(), job.failedReason));
+    const hosts = JSON.parse(holders[String(job.id)] ?? "[]") as string[];
+    records.push(lostRecord(p, hosts, new Date(job.processedOn ?? job.timestamp).toISOString(), job.failedReason, logsOn(hosts)));
   }
   for (const job of lostJobs) {
     const p = checkPayload(job.data, String(job.id));
     if (records.some((r) => r.key === p.key)) continue;
-    records.push(lostRecord(p, lost.find((l) => l.jobId === String(job.id))!.hosts, new Date(job.processedOn ?? job.timestamp).toISOString(), "no host was left to run it"));
+    const hosts = lost.find((l) => l.jobId === String(job.id))!.hosts;
+    records.push(lostRecord(p, hosts, new Date(job.processedOn ?? job.timestamp).toISOString(), "no host was left to run it", logsOn(hosts)));
   }
   for (const job of await queue.getJobs(["wait", "prioritized", "delayed"], 0, -1)) {
     const p = checkPayload(job.data, String(job.id));
     if (!records.some((r) => r.key === p.key)) notRun.push({ test: p.test, index: p.index });
   }
   for (const r of records) if (r.notRun) notRun.push({ test: r.test, index: r.index });
-  const hostFacts = new Map(Object.entries(await redis.hgetall(keys.hosts)).map(([h, t]) => [h, decodeHost(t)]));
   const stop = decodeStop(await redis.get(keys.stop));
   const byHost = new Map<string, ResultRecord[]>();
   for (const r of records) if (!r.notRun) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
