@@ -2,7 +2,7 @@
 // same bench run and taken in turns (so the shared host's load falls on each alike), each
 // against the first. The way to show what one change to the dispatch path bought.
 //   HP_BENCH_REFS="main HEAD ." npm run bench:dispatch-refs   (default: HEAD~1 HEAD; "." is the working tree)
-//   knobs: HP_BENCH_RUNS (2000), HP_BENCH_ROUNDS (3), HP_BENCH_JOBS (2)
+//   knobs: HP_BENCH_RUNS (2000), HP_BENCH_ROUNDS (3), HP_BENCH_JOBS (2), HP_BENCH_LOGS (tmpfs; disk)
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -19,7 +19,9 @@ const runs = knob("HP_BENCH_RUNS", 2000, 100);
 const rounds = knob("HP_BENCH_ROUNDS", 3, 1);
 const jobs = knob("HP_BENCH_JOBS", 2, 2);
 const scratch = scratchDir("hp-bench-refs-");
-const logs = scratchDir("hp-bench-refs-", existsSync("/dev/shm") ? "/dev/shm" : "/var/tmp");
+// HP_BENCH_LOGS=disk puts the run logs on /var/tmp's file system instead of tmpfs.
+const onDisk = process.env.HP_BENCH_LOGS === "disk" || !existsSync("/dev/shm");
+const logs = scratchDir("hp-bench-refs-", onDisk ? "/var/tmp" : "/dev/shm");
 
 /** Each ref's sources, as committed (`git archive`), with this checkout's node_modules; "." is the working tree. */
 const checkouts = refs.map((ref) => {
@@ -55,7 +57,7 @@ const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length /
 const firstWall = median(samples[0]!.map((s) => s.steadyWallMs));
 const firstCpu = median(samples[0]!.map((s) => s.steadyMainCpuMs));
 printTable(
-  `bench/dispatch-refs: ${runs} no-machine runs at --jobs ${jobs}, logs on tmpfs, medians of ${rounds} rounds taken in turns; steady = after the first tenth`,
+  `bench/dispatch-refs: ${runs} no-machine runs at --jobs ${jobs}, logs on ${onDisk ? "disk (/var/tmp)" : "tmpfs"}, medians of ${rounds} rounds taken in turns; steady = after the first tenth`,
   ["revision", "steady runs/s", "steady ms/run (wall)", "vs first", "main thread CPU ms/run", "vs first", "process CPU ms/run", "runs/s incl. startup"],
   checkouts.map((c, i) => {
     const wall = median(samples[i]!.map((s) => s.steadyWallMs));
