@@ -1,4 +1,4 @@
-import { close, mkdir, open, writeSync } from "node:fs";
+import { close, mkdir, mkdirSync, open, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { WorkerEvent } from "../../common/events.ts";
@@ -8,50 +8,71 @@ import type { Notice } from "../../common/failure-kinds.ts";
 import { stderrTeardownLog, teardownFailure } from "../../common/teardown.ts";
 
 /**
- * A pino destination for one run's file. The directory and file are created on libuv's
- * thread pool (at thousands of short runs, creating them on the main thread was its
- * largest cost), through fs's callbacks: promises and FileHandles cost the main thread
- * more than the calls themselves (bench/dispatch-refs.ts). Lines that arrive before the
- * file is open wait in memory, then every line is one write(2) as it comes, so nothing
+ * A pino destination for one run's file: every line is one write(2) as it comes, so nothing
  * already reported is lost if the orchestrator dies. Closing costs no fsync
- * (pino.destination's close fsyncs).
+ * (pino.destination's close fsyncs). A run's dir is one level below the log dir (a retry's
+ * one below the run's): a plain mkdir first, a recursive one only when the parent is gone.
+ *
+ * Where the directory and file are made depends on the file system (bench/dispatch-refs.ts,
+ * measured both ways on each): on a disk, on libuv's thread pool through fs's callbacks (on
+ * the main thread they were its largest cost per run at thousands of short runs; promises
+ * and FileHandles cost it more than callbacks); in memory (tmpfs), synchronously, where the
+ * calls cost less than waking a pool thread for each. Lines that arrive before the file is
+ * open wait in memory.
  */
 class LineFile {
   private fd = -1;
   private pending: string[] | undefined = [];
   private closing = false;
-  private failed = false;
   private readonly file: string;
 
   constructor(
-    dir: string,
+    private readonly dir: string,
     name: string,
+    inMemory: boolean,
     private readonly onWriteError: (file: string, e: NodeJS.ErrnoException) => void,
   ) {
     this.file = join(dir, name);
-    // The run's directory is one level below the log dir (a retry's one below the run's):
-    // a plain mkdir almost always does, a recursive one only when the parent is missing.
-    mkdir(dir, (e) => {
-      if (!e || e.code === "EEXIST") this.openFile();
-      else if (e.code === "ENOENT") mkdir(dir, { recursive: true }, (e2) => (e2 ? this.unwritable() : this.openFile()));
-      else this.unwritable();
-    });
+    if (inMemory) this.createNow();
+    else
+      mkdir(dir, (e) => {
+        if (!e || e.code === "EEXIST") this.openFile();
+        else if (e.code === "ENOENT") mkdir(dir, { recursive: true }, (e2) => (e2 ? this.unwritable(e2) : this.openFile()));
+        else this.unwritable(e);
+      });
+  }
+
+  private createNow(): void {
+    try {
+      try {
+        mkdirSync(this.dir);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") mkdirSync(this.dir, { recursive: true });
+        else if (code !== "EEXIST") throw e;
+      }
+      this.opened(openSync(this.file, "a"));
+    } catch (e) {
+      this.unwritable(e as NodeJS.ErrnoException);
+    }
   }
 
   private openFile(): void {
-    open(this.file, "a", (e, fd) => {
-      if (e) return this.unwritable();
-      this.fd = fd;
-      const waiting = this.pending ?? [];
-      this.pending = undefined;
-      for (const l of waiting) this.writeLine(l);
-      if (this.closing) this.close();
-    });
+    open(this.file, "a", (e, fd) => (e ? this.unwritable(e) : this.opened(fd)));
   }
 
-  /** An unwritable log dir loses the log, not the run (the reporters say the log dir is unwritable up front). */
-  private unwritable(): void {
+  private opened(fd: number): void {
+    this.fd = fd;
+    const waiting = this.pending ?? [];
     this.pending = undefined;
+    for (const l of waiting) this.writeLine(l);
+    if (this.closing) this.close();
+  }
+
+  /** An unwritable log dir loses the log, not the run: said once (run-log-truncated). */
+  private unwritable(e: NodeJS.ErrnoException): void {
+    this.pending = undefined;
+    this.onWriteError(this.file, e);
   }
 
   write(line: string): void {
@@ -61,11 +82,11 @@ class LineFile {
 
   /** A full disk (ENOSPC) or a failing one truncates this log; the run and its result go on. */
   private writeLine(line: string): void {
-    if (this.fd < 0 || this.failed) return;
+    if (this.fd < 0) return;
     try {
       writeSync(this.fd, line);
     } catch (e) {
-      this.failed = true;
+      this.close();
       this.onWriteError(this.file, e as NodeJS.ErrnoException);
     }
   }
@@ -93,8 +114,15 @@ export class RunLogReporter implements Reporter {
    *  only its bindings (pino() per run was a fifth of the main thread's time per run). */
   private readonly root = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, { write: () => {} }).child({});
 
-  /** `notice`: told once when log lines start being dropped (the disk is full). */
-  constructor(private readonly notice: (n: Notice) => void = () => {}) {}
+  /**
+   * `notice`: told once when log lines start being dropped (the disk is full).
+   * `inMemory`: the log dir is on tmpfs (orchestrator/settings/file-system-type.ts): run
+   * files are made synchronously there (see LineFile).
+   */
+  constructor(
+    private readonly notice: (n: Notice) => void = () => {},
+    private readonly inMemory = false,
+  ) {}
 
   private readonly onWriteError = (file: string, e: NodeJS.ErrnoException): void => {
     if (this.warned) return;
@@ -107,7 +135,7 @@ export class RunLogReporter implements Reporter {
   }
 
   private open(run: PlannedRun, logDir: string, attempt: number): Logger {
-    const dest = new LineFile(logDir, "run.jsonl", this.onWriteError);
+    const dest = new LineFile(logDir, "run.jsonl", this.inMemory, this.onWriteError);
     const base = { test: run.test.name, run: run.index, file: run.test.file, ...(attempt > 1 ? { attempt } : {}) };
     const log = this.root.child(base);
     // pino.symbols are exported for this ("methods to be overridden or proxied for
