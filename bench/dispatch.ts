@@ -9,7 +9,7 @@ import { runCommand } from "../orchestrator/commands/run.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { baseline as loopBaseline, machineContext } from "./baseline.ts";
-import { knob } from "./smoke.ts";
+import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
@@ -89,7 +89,8 @@ for (const [name, file, runs] of [
   rows.push([name, "baseline: plain loop", "—", runs, fmt((runs / base) * 1000, 0), fmt(basePer, 3), "—", "—"]);
   for (const [where, root] of [["disk", scratch], ["tmpfs", tmpfs]] as const) {
     if (!root) continue;
-    for (const jobs of [1, 2]) {
+    // At smoke scale each code path once: --jobs 1 with logs on disk, --jobs 2 on tmpfs.
+    for (const jobs of SMOKE ? [where === "disk" ? 1 : 2] : [1, 2]) {
       const r = await pooled(file, runs, jobs, root);
       if (r.passed !== runs) throw new Error(`${r.passed}/${runs} runs reported passed`);
       const steady = (r.ms - r.startupMs) / runs;
@@ -115,13 +116,15 @@ if (!distIsFresh(new URL("../", import.meta.url))) {
 const cliRows: (string | number)[][] = [];
 const localRuns = Math.round(500 * scale);
 let shipped = 0;
-for (const [config, runs, env] of [
+const cliConfigs = [
   ["as shipped: dist/, V8 interpreter only", localRuns, {}],
   ["as shipped, 4x the runs", localRuns * 4, {}],
   ["dist/, V8's compilers on (HALTPOINT_V8_JIT=1)", localRuns, { HALTPOINT_V8_JIT: "1" }],
   ["sources through tsx (HALTPOINT_FROM_SOURCE=1)", localRuns, { HALTPOINT_FROM_SOURCE: "1" }],
   ["sources through tsx, V8's compilers on", localRuns, { HALTPOINT_FROM_SOURCE: "1", HALTPOINT_V8_JIT: "1" }],
-] as const) {
+] as const;
+// At smoke scale the two ways bin/ starts the CLI (dist/, sources), once each.
+for (const [config, runs, env] of SMOKE ? [cliConfigs[0], cliConfigs[3]] : cliConfigs) {
   const r = await cliPeakRss(fixture("one-local.vmtest.ts"), runs, 2, env);
   shipped ||= r.rss;
   cliRows.push([config, runs, 2, fmt(r.rss / 2 ** 20, 0), `${fmt(r.rss / shipped, 2)}x`, fmt(r.s, 2), fmt(runs / r.s, 0)]);
