@@ -1,6 +1,6 @@
 // bench/dispatch: what the orchestrator costs per run, against the same test scripts
 // awaited in a plain loop in this process (no pool, no scheduler, no reports).
-//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.05)
+//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.02)
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +17,7 @@ import { fmt, percentile, printTable } from "./table.ts";
 // loop it is compared with runs under them too).
 applyV8Flags();
 
-const scale = knob("HP_BENCH_SCALE", 1, 0.05);
+const scale = knob("HP_BENCH_SCALE", 1, 0.02);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
 const scratch = scratchDir("hp-bench-");
 
