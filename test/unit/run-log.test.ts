@@ -14,10 +14,11 @@ import { settled } from "../helpers/settled.ts";
 
 const run = (index: number): PlannedRun => ({ key: `t#${index}`, index, test: { file: "/x/t.vmtest.ts", name: "t", nodes: [], globalTimeout: 60, enableDebugHook: false } });
 const attempt = (n: number, outcome: "passed" | "failed", logDir: string): RunAttempt => ({ attempt: n, outcome, startedAt: Date.now(), durationMs: 1, logDir });
+// On the pool a file exists (opened) a moment before its waiting lines are written: empty then.
 const lines = (f: string) =>
   readFileSync(f, "utf8")
-    .trim()
     .split("\n")
+    .filter(Boolean)
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 for (const inMemory of [false, true]) {
