@@ -1,6 +1,6 @@
 // bench/dispatch: what the orchestrator costs per run, against the same test scripts
 // awaited in a plain loop in this process (no pool, no scheduler, no reports).
-//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.05)
+//   npm run bench:dispatch            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.02)
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,7 +9,7 @@ import { runCommand } from "../orchestrator/commands/run.ts";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { baseline as loopBaseline, machineContext } from "./baseline.ts";
-import { knob } from "./smoke.ts";
+import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
@@ -17,7 +17,7 @@ import { fmt, percentile, printTable } from "./table.ts";
 // loop it is compared with runs under them too).
 applyV8Flags();
 
-const scale = knob("HP_BENCH_SCALE", 1, 0.05);
+const scale = knob("HP_BENCH_SCALE", 1, 0.02);
 const fixture = (f: string) => fileURLToPath(new URL(`./fixtures/${f}`, import.meta.url));
 const scratch = scratchDir("hp-bench-");
 
@@ -80,8 +80,9 @@ async function succeedLatency(n: number): Promise<number[]> {
 
 const rows: (string | number)[][] = [];
 const tmpfs = existsSync("/dev/shm") ? scratchDir("hp-bench-", "/dev/shm") : undefined;
+const noMachineRuns = Math.round(2000 * scale);
 for (const [name, file, runs] of [
-  ["no machine", fixture("no-machine.vmtest.ts"), Math.round(2000 * scale)],
+  ["no machine", fixture("no-machine.vmtest.ts"), noMachineRuns],
   ["1 local machine, succeed(\"true\")", fixture("one-local.vmtest.ts"), Math.round(500 * scale)],
 ] as const) {
   const base = await baseline(file, runs);
@@ -89,7 +90,10 @@ for (const [name, file, runs] of [
   rows.push([name, "baseline: plain loop", "—", runs, fmt((runs / base) * 1000, 0), fmt(basePer, 3), "—", "—"]);
   for (const [where, root] of [["disk", scratch], ["tmpfs", tmpfs]] as const) {
     if (!root) continue;
-    for (const jobs of [1, 2]) {
+    // At smoke scale each code path once, one pool start per test: no machine at --jobs 1
+    // with logs on disk, the local machine at --jobs 2 on tmpfs.
+    if (SMOKE && (where === "disk") !== (runs === noMachineRuns)) continue;
+    for (const jobs of SMOKE ? [where === "disk" ? 1 : 2] : [1, 2]) {
       const r = await pooled(file, runs, jobs, root);
       if (r.passed !== runs) throw new Error(`${r.passed}/${runs} runs reported passed`);
       const steady = (r.ms - r.startupMs) / runs;
@@ -115,13 +119,15 @@ if (!distIsFresh(new URL("../", import.meta.url))) {
 const cliRows: (string | number)[][] = [];
 const localRuns = Math.round(500 * scale);
 let shipped = 0;
-for (const [config, runs, env] of [
+const cliConfigs = [
   ["as shipped: dist/, V8 interpreter only", localRuns, {}],
   ["as shipped, 4x the runs", localRuns * 4, {}],
   ["dist/, V8's compilers on (HALTPOINT_V8_JIT=1)", localRuns, { HALTPOINT_V8_JIT: "1" }],
   ["sources through tsx (HALTPOINT_FROM_SOURCE=1)", localRuns, { HALTPOINT_FROM_SOURCE: "1" }],
   ["sources through tsx, V8's compilers on", localRuns, { HALTPOINT_FROM_SOURCE: "1", HALTPOINT_V8_JIT: "1" }],
-] as const) {
+] as const;
+// At smoke scale the CLI as shipped only (test/package.test.ts and others run it from sources).
+for (const [config, runs, env] of SMOKE ? [cliConfigs[0]] : cliConfigs) {
   const r = await cliPeakRss(fixture("one-local.vmtest.ts"), runs, 2, env);
   shipped ||= r.rss;
   cliRows.push([config, runs, 2, fmt(r.rss / 2 ** 20, 0), `${fmt(r.rss / shipped, 2)}x`, fmt(r.s, 2), fmt(runs / r.s, 0)]);

@@ -2,14 +2,14 @@
 // flaky, --retries 1) through the orchestrator with --json only (the baseline) and with
 // --json --html, in the same process; then the page itself: its size, and how long Debian's
 // headless Chromium takes to load it and run its filter.
-//   npm run bench:html            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.02)
+//   npm run bench:html            (HP_BENCH_SCALE=0.1 for a quick look; HP_BENCH_SMOKE=1: 0.02, 1 page load)
 import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
 import { runCommand } from "../orchestrator/commands/run.ts";
-import { knob } from "./smoke.ts";
+import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, printTable } from "./table.ts";
 
@@ -62,7 +62,8 @@ printTable(
 const browser = await chromium.launch({ executablePath: process.env.HALTPOINT_TEST_CHROMIUM ?? "/usr/bin/chromium" });
 const loads: number[] = [];
 const filters: number[] = [];
-for (let i = 0; i < 5; i++) {
+const LOADS = SMOKE ? 1 : 5;
+for (let i = 0; i < LOADS; i++) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const t0 = performance.now();
@@ -76,7 +77,7 @@ for (let i = 0; i < 5; i++) {
 }
 await browser.close();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-printTable("the page in headless Chromium (Debian's, playwright-core), 5 loads", ["runs on the page", "load median ms", "load max ms", "filter to flaky median ms"], [
+printTable(`the page in headless Chromium (Debian's, playwright-core), ${LOADS} load(s)`, ["runs on the page", "load median ms", "load max ms", "filter to flaky median ms"], [
   [RUNS, fmt(median(loads), 0), fmt(Math.max(...loads), 0), fmt(median(filters), 0)],
 ]);
 rmSync(scratch, { recursive: true, force: true });

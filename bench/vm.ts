@@ -3,8 +3,8 @@
 // trip, next to the NixOS driver's framing on the same guest; the throughput of 8 qemu test
 // runs at --jobs 1 and 2; and 20 runs at --jobs 2 with and without snapshot boots.
 //   npm run bench:vm   (HP_BENCH_BOOTS, HP_BENCH_COMMANDS, HP_BENCH_RUNS, HP_BENCH_HUNT_RUNS;
-//   HP_BENCH_RESTORES; HP_BENCH_SMOKE=1: 1 boot each, 2 restores, 20 commands, 2 runs, and the
-//   20-run hunt with snapshot boots only)
+//   HP_BENCH_RESTORES; HP_BENCH_SMOKE=1: 1 boot each, 1 restore, 20 commands, 1 run, and the
+//   hunt with 1 snapshot-booted run only)
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,8 +25,8 @@ applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
 const COMMANDS = knob("HP_BENCH_COMMANDS", 500, 20);
 const BOOTS = knob("HP_BENCH_BOOTS", 5, 1);
-const RUNS = knob("HP_BENCH_RUNS", 8, 2);
-const RESTORES = knob("HP_BENCH_RESTORES", 10, 2);
+const RUNS = knob("HP_BENCH_RUNS", 8, 1);
+const RESTORES = knob("HP_BENCH_RESTORES", 10, 1);
 const scratch = scratchDir("hp-bvm-");
 const ctx = (name: string): MachineContext => benchContext(scratch, name);
 
@@ -133,7 +133,7 @@ for (const jobs of [1, 2]) {
 printTable(`bench/vm: ${RUNS} runs of a one-guest test (boot, one command, teardown)`, ["--jobs", "runs", "wall s", "runs/min", "speed-up vs --jobs 1"], through);
 
 // 20 runs at --jobs 2, every guest cold vs snapshot boots (the snapshot is cached by now).
-const FLAKE_RUNS = knob("HP_BENCH_HUNT_RUNS", 20, 2);
+const FLAKE_RUNS = knob("HP_BENCH_HUNT_RUNS", 20, 1);
 const hunt: (string | number)[][] = [];
 const huntWall: Record<string, number> = {};
 const runMs: Record<string, number[]> = { cold: [], snapshot: [] };

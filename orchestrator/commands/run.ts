@@ -1,10 +1,11 @@
-import { rmSync } from "node:fs";
+import { realpathSync, rmSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { checkReportPath, ensureWritableDir, makePrivateDir } from "../settings/output-paths.ts";
 import { describeThrown } from "../../common/describe-thrown.ts";
 import { listenForLateErrors } from "../scheduling/late-error-notices.ts";
 import { makeStateRoot, sweepAbandonedStateRoots } from "../settings/state-root.ts";
+import { fileSystemType, IN_MEMORY_FS } from "../settings/file-system-type.ts";
 import { discoverTestFiles } from "../selection/discovery.ts";
 import { StressRuns, expandRuns, findDuplicateNames } from "../selection/plan.ts";
 import { assignDirNames } from "../../common/run-dir-names.ts";
@@ -160,7 +161,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
   // Its notices go to every reporter (the set is made below).
-  reporters.push(new RunLogReporter((msg) => out.onNotice(msg)));
+  reporters.push(new RunLogReporter((msg) => out.onNotice(msg), IN_MEMORY_FS.has(fileSystemType(realpathSync(logDir)).name)));
   if (o.junit) reporters.push(new (await import("../reporters/junit.ts")).JUnitReporter(o.junit));
   if (o.json) reporters.push(new JsonReporter(o.json));
   if (o.html) reporters.push(new (await import("../reporters/html/html-reporter.ts")).HtmlReporter(o.html));

@@ -1,50 +1,79 @@
-import { writeSync } from "node:fs";
-import { mkdir, open, type FileHandle } from "node:fs/promises";
+import { close, mkdir, mkdirSync, open, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { WorkerEvent } from "../../common/events.ts";
 import type { PlannedRun } from "../selection/plan.ts";
 import { reasonOf, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
 import type { Notice } from "../../common/failure-kinds.ts";
-import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
+import { stderrTeardownLog, teardownFailure } from "../../common/teardown.ts";
 
 /**
- * A pino destination for one run's file. The directory and file are created on libuv's
- * thread pool (at thousands of short runs, creating them on the main thread was its
- * largest cost); lines that arrive before the file is open wait in memory, then every line
- * is one write(2) as it comes, so nothing already reported is lost if the orchestrator
- * dies. Closing costs no fsync (pino.destination's close fsyncs).
+ * A pino destination for one run's file: every line is one write(2) as it comes, so nothing
+ * already reported is lost if the orchestrator dies. Closing costs no fsync
+ * (pino.destination's close fsyncs). A run's dir is one level below the log dir (a retry's
+ * one below the run's): a plain mkdir first, a recursive one only when the parent is gone.
+ *
+ * Where the directory and file are made depends on the file system (bench/dispatch-refs.ts,
+ * measured both ways on each): on a disk, on libuv's thread pool through fs's callbacks (on
+ * the main thread they were its largest cost per run at thousands of short runs; promises
+ * and FileHandles cost it more than callbacks); in memory (tmpfs), synchronously, where the
+ * calls cost less than waking a pool thread for each. Lines that arrive before the file is
+ * open wait in memory.
  */
 class LineFile {
   private fd = -1;
   private pending: string[] | undefined = [];
   private closing = false;
+  private readonly file: string;
 
   constructor(
-    dir: string,
+    private readonly dir: string,
     name: string,
+    inMemory: boolean,
     private readonly onWriteError: (file: string, e: NodeJS.ErrnoException) => void,
   ) {
-    this.dir = dir;
-    this.name = name;
-    mkdir(dir, { recursive: true })
-      .then(() => open(join(dir, name), "a"))
-      .then(
-        (fh) => {
-          this.fd = fh.fd;
-          // Keep the FileHandle from closing the fd when it is garbage-collected.
-          this.handle = fh;
-          const waiting = this.pending ?? [];
-          this.pending = undefined;
-          for (const l of waiting) this.writeLine(l);
-          if (this.closing) this.close();
-        },
-        () => (this.pending = undefined), // an unwritable log dir loses the log, not the run
-      );
+    this.file = join(dir, name);
+    if (inMemory) this.createNow();
+    else
+      mkdir(dir, (e) => {
+        if (!e || e.code === "EEXIST") this.openFile();
+        else if (e.code === "ENOENT") mkdir(dir, { recursive: true }, (e2) => (e2 ? this.unwritable(e2) : this.openFile()));
+        else this.unwritable(e);
+      });
   }
-  private handle: FileHandle | undefined;
-  private readonly dir: string;
-  private readonly name: string;
+
+  private createNow(): void {
+    try {
+      try {
+        mkdirSync(this.dir);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === "ENOENT") mkdirSync(this.dir, { recursive: true });
+        else if (code !== "EEXIST") throw e;
+      }
+      this.opened(openSync(this.file, "a"));
+    } catch (e) {
+      this.unwritable(e as NodeJS.ErrnoException);
+    }
+  }
+
+  private openFile(): void {
+    open(this.file, "a", (e, fd) => (e ? this.unwritable(e) : this.opened(fd)));
+  }
+
+  private opened(fd: number): void {
+    this.fd = fd;
+    const waiting = this.pending ?? [];
+    this.pending = undefined;
+    for (const l of waiting) this.writeLine(l);
+    if (this.closing) this.close();
+  }
+
+  /** An unwritable log dir loses the log, not the run: said once (run-log-truncated). */
+  private unwritable(e: NodeJS.ErrnoException): void {
+    this.pending = undefined;
+    this.onWriteError(this.file, e);
+  }
 
   write(line: string): void {
     if (this.pending) this.pending.push(line);
@@ -53,25 +82,21 @@ class LineFile {
 
   /** A full disk (ENOSPC) or a failing one truncates this log; the run and its result go on. */
   private writeLine(line: string): void {
-    if (this.fd < 0 || this.failed) return;
+    if (this.fd < 0) return;
     try {
       writeSync(this.fd, line);
     } catch (e) {
-      this.failed = true;
+      this.close();
       this.onWriteError(this.file, e as NodeJS.ErrnoException);
     }
-  }
-  private failed = false;
-  private get file(): string {
-    return join(this.dir, this.name);
   }
 
   close(): void {
     this.closing = true;
-    if (this.pending || !this.handle) return;
-    void bestEffort(stderrTeardownLog, `closing ${this.file}`, this.handle.close());
-    this.handle = undefined;
+    if (this.pending || this.fd < 0) return;
+    const fd = this.fd;
     this.fd = -1;
+    close(fd, (e) => e && stderrTeardownLog(teardownFailure(`closing ${this.file}`, e)));
   }
 }
 
@@ -84,9 +109,20 @@ class LineFile {
 export class RunLogReporter implements Reporter {
   private logs = new Map<string, { log: Logger; dest: LineFile }>();
   private warned = false;
+  /** One pino logger for every run: a run's logger is its child, writing to the run's own
+   *  file. pino() builds its serializers, levels and formatters afresh each time, a child
+   *  only its bindings (pino() per run was a fifth of the main thread's time per run). */
+  private readonly root = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime }, { write: () => {} }).child({});
 
-  /** `notice`: told once when log lines start being dropped (the disk is full). */
-  constructor(private readonly notice: (n: Notice) => void = () => {}) {}
+  /**
+   * `notice`: told once when log lines start being dropped (the disk is full).
+   * `inMemory`: the log dir is on tmpfs (orchestrator/settings/file-system-type.ts): run
+   * files are made synchronously there (see LineFile).
+   */
+  constructor(
+    private readonly notice: (n: Notice) => void = () => {},
+    private readonly inMemory = false,
+  ) {}
 
   private readonly onWriteError = (file: string, e: NodeJS.ErrnoException): void => {
     if (this.warned) return;
@@ -99,9 +135,12 @@ export class RunLogReporter implements Reporter {
   }
 
   private open(run: PlannedRun, logDir: string, attempt: number): Logger {
-    const dest = new LineFile(logDir, "run.jsonl", this.onWriteError);
+    const dest = new LineFile(logDir, "run.jsonl", this.inMemory, this.onWriteError);
     const base = { test: run.test.name, run: run.index, file: run.test.file, ...(attempt > 1 ? { attempt } : {}) };
-    const log = pino({ base, timestamp: pino.stdTimeFunctions.isoTime }, dest);
+    const log = this.root.child(base);
+    // pino.symbols are exported for this ("methods to be overridden or proxied for
+    // performant integration"): the child writes to its run's file, not the root's stream.
+    (log as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] = dest;
     this.logs.set(run.key, { log, dest });
     log.info({ event: "run-start" }, attempt > 1 ? `attempt ${attempt} started` : "run started");
     return log;

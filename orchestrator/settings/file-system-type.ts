@@ -75,3 +75,6 @@ export function fileSystemType(real: string): FileSystemType {
   if (magic === TMPFS_MAGIC && mountInfoType(real) === "devtmpfs") return { name: "devtmpfs", kernel: true };
   return { name: OTHER_FS.get(magic) ?? `0x${magic.toString(16)}`, kernel: false };
 }
+
+/** File systems held in memory: files there cost no disk I/O (the run log makes its files synchronously there). */
+export const IN_MEMORY_FS: ReadonlySet<string> = new Set(["tmpfs", "ramfs"]);
