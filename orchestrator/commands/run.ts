@@ -152,6 +152,10 @@ export async function runCommand(o: RunOptions): Promise<number> {
     makePrivateDir(saveDir!);
   }
   const files = await discoverTestFiles(o.paths.length ? o.paths : ["."]);
+  // Queue mode's modules (BullMQ, ioredis) load while the tests are collected: a host starts
+  // taking runs that much sooner (measured in bench:fleet, where every host pays it).
+  const queueModule = o.queue ? import("../queue/join-host.ts") : undefined;
+  queueModule?.catch(() => {}); // its error, if any, is thrown where it is awaited
 
   const reporters: Reporter[] = [];
   if (o.terminal !== false) {
@@ -285,7 +289,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     // Queue mode: this host takes its runs from the queue, as other hosts do (orchestrator/queue/).
     let queueHost: import("../queue/host-worker.ts").QueueHost | undefined;
     if (o.queue && selected.length) {
-      const { joinAsHost } = await import("../queue/join-host.ts");
+      const { joinAsHost } = await queueModule!;
       queueHost = await joinAsHost(
         {
           queue: o.queue,

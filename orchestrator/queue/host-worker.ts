@@ -133,6 +133,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
       drainDelay: 1,
     });
     this.worker.on("error", (e: Error) => (this.lastError = e.message));
+    // The end of the work is seen as the last run is stored, not at the next look.
+    this.worker.on("completed", () => void this.look());
     this.watch = setInterval(() => void this.look(), 200);
   }
 
