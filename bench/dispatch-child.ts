@@ -41,8 +41,9 @@ const status = await runCommand({
   terminal: false,
   reporters: [
     {
-      onRunEnd: (r: { outcome: string }) => {
-        if (r.outcome === "passed") passed++;
+      report: (e: { kind: string; result?: { outcome: string } }) => {
+        if (e.kind !== "run-end") return;
+        if (e.result!.outcome === "passed") passed++;
         if (++ended === warm) mark = { t: performance.now(), cpu: mainThreadCpuMs(), proc: procCpuMs() };
       },
     },

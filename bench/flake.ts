@@ -52,12 +52,13 @@ async function measure(name: string, o: Partial<RunOptions> & { paths: string[] 
     ...o,
     reporters: [
       {
-        onRunStart: () => void started++,
-        onRunEnd: () => {
-          reported++;
-          lastEnd = performance.now();
+        report: (e) => {
+          if (e.kind === "run-start") started++;
+          else if (e.kind === "run-end") {
+            reported++;
+            lastEnd = performance.now();
+          } else if (e.kind === "end") summary = e.summary;
         },
-        onEnd: (s) => void (summary = s),
       },
     ],
   });

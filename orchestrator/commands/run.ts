@@ -7,14 +7,16 @@ import { listenForLateErrors } from "../scheduling/late-error-notices.ts";
 import { makeStateRoot, sweepAbandonedStateRoots } from "../settings/state-root.ts";
 import { fileSystemType, IN_MEMORY_FS } from "../settings/file-system-type.ts";
 import { discoverTestFiles } from "../selection/discovery.ts";
-import { StressRuns, expandRuns, findDuplicateNames } from "../selection/plan.ts";
+import { StressRuns, expandRuns, findDuplicateNames, type PlannedRun } from "../selection/plan.ts";
 import { assignDirNames } from "../../common/run-dir-names.ts";
 import { stressRunNumber } from "../selection/shard-runs.ts";
 import { selectTests, type ShardSpec } from "../selection/selection.ts";
 import { applyTestSettings, type SettingLayers } from "../settings/test-settings.ts";
 import { createPool } from "../scheduling/pool.ts";
 import { ProcessLedger } from "../scheduling/process-ledger.ts";
-import { REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { REPORT_WRITE_EXIT_STATUS, exitStatus, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { ReporterSet, type Reporter } from "../report-events.ts";
+import { AttemptLines } from "../reporters/attempt-lines.ts";
 import { JsonReporter } from "../reporters/json-report.ts";
 import { RunLogReporter } from "../reporters/run-log.ts";
 import { TerminalReporter } from "../reporters/terminal.ts";
@@ -161,10 +163,13 @@ export async function runCommand(o: RunOptions): Promise<number> {
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
   // Its notices go to every reporter (the set is made below).
-  reporters.push(new RunLogReporter((msg) => out.onNotice(msg), IN_MEMORY_FS.has(fileSystemType(realpathSync(logDir)).name)));
-  if (o.junit) reporters.push(new (await import("../reporters/junit.ts")).JUnitReporter(o.junit));
-  if (o.json) reporters.push(new JsonReporter(o.json));
-  if (o.html) reporters.push(new (await import("../reporters/html/html-reporter.ts")).HtmlReporter(o.html));
+  reporters.push(new RunLogReporter((n) => out.notice(n), IN_MEMORY_FS.has(fileSystemType(realpathSync(logDir)).name)));
+  // One collector of each attempt's output lines for the reports that show them, before them in the stream.
+  const lines = o.junit || o.json || o.html || o.queue ? AttemptLines.forReports({ junit: Boolean(o.junit) }) : undefined;
+  if (lines) reporters.push(lines);
+  if (o.junit) reporters.push(new (await import("../reporters/junit.ts")).JUnitReporter(o.junit, lines!));
+  if (o.json) reporters.push(new JsonReporter(o.json, lines!));
+  if (o.html) reporters.push(new (await import("../reporters/html/html-reporter.ts")).HtmlReporter(o.html, lines!));
   // Versions and host, for the reports that show them (one `qemu --version`, at the start).
   const host = o.json || o.html ? (await import("../../vm/host-facts.ts")).hostFacts() : undefined;
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new (await import("../reporters/github.ts")).GitHubReporter());
@@ -180,11 +185,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => {
     interrupts++;
     if (interrupts === 1) {
-      out.onNotice({ kind: "signal", signal: sig, again: false });
+      out.notice({ kind: "signal", signal: sig, again: false });
       if (scheduler) scheduler.interrupt(sig);
       else startupSignal = sig;
     } else {
-      out.onNotice({ kind: "signal", signal: sig, again: true });
+      out.notice({ kind: "signal", signal: sig, again: true });
       scheduler?.killNow();
       ledger.killAll();
     }
@@ -195,15 +200,15 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
   const swept = sweepAbandonedStateRoots();
-  if (swept.length) out.onNotice({ kind: "swept-state-dirs", dirs: swept });
+  if (swept.length) out.notice({ kind: "swept-state-dirs", dirs: swept });
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
   // A worker error outside any task must not end the run (an unhandled 'error' event would).
-  pool.on("error", (e: unknown) => out.onNotice({ kind: "pool-error", message: describeThrown(e instanceof Error ? e.message : e) }));
-  const lateErrors = listenForLateErrors((n) => out.onNotice({ kind: "late-error", run: n.runKey, errorKind: n.kind, message: n.message }));
-  const broker = new BreakpointBroker(
+  pool.on("error", (e: unknown) => out.notice({ kind: "pool-error", message: describeThrown(e instanceof Error ? e.message : e) }));
+  const lateErrors = listenForLateErrors((n) => out.notice({ kind: "late-error", run: n.runKey, errorKind: n.kind, message: n.message }));
+  const broker = new BreakpointBroker<PlannedRun>(
     {
       startPort: o.debugPort ?? 4444,
       host: o.debugBind ?? "127.0.0.1",
@@ -211,11 +216,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ttlMs: (o.freezeTtl ?? 30 * 60) * 1000,
       socketRoot: controlDir(),
     },
-    out,
+    (e) => out.emit(e),
   );
   // `haltpoint ls / attach / release` reach this run through its control socket.
   const control = await ControlServer.listen((req) => handleControl(broker, req)).catch((e: Error) => {
-    out.onNotice({ kind: "no-control-socket", message: e.message });
+    out.notice({ kind: "no-control-socket", message: e.message });
     return undefined;
   });
   scheduler = new Scheduler({
@@ -262,8 +267,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     );
     const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, repeat: o.repeat, stress: Boolean(o.stressDuration), where: (o.paths.length ? o.paths : ["."]).join(", ") });
     const selected = sel.tests;
-    for (const text of sel.notices) out.onNotice({ kind: "info", source: "selection", text });
-    if (!selected.length && !loadErrors.length) out.onNotice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
+    for (const text of sel.notices) out.notice({ kind: "info", source: "selection", text });
+    if (!selected.length && !loadErrors.length) out.notice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
     const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000, (i) => stressRunNumber(i, sel.shard)) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
@@ -300,10 +305,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
           flakyFails: o.flakyFails ?? false,
           passWithNoTests: o.passWithNoTests ?? false,
           durations: o.durations,
+          lines: lines!,
         },
         selected,
         runs,
-        (text) => out.onNotice({ kind: "info", source: "queue", text }),
+        (text) => out.notice({ kind: "info", source: "queue", text }),
       );
       closeQueue = () => queueHost!.close();
       out.add(queueHost);
@@ -313,20 +319,20 @@ export async function runCommand(o: RunOptions): Promise<number> {
         const first = sched.stopReason === undefined;
         sched.stopReason ??= stop;
         sched.stopAdmission();
-        if (first && stop.kind !== "interrupted") out.onNotice({ kind: "stopped", stop });
+        if (first && stop.kind !== "interrupted") out.notice({ kind: "stopped", stop });
       };
     }
-    out.onPlan(plan);
+    out.emit({ kind: "plan", plan });
     const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
-    if (localNotice) out.onNotice({ kind: "info", source: "sandbox", text: localNotice });
+    if (localNotice) out.notice({ kind: "info", source: "sandbox", text: localNotice });
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debian ? [{ spec: n.debian, who: `${relative(process.cwd(), t.file) || t.file}: node '${n.name}'` }] : [])));
-        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian, previous: o.previousQemu }));
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.notice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian, previous: o.previousQemu }));
         o.onQemuRuntime?.(scheduler.qemu);
       } catch (e) {
         scheduler.qemuUnavailable = (e as Error).message;
-        out.onNotice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
+        out.notice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
       }
     }
     if (queueHost) queueHost.start();
@@ -343,7 +349,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       startedAt,
       durationMs: Date.now() - startedAt,
     };
-    await out.onEnd(summary);
+    await out.end(summary);
     for (const f of out.writeFailures) console.error(`haltpoint: ${f}`);
     if (queueHost) {
       await closeQueue();
@@ -383,7 +389,7 @@ async function rerunSource(file: string): Promise<{ report: string; startedAt: s
   return { report: resolve(file), startedAt: (await readReport(file)).report.startedAt };
 }
 
-async function handleControl(broker: BreakpointBroker, req: ControlRequest): Promise<ControlReply> {
+async function handleControl(broker: BreakpointBroker<PlannedRun>, req: ControlRequest): Promise<ControlReply> {
   switch (req.cmd) {
     case "ls":
       return { ok: true, breakpoints: broker.list() };

@@ -9,7 +9,8 @@ import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "../../common/run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
 import type { ProcessLedger } from "./process-ledger.ts";
-import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
+import { failsSuite, resultFromAttempts, type RunAttempt, type RunResult } from "../results.ts";
+import type { ReporterSet } from "../report-events.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { AbortCause, FailureCause, Notice, StopCause, StopReason } from "../../common/failure-kinds.ts";
@@ -163,7 +164,7 @@ export class Scheduler {
             (e: unknown) => {
               pulling = undefined;
               exhausted = true;
-              this.o.reporters.onNotice({ kind: "pool-error", message: `the run source failed: ${describeThrownMessage(e)}` });
+              this.o.reporters.notice({ kind: "run-source-failed", message: describeThrownMessage(e) });
             },
           );
       }
@@ -180,7 +181,7 @@ export class Scheduler {
       this.queue.off("next", feed);
     }
     if (outstanding.size && this.o.broker?.count) {
-      this.o.reporters.onNotice({ kind: "holding-breakpoints", count: this.o.broker.count });
+      this.o.reporters.notice({ kind: "holding-breakpoints", count: this.o.broker.count });
     }
     while (outstanding.size) await Promise.all(outstanding);
     return results;
@@ -201,7 +202,7 @@ export class Scheduler {
     if (this.o.budget.runsAlone(need) && !this.toldAlone.has(run.test.name)) {
       this.toldAlone.add(run.test.name);
       const { cores, cpuOvercommit } = this.o.budget.limits;
-      this.o.reporters.onNotice({ kind: "runs-alone", test: run.test.name, vcpus: need.cores, budget: { vcpus: this.o.budget.vcpus, cores, cpuOvercommit } });
+      this.o.reporters.notice({ kind: "runs-alone", test: run.test.name, vcpus: need.cores, budget: { vcpus: this.o.budget.vcpus, cores, cpuOvercommit } });
     }
     // The budget's run slots are --jobs: at most that many runs start, the rest wait here.
     const lease = await this.o.budget.acquire(need, this.stopAdmitting.signal);
@@ -290,9 +291,9 @@ export class Scheduler {
   /** A run that cannot start: reported as failed at once, without a worker. */
   private refuse(run: PlannedRun, failure: FailureCause, slot: number): RunResult {
     const logDir = join(this.o.logDir, runDirName(run));
-    this.o.reporters.onRunStart(run, logDir);
+    this.o.reporters.emit({ kind: "run-start", run, logDir });
     const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", failure, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
-    this.o.reporters.onRunEnd(result);
+    this.o.reporters.emit({ kind: "run-end", result });
     this.stopOnFailure(run);
     return result;
   }
@@ -305,7 +306,7 @@ export class Scheduler {
     this.stopAdmission();
     const stop: StopReason = this.o.maxFail !== undefined ? { kind: "max-fail", limit: this.o.maxFail, run: run.key, flaky } : { kind: "until-fail", run: run.key, flaky };
     this.stopReason ??= stop;
-    this.o.reporters.onNotice({ kind: "stopped", stop });
+    this.o.reporters.notice({ kind: "stopped", stop });
   }
 
   /**
@@ -317,16 +318,16 @@ export class Scheduler {
     const base = join(this.o.logDir, runDirName(run));
     const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
     const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
-    reporters.onRunStart(run, base);
+    reporters.emit({ kind: "run-start", run, logDir: base });
     const attempts: RunAttempt[] = [];
     for (let n = 1; ; n++) {
       const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot, slot);
       attempts.push(attempt);
       if (attempt.outcome === "passed" || halted || this.stopping || n >= maxAttempts) break;
-      reporters.onRetry(run, attempt, n + 1, attemptDir(n + 1));
+      reporters.emit({ kind: "retry", run, failed: attempt, next: n + 1, logDir: attemptDir(n + 1) });
     }
     const result = resultFromAttempts(run, attempts);
-    reporters.onRunEnd(result);
+    reporters.emit({ kind: "run-end", result });
     if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky");
     return result;
   }
@@ -350,7 +351,7 @@ export class Scheduler {
       timeoutMs: run.test.globalTimeout * 1000,
       onTimeout: () => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }),
       slowMs: run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined,
-      onSlow: (elapsedMs) => reporters.onSlow(run, attemptNo, elapsedMs, run.test.slowTimeout! * 1000),
+      onSlow: (elapsedMs) => reporters.emit({ kind: "slow", run, attempt: attemptNo, elapsedMs, slowTimeoutMs: run.test.slowTimeout! * 1000 }),
       isHalted: () => a.breakpoints.heldId !== undefined,
     });
     a.breakpoints = new RunBreakpoints({
@@ -387,7 +388,7 @@ export class Scheduler {
         done = e;
         onDone();
       }
-      reporters.onEvent(run, e);
+      reporters.emit({ kind: "worker-event", run, event: e });
     });
     const task: RunTask = {
       kind: "run",
@@ -425,12 +426,12 @@ export class Scheduler {
       await a.breakpoints.finish(crash);
     }
     if (recycledBeforeStart && !this.stopping) {
-      await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
+      await removeStateDir(stateDir, (n) => this.o.reporters.notice(n));
       return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
     }
     const leftovers = ledger.killRun(run.key);
     // The worker removes its state directory; after a crash it is ours to remove.
-    if (crash || !done) await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
+    if (crash || !done) await removeStateDir(stateDir, (n) => this.o.reporters.notice(n));
     const attempt = attemptFrom({
       attempt: attemptNo,
       startedAt,
