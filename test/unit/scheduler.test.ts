@@ -4,7 +4,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { Scheduler, type RunLedger, type TaskPool } from "../../orchestrator/scheduling/scheduler.ts";
+import { Scheduler } from "../../orchestrator/scheduling/scheduler.ts";
+import type { RunLedger, TaskPool } from "../../orchestrator/scheduling/worker-attempt.ts";
 import type { HaltBroker } from "../../orchestrator/scheduling/broker-adapter.ts";
 import type { RunResult } from "../../orchestrator/results.ts";
 import { ReporterSet } from "../../orchestrator/report-events.ts";
