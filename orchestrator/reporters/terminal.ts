@@ -61,6 +61,9 @@ export class TerminalReporter implements Reporter {
         return this.line(pc.magenta(`!!! ${e.run.key}: breakpoint ${e.info.id} released (${e.by})`));
       case "end":
         return this.onEnd(e.summary);
+      default:
+        // Every kind is said above: a new one is a type error here.
+        return e satisfies never;
     }
   }
 
