@@ -11,7 +11,8 @@ import { LocalMachine } from "../vm/local/local-machine.ts";
 import { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
 import { findSftpServer } from "../hooks/ssh/local-ssh-server.ts";
 import { connectVsockMux, type VsockMuxError } from "../hooks/ssh/vsock-mux.ts";
-import { TEST_MARK, isAlive, testMachineContext } from "./helpers/machine-context.ts";
+import { isAlive, testMachineContext } from "./helpers/machine-context.ts";
+import { tickerLoop as tickerLoopAt, tickerShells } from "./helpers/ticker.ts";
 import { emptied, settled } from "./helpers/settled.ts";
 import { BIN } from "./helpers/cli.ts";
 
@@ -34,29 +35,8 @@ function sshRunning(socket: string, args: string[], o: { tty?: boolean } = {}) {
 }
 
 const lines = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").length : 0);
-
-/** A shell loop appending a line to the machine's /tmp/<file> every 50 ms; its command line carries this test run's mark. */
-const tickerLoop = (file: string) => `: ${TEST_MARK} ${file}; while :; do echo t >> /tmp/${file}; sleep 0.05; done`;
-
-/** The shells running tickerLoop(file) (a session's `bash -c`, or a subshell it left running), with their state (R, S, T…). */
-async function tickerShells(file: string): Promise<{ pid: number; state: string }[]> {
-  const { readdir, readFile } = await import("node:fs/promises");
-  const out: { pid: number; state: string }[] = [];
-  for (const d of await readdir("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const argv = (await readFile(`/proc/${d}/cmdline`, "utf8")).split("\0");
-      // A shell's; the ssh client on the host carries the same command in its arguments.
-      if (!/(^|\/)(ba)?sh$/.test(argv[0]!) || !argv.some((a) => a.includes(`${TEST_MARK} ${file};`))) continue;
-      // The state follows the command's name in parentheses (which may itself hold spaces).
-      const stat = await readFile(`/proc/${d}/stat`, "utf8");
-      out.push({ pid: Number(d), state: stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0]! });
-    } catch {
-      // It ended while we looked.
-    }
-  }
-  return out;
-}
+/** A ticker writing to the machine's /tmp/<file>. */
+const tickerLoop = (file: string) => tickerLoopAt(file, `/tmp/${file}`);
 
 describe("a local machine's ssh backdoor", () => {
   const env = testMachineContext();
