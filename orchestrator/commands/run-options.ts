@@ -1,3 +1,5 @@
+// `haltpoint run`'s options (what cli.ts, watch mode, revive and the benches pass runCommand),
+// and the defaults derived from them: the log dir, the bundle dir, where kept state lives.
 import { join, resolve } from "node:path";
 import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { SettingLayers } from "../settings/test-settings.ts";
