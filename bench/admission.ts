@@ -68,15 +68,16 @@ async function measure(factor: number, round: number): Promise<Measured> {
     terminal: false,
     reporters: [
       {
-        onRunStart: (run) => {
-          vcpus += demandOf(run.test).cores;
-          runs++;
-          peakVcpus = Math.max(peakVcpus, vcpus);
-          peakRuns = Math.max(peakRuns, runs);
-        },
-        onRunEnd: (r) => {
-          vcpus -= demandOf(r.run.test).cores;
-          runs--;
+        report: (e) => {
+          if (e.kind === "run-start") {
+            vcpus += demandOf(e.run.test).cores;
+            runs++;
+            peakVcpus = Math.max(peakVcpus, vcpus);
+            peakRuns = Math.max(peakRuns, runs);
+          } else if (e.kind === "run-end") {
+            vcpus -= demandOf(e.result.run.test).cores;
+            runs--;
+          }
         },
       },
     ],

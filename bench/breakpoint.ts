@@ -44,10 +44,10 @@ const status = await runCommand({
   freezeTtl: 0.05, // release each breakpoint right after it is registered
   reporters: [
     {
-      onEvent: (run: PlannedRun, e: WorkerEvent) => {
-        if (e.t === "log" && e.msg === "must succeed: false") failedAt.set(run.key, e.time);
+      report: (e) => {
+        if (e.kind === "worker-event" && e.event.t === "log" && e.event.msg === "must succeed: false") failedAt.set(e.run.key, e.event.time);
+        if (e.kind === "breakpoint") latencies.push(Date.now() - failedAt.get(e.run.key)!);
       },
-      onBreakpoint: (run) => latencies.push(Date.now() - failedAt.get(run.key)!),
     },
   ],
 });
@@ -55,7 +55,7 @@ if (status !== 1 || latencies.length !== FAILURES) throw new Error(`expected ${F
 latencies.sort((a, b) => a - b);
 
 // 2. The broker alone: 32 halts registered at the same moment.
-const broker = new BreakpointBroker({ startPort: 46100, host: "127.0.0.1", maxFrozen: AT_ONCE, ttlMs: 60_000, socketRoot: join(scratch, "sockets") }, {});
+const broker = new BreakpointBroker({ startPort: 46100, host: "127.0.0.1", maxFrozen: AT_ONCE, ttlMs: 60_000, socketRoot: join(scratch, "sockets") }, () => {});
 const fakeRun = (i: number): PlannedRun => ({ key: `t#${i}`, index: i, test: { file: "f", name: "t", nodes: [], globalTimeout: 60, enableDebugHook: true } });
 const t0 = performance.now();
 const infos = await Promise.all(

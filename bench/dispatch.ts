@@ -38,7 +38,7 @@ async function pooled(file: string, runs: number, jobs: number, logRoot: string)
     abortGrace: 10,
     logDir: join(logRoot, `logs-${jobs}-${Date.now()}`),
     terminal: false,
-    reporters: [{ onRunStart: () => void (firstStart ||= performance.now()), onRunEnd: (r) => void (r.outcome === "passed" && passed++) }],
+    reporters: [{ report: (e) => void (e.kind === "run-start" ? (firstStart ||= performance.now()) : e.kind === "run-end" && e.result.outcome === "passed" && passed++) }],
   });
   const ms = performance.now() - t0;
   if (status !== 0) throw new Error(`bench run failed with status ${status}`);

@@ -7,7 +7,8 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { applyV8Flags } from "../orchestrator/v8-flags.ts";
-import { runCommand, type RunOptions } from "../orchestrator/commands/run.ts";
+import { runCommand } from "../orchestrator/commands/run.ts";
+import type { RunOptions } from "../orchestrator/commands/run-options.ts";
 import type { SuiteSummary } from "../orchestrator/results.ts";
 import { baseline } from "./baseline.ts";
 import { knob } from "./smoke.ts";
@@ -52,12 +53,13 @@ async function measure(name: string, o: Partial<RunOptions> & { paths: string[] 
     ...o,
     reporters: [
       {
-        onRunStart: () => void started++,
-        onRunEnd: () => {
-          reported++;
-          lastEnd = performance.now();
+        report: (e) => {
+          if (e.kind === "run-start") started++;
+          else if (e.kind === "run-end") {
+            reported++;
+            lastEnd = performance.now();
+          } else if (e.kind === "end") summary = e.summary;
         },
-        onEnd: (s) => void (summary = s),
       },
     ],
   });

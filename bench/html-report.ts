@@ -39,7 +39,7 @@ async function measure(name: string, html: boolean): Promise<{ ms: number; after
     terminal: false,
     json: join(scratch, name, "report.json"),
     ...(page ? { html: page } : {}),
-    reporters: [{ onRunEnd: () => void (lastEnd = performance.now()) }],
+    reporters: [{ report: (e) => void (e.kind === "run-end" && (lastEnd = performance.now())) }],
   });
   if (status !== 0) throw new Error(`${name}: exit status ${status}`);
   const end = performance.now();

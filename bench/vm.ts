@@ -124,7 +124,7 @@ for (const jobs of [1, 2]) {
   const status = await runCommand({
     paths: [fixture], jobs, backend: "qemu", repeat: RUNS, untilFail: false, quiet: true, abortGrace: 10,
     logDir: join(scratch, `logs-${jobs}`), terminal: false,
-    reporters: [{ onRunEnd: (r) => void (r.outcome === "passed" && passed++) }],
+    reporters: [{ report: (e) => void (e.kind === "run-end" && e.result.outcome === "passed" && passed++) }],
   });
   wall[jobs] = performance.now() - t;
   if (status !== 0 || passed !== RUNS) throw new Error(`throughput run at --jobs ${jobs}: status ${status}, ${passed}/${RUNS} passed`);
@@ -144,7 +144,7 @@ for (const mode of SMOKE ? (["snapshot"] as const) : (["cold", "snapshot"] as co
   const status = await runCommand({
     paths: [fixture], jobs: 2, backend: "qemu", repeat: FLAKE_RUNS, untilFail: false, quiet: true, abortGrace: 10,
     logDir: join(scratch, `hunt-${mode}`), terminal: false, snapshotBoot: mode === "snapshot",
-    reporters: [{ onRunEnd: (r) => void (r.outcome === "passed" && (passed++, runMs[mode]!.push(r.durationMs))) }],
+    reporters: [{ report: (e) => void (e.kind === "run-end" && e.result.outcome === "passed" && (passed++, runMs[mode]!.push(e.result.durationMs))) }],
   });
   huntWall[mode] = performance.now() - t;
   if (status !== 0 || passed !== FLAKE_RUNS) throw new Error(`${mode} runs: status ${status}, ${passed}/${FLAKE_RUNS} passed`);

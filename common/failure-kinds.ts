@@ -95,6 +95,8 @@ export type Notice =
   | { kind: "holding-breakpoints"; count: number }
   | { kind: "swept-state-dirs"; dirs: string[] }
   | { kind: "pool-error"; message: string }
+  /** The scheduler's run source threw (queue mode: the queue); no more runs are taken from it. */
+  | { kind: "run-source-failed"; message: string }
   | { kind: "late-error"; run: string; errorKind: string; message: string }
   | { kind: "no-control-socket"; message: string }
   | { kind: "no-tests"; reason: string; passWithNoTests: boolean }

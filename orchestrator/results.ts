@@ -1,9 +1,8 @@
-import type { SerializedError, WorkerEvent } from "../common/events.ts";
+import type { SerializedError } from "../common/events.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "./selection/plan.ts";
-import type { BreakpointInfo } from "../hooks/control/control-protocol.ts";
 import type { Shard } from "./selection/shard.ts";
 import type { HostFacts } from "../vm/host-facts.ts";
-import type { Failure, HaltRefusal, Notice, StopReason } from "../common/failure-kinds.ts";
+import type { Failure, StopReason } from "../common/failure-kinds.ts";
 import { failureReason } from "./reporters/failure-text.ts";
 
 /** A run's outcome: "flaky" when it failed, then passed on a retry (--retries). */
@@ -121,85 +120,6 @@ export interface SuiteSummary {
   stop?: StopReason;
   startedAt: number;
   durationMs: number;
-}
-
-/**
- * What reporters receive, in order: plan, then per run start/events/end, then end.
- * Reporters consume; they never reach back into the scheduler.
- */
-export interface Reporter {
-  onPlan?(plan: SuitePlan): void;
-  onRunStart?(run: PlannedRun, logDir: string): void;
-  onEvent?(run: PlannedRun, e: WorkerEvent): void;
-  /** An attempt failed and the run is retried (--retries): attempt `next` logs to `logDir`. */
-  onRetry?(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void;
-  onRunEnd?(result: RunResult): void;
-  /** An attempt is still running `elapsedMs` after it started (--slow-timeout), repeated each `slowTimeoutMs`. */
-  onSlow?(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void;
-  /** A message from the orchestrator itself (interrupts, cleanup). */
-  onNotice?(n: Notice): void;
-  /** A test halted at a breakpoint and can be attached to. */
-  onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
-  /** A failing test was not halted (e.g. --max-frozen reached). */
-  onBreakpointRefused?(run: PlannedRun, refusal: HaltRefusal): void;
-  onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
-  /** A connection to a breakpoint's console was refused (another uid, a wrong token). */
-  onConsoleRefused?(run: PlannedRun, message: string): void;
-  onEnd?(summary: SuiteSummary): void | Promise<void>;
-}
-
-/** Fan one stream of events out to every reporter. */
-export class ReporterSet implements Required<Reporter> {
-  constructor(private readonly reporters: Reporter[]) {}
-  /** One more reporter, from here on (queue mode's host, once it has joined). */
-  add(r: Reporter): void {
-    this.reporters.push(r);
-  }
-  onPlan(p: SuitePlan): void {
-    for (const r of this.reporters) r.onPlan?.(p);
-  }
-  onRunStart(run: PlannedRun, logDir: string): void {
-    for (const r of this.reporters) r.onRunStart?.(run, logDir);
-  }
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
-    for (const r of this.reporters) r.onEvent?.(run, e);
-  }
-  onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
-    for (const r of this.reporters) r.onRetry?.(run, failed, next, logDir);
-  }
-  onRunEnd(result: RunResult): void {
-    for (const r of this.reporters) r.onRunEnd?.(result);
-  }
-  onSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void {
-    for (const r of this.reporters) r.onSlow?.(run, attempt, elapsedMs, slowTimeoutMs);
-  }
-  onNotice(n: Notice): void {
-    for (const r of this.reporters) r.onNotice?.(n);
-  }
-  onBreakpoint(run: PlannedRun, info: BreakpointInfo): void {
-    for (const r of this.reporters) r.onBreakpoint?.(run, info);
-  }
-  onBreakpointRefused(run: PlannedRun, refusal: HaltRefusal): void {
-    for (const r of this.reporters) r.onBreakpointRefused?.(run, refusal);
-  }
-  onBreakpointEnd(run: PlannedRun, info: BreakpointInfo, by: string): void {
-    for (const r of this.reporters) r.onBreakpointEnd?.(run, info, by);
-  }
-  onConsoleRefused(run: PlannedRun, message: string): void {
-    for (const r of this.reporters) r.onConsoleRefused?.(run, message);
-  }
-  /** One line per report that could not be written (a full or read-only disk): exit 3. */
-  readonly writeFailures: string[] = [];
-  /** Each reporter on its own: an unwritable --junit must not lose the --json report. */
-  async onEnd(s: SuiteSummary): Promise<void> {
-    for (const r of this.reporters) {
-      try {
-        await r.onEnd?.(s);
-      } catch (e) {
-        this.writeFailures.push(e instanceof Error ? e.message : String(e));
-      }
-    }
-  }
 }
 
 /** The exit status (docs/cli.md): 0 passed, 1 a test failed (or was flaky, with

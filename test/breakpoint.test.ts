@@ -2,9 +2,9 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
-import { join } from "node:path";
-import { haltpoint, watchOutput } from "./helpers/cli.ts";
-import { processesMatching, sleep } from "./helpers/machine-context.ts";
+import { join, resolve } from "node:path";
+import { ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
+import { processesMatching } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 import { emptied, settled } from "./helpers/settled.ts";
@@ -42,6 +42,17 @@ after(() => {
 
 const lineCount = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").length : 0);
 
+/** When the run's worker started (its run log's `worker` line), if it is there yet: its clock starts then. */
+function workerStartedAt(runLog: string): number | undefined {
+  if (!existsSync(runLog)) return undefined;
+  const line = readFileSync(runLog, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { event?: string; time?: string })
+    .find((l) => l.event === "worker");
+  return line?.time ? Date.parse(line.time) : undefined;
+}
+
 test("10 failing runs halt at once: distinct ports and socket dirs, frozen machines, each console reaches its own machine", async () => {
   const ticks = ticksDir();
   const child = haltpoint(["run", "test/fixtures/debug/token.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--repeat", "10", "--max-frozen", "10", "--jobs", "2", "--debug-port", "47100"], {
@@ -64,12 +75,13 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
     assert.equal(ls.exitCode, 0);
     for (const h of halted) assert.match(ls.all, new RegExp(`${h.port}\\s+token#${h.run}\\s+\\S+\\s+127\\.0\\.0\\.1:${h.port}\\s+m`));
 
-    // Frozen: nothing runs in the machines while halted.
-    const first = halted[0]!;
-    const tickFile = join(ticks, `run${first.run}`);
+    // Frozen: nothing runs in the machines while halted. The fifth halted run stays frozen
+    // throughout; the first four are thawed in their consoles below, and the first one's
+    // ticker, running again, is the clock for how long the fifth was watched.
+    const witness = join(ticks, `run${halted[4]!.run}`);
+    const frozenCount = lineCount(witness);
+    const tickFile = join(ticks, `run${halted[0]!.run}`);
     const before = lineCount(tickFile);
-    await sleep(1500);
-    assert.equal(lineCount(tickFile), before, "the machine's ticker did not tick while halted");
 
     // Each console reaches its own machine (its token is its run number), and thaw() lets it run.
     for (const h of halted.slice(0, 4)) {
@@ -77,8 +89,11 @@ test("10 failing runs halt at once: distinct ports and socket dirs, frozen machi
       assert.match(text, /'frozen'/);
       assert.match(text, new RegExp(`token=${h.run}\\b`), `console of run ${h.run} reached its own machine`);
     }
-    await sleep(500);
-    assert.ok(lineCount(tickFile) > before, "after thaw() the machine runs again");
+    // The thawed machine ticks again: 20 ticks (1 s at 50 ms each) since it was frozen…
+    const afterThaw = await settled(() => lineCount(tickFile), (n) => n >= before + 20, 30_000);
+    assert.ok(afterThaw >= before + 20, `after thaw() the machine runs again (${before} → ${afterThaw} ticks)`);
+    // …a window in which the machine still halted did not tick once.
+    assert.equal(lineCount(witness), frozenCount, "a halted machine's ticker did not tick while halted");
 
     // attach (no telnet needed) from another process, with piped input.
     const attach = await haltpoint(["attach", String(halted[5]!.port)], { timeout: 20_000, input: "error.message\n" });
@@ -128,7 +143,13 @@ test("debug.breakpoint() halts without a failure, the global timeout waits, and 
   const out = watchOutput(child);
   const killer = setTimeout(() => child.kill("SIGKILL"), 50_000);
   const m = await out.waitFor(/!!! resume#1: console: telnet 127\.0\.0\.1 (\d+)/);
-  await sleep(4000); // longer than the test's globalTimeout of 3 s
+  // The global timeout (3 s, counted from the worker's start) must not fire while the test is
+  // halted: stay halted until an unpaused clock would have fired. The run's log says when the
+  // worker started; wait until that is 3 s, plus 1 s for the orchestrator's timer, in the past.
+  const runLog = join(resolve(ROOT, (await out.waitFor(/logs in (\S+)/))[1]!), "resume#1", "run.jsonl");
+  const startedAt = await settled(() => workerStartedAt(runLog), (t) => t !== undefined);
+  assert.ok(startedAt !== undefined, `${runLog} records the worker's start`);
+  await new Promise((r) => setTimeout(r, Math.max(0, startedAt + 3000 + 1000 - Date.now())));
   const telnet = new Peer("telnet", ["127.0.0.1", m[1]!]);
   try {
       await telnet.expect(/resume#1> /, 10_000);

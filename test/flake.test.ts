@@ -115,9 +115,11 @@ test("--until-fail: the run failing on its 3rd run is caught, and no run is admi
     terminal: false,
     reporters: [
       {
-        onRunStart: (run) => void events.push(`start ${run.index}`),
-        onRunEnd: (r) => void events.push(`end ${r.run.index} ${r.outcome}`),
-        onNotice: (n) => void events.push(`notice ${noticeText(n)}`),
+        report: (e) => {
+          if (e.kind === "run-start") events.push(`start ${e.run.index}`);
+          else if (e.kind === "run-end") events.push(`end ${e.result.run.index} ${e.result.outcome}`);
+          else if (e.kind === "notice") events.push(`notice ${noticeText(e.notice)}`);
+        },
       },
     ],
   });

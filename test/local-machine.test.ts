@@ -8,7 +8,9 @@ import { createHash } from "node:crypto";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { ConnectionLostError, MachineError, NotSupportedError } from "../vm/errors.ts";
 import type { VmMachine } from "../vm/types.ts";
-import { isAlive, processesMatching, sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { execa } from "execa";
+import { isAlive, processesMatching, testMachineContext } from "./helpers/machine-context.ts";
+import { tickerLoop, tickerShells } from "./helpers/ticker.ts";
 import { emptied, settled } from "./helpers/settled.ts";
 
 describe("local machine", () => {
@@ -117,18 +119,32 @@ describe("local machine", () => {
   });
 
   test("freeze stops everything in the machine until thaw", async () => {
-    await m.succeed("rm -f ticks; (while :; do echo t >> ticks; sleep 0.05; done) >/dev/null 2>&1 &");
-    await sleep(300);
+    await m.succeed(`rm -f ticks; bash -c '${tickerLoop("in-machine", "ticks")}' >/dev/null 2>&1 &`);
+    const file = join(m.dir, "ticks");
+    const ticks = () => (existsSync(file) ? readFileSync(file, "utf8").split("\n").length - 1 : 0);
+    assert.ok((await settled(ticks, (n) => n >= 3)) >= 3, "the ticker ticks");
     await m.freeze();
     assert.equal(m.state, "frozen");
-    const ticks = () => readFileSync(join(m.dir, "ticks"), "utf8").length;
+    // Frozen is stopped: the ticker's shell is in state T. (SIGSTOP lands after a write in
+    // progress, so once it is stopped no line can come until the thaw.)
+    const shells = await settled(() => tickerShells("in-machine"), (s) => s.length > 0 && s.every((p) => p.state === "T"));
+    assert.ok(shells.length > 0 && shells.every((p) => p.state === "T"), `the ticker's shell is stopped: ${JSON.stringify(shells)}`);
     const frozenAt = ticks();
-    await sleep(800);
+    // Nothing runs while frozen, over a window that is no synchronisation: the same ticker
+    // on the host, not frozen, ticks 20 times (1 s at 50 ms each) meanwhile.
+    const referenceFile = join(env.root, "reference-ticks");
+    const reference = execa("bash", ["-c", tickerLoop("reference", referenceFile)], { reject: false });
+    try {
+      const referenceTicks = () => (existsSync(referenceFile) ? readFileSync(referenceFile, "utf8").split("\n").length - 1 : 0);
+      assert.ok((await settled(referenceTicks, (n) => n >= 20)) >= 20, "the reference ticker ticked 20 times");
+    } finally {
+      reference.kill();
+      await reference;
+    }
     assert.equal(ticks(), frozenAt, "nothing ran while frozen");
     await assert.rejects(m.execute("true"), /frozen/);
     await m.thaw();
-    await sleep(400);
-    assert.ok(ticks() > frozenAt, "it runs again after thaw");
+    assert.ok((await settled(ticks, (n) => n > frozenAt)) > frozenAt, "it runs again after thaw");
     await m.succeed("pkill -f 'echo t' || true");
   });
 
@@ -172,7 +188,8 @@ test("a shell killed from outside fails the pending command at once", async () =
   try {
     await m.start();
     const pending = m.execute("sleep 30");
-    await sleep(200);
+    // Pending in the shell: its command runs.
+    assert.ok((await settled(() => processesMatching("sleep 30"), (p) => p.length > 0)).length > 0, "the command runs");
     process.kill(-m.pid!, "SIGKILL");
     await assert.rejects(pending, /machine shot: command `sleep 30` lost its shell: shell exited \(signal 9\)/);
     // The same error as a qemu guest that goes away (vm/shell-machine.ts): checkReturn: false tolerates it.

@@ -11,7 +11,9 @@ import { LocalMachine } from "../vm/local/local-machine.ts";
 import { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
 import { findSftpServer } from "../hooks/ssh/local-ssh-server.ts";
 import { connectVsockMux, type VsockMuxError } from "../hooks/ssh/vsock-mux.ts";
-import { isAlive, sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { isAlive, testMachineContext } from "./helpers/machine-context.ts";
+import { tickerLoop as tickerLoopAt, tickerShells } from "./helpers/ticker.ts";
+import { emptied, settled } from "./helpers/settled.ts";
 import { BIN } from "./helpers/cli.ts";
 
 const baseOpts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20"];
@@ -33,6 +35,8 @@ function sshRunning(socket: string, args: string[], o: { tty?: boolean } = {}) {
 }
 
 const lines = (f: string) => (existsSync(f) ? readFileSync(f, "utf8").split("\n").length : 0);
+/** A ticker writing to the machine's /tmp/<file>. */
+const tickerLoop = (file: string) => tickerLoopAt(file, `/tmp/${file}`);
 
 describe("a local machine's ssh backdoor", () => {
   const env = testMachineContext();
@@ -60,9 +64,8 @@ describe("a local machine's ssh backdoor", () => {
     await noThaw?.close();
     await box?.cleanup();
     await cold?.cleanup();
-    // Nothing the sessions started outlives the machines.
-    await sleep(200);
-    for (const [pid] of env.processes) assert.equal(isAlive(pid), false, `pid ${pid} is gone`);
+    // Nothing the sessions started outlives the machines (each is reaped as it ends).
+    assert.deepEqual(await emptied(async () => [...env.processes.keys()].filter(isAlive)), [], "every process the sessions started is gone");
     env.cleanup();
   });
 
@@ -166,32 +169,45 @@ describe("a local machine's ssh backdoor", () => {
 
   test("freezing the machine freezes its ssh sessions too (exec, pty, and what they left running); thaw resumes them", async () => {
     const tmp = join(box.dir, "tmp"); // the machine's private /tmp, seen from the host
-    const loop = (f: string) => `while :; do echo t >> /tmp/${f}; sleep 0.05; done`;
+    const tickers = ["bg", "exec", "pty"];
     // Left running in the background by a session that has ended.
-    assert.equal((await ssh(sock, [`(${loop("bg")}) </dev/null >/dev/null 2>&1 & echo started`])).stdout, "started");
+    assert.equal((await ssh(sock, [`(${tickerLoop("bg")}) </dev/null >/dev/null 2>&1 & echo started`])).stdout, "started");
     // A session still running, without and with a terminal.
-    const exec = sshRunning(sock, [loop("exec")]);
-    const pty = sshRunning(sock, [loop("pty")], { tty: true });
-    const files = ["bg", "exec", "pty"].map((f) => join(tmp, f));
-    for (const f of files) while (lines(f) < 3) await sleep(50);
+    const exec = sshRunning(sock, [tickerLoop("exec")]);
+    const pty = sshRunning(sock, [tickerLoop("pty")], { tty: true });
+    const files = tickers.map((f) => join(tmp, f));
+    const counts = () => files.map(lines);
+    assert.ok((await settled(counts, (c) => c.every((n) => n >= 3), 30_000)).every((n) => n >= 3), "every ticker ticks");
+    const shells = async () => (await Promise.all(tickers.map(tickerShells))).flat();
 
     await box.freeze();
-    await sleep(200);
-    const frozen = files.map(lines);
-    await sleep(1000);
-    assert.deepEqual(files.map(lines), frozen, "nothing ticked while frozen");
+    // Frozen is stopped: every ticker's shell is in state T. (SIGSTOP lands after a write in
+    // progress, so once all are stopped no line can come until the thaw.)
+    const stopped = await settled(shells, (s) => s.length >= 3 && s.every((p) => p.state === "T"));
+    assert.ok(stopped.length >= 3 && stopped.every((p) => p.state === "T"), `every ticker's shell is stopped: ${JSON.stringify(stopped)}`);
+    const frozen = counts();
+    // Nothing ticks while frozen, over a window that is no synchronisation: `cold`, a machine
+    // not frozen, runs the same ticker; 20 of its ticks (1 s at 50 ms each) are the window a
+    // frozen ticker that still ran would show in.
+    assert.equal((await ssh(coldSock, [`(${tickerLoop("clock")}) </dev/null >/dev/null 2>&1 & echo started`], { how: "nc" })).stdout, "started");
+    const clock = join(cold.dir, "tmp", "clock");
+    assert.ok((await settled(() => lines(clock), (n) => n >= 20, 30_000)) >= 20, "the reference ticker in `cold` ticked 20 times");
+    assert.deepEqual(counts(), frozen, "nothing ticked while frozen");
+    assert.ok((await shells()).every((p) => p.state === "T"), "still stopped");
 
     await box.thaw();
-    await sleep(600);
-    for (const [i, f] of files.entries()) assert.ok(lines(f) > frozen[i]! + 3, `${f} ticks again`);
+    const thawed = await settled(counts, (c) => c.every((n, i) => n > frozen[i]! + 3), 30_000);
+    for (const [i, f] of files.entries()) assert.ok(thawed[i]! > frozen[i]! + 3, `${f} ticks again`);
 
-    // The client going away hangs up its session.
+    // The client going away hangs up its session: its shell ends (the one left in the background does not).
     exec.kill();
     pty.kill();
     await Promise.all([exec, pty]);
-    await sleep(300);
+    assert.deepEqual(await emptied(async () => [...(await tickerShells("exec")), ...(await tickerShells("pty"))], 30_000), [], "the hung-up sessions' shells are gone");
     const gone = files.slice(1).map(lines);
-    await sleep(500);
+    // And nothing of them writes on: checked over 10 ticks of the background ticker, still running.
+    const bg = lines(files[0]!);
+    assert.ok((await settled(() => lines(files[0]!), (n) => n >= bg + 10, 30_000)) >= bg + 10, "the background ticker still ticks");
     assert.deepEqual(files.slice(1).map(lines), gone, "the hung-up sessions stopped");
   });
 

@@ -7,6 +7,7 @@ import { isLoopbackHost } from "../console/console-gate.ts";
 import { ConsoleServer } from "../console/console-server.ts";
 import type { BreakpointInfo } from "../control/control-protocol.ts";
 import type { HaltRefusal } from "../../common/failure-kinds.ts";
+import type { BreakpointEvent, BrokerRun } from "./breakpoint-events.ts";
 import { bestEffort, stderrTeardownLog, type TeardownLog } from "../../common/teardown.ts";
 
 type HaltEvent = Extract<WorkerEvent, { t: "halt" }>;
@@ -28,22 +29,6 @@ export interface BrokerOptions {
   socketRoot: string;
   /** Where a failed teardown step is said (default: stderr). */
   log?: TeardownLog;
-}
-
-/** What the broker needs of a run: the orchestrator hands it its own planned runs. */
-export interface BrokerRun {
-  key: string;
-  index: number;
-  test: { name: string };
-}
-
-/** What the broker tells whoever reports (the terminal prints it in `!!!` lines). */
-export interface BreakpointListener<PlannedRun extends BrokerRun = BrokerRun> {
-  onBreakpoint?(run: PlannedRun, info: BreakpointInfo): void;
-  onBreakpointRefused?(run: PlannedRun, refusal: HaltRefusal): void;
-  onBreakpointEnd?(run: PlannedRun, info: BreakpointInfo, by: string): void;
-  /** Someone who may not use the console tried to (another uid, a wrong token). */
-  onConsoleRefused?(run: PlannedRun, message: string): void;
 }
 
 interface Held<PlannedRun extends BrokerRun> {
@@ -72,7 +57,8 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
 
   constructor(
     private readonly o: BrokerOptions,
-    private readonly listener: BreakpointListener<PlannedRun>,
+    /** Where its events go (the orchestrator's reporters). */
+    private readonly tell: (e: BreakpointEvent<PlannedRun>) => void,
   ) {}
 
   get count(): number {
@@ -90,7 +76,7 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
       const refusal: HaltRefusal = { kind: "max-frozen", limit: this.o.maxFrozen };
       e.console.close();
       answer({ t: "halt-refused", refusal });
-      this.listener.onBreakpointRefused?.(run, refusal);
+      this.tell({ kind: "breakpoint-refused", run, refusal });
       return undefined;
     }
     this.registering++;
@@ -103,7 +89,7 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
         startPort: this.o.startPort,
         host: this.o.host,
         token,
-        onRefused: (msg) => this.listener.onConsoleRefused?.(run, msg),
+        onRefused: (message) => this.tell({ kind: "console-refused", run, message }),
       });
       const id = String(server.tcpPort);
       // A run with an SSH backdoor already has its sockets (made when its machines were
@@ -134,13 +120,13 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
       ttl.unref();
       this.held.set(id, { info, run, taskPort, server, ttl, ownsSocketDir });
       answer({ t: "halted", id, host: server.host, port: server.tcpPort, socketDir });
-      this.listener.onBreakpoint?.(run, info);
+      this.tell({ kind: "breakpoint", run, info });
       return info;
     } catch (err) {
       e.console.close();
       const refusal: HaltRefusal = { kind: "console-failed", message: (err as Error).message };
       answer({ t: "halt-refused", refusal });
-      this.listener.onBreakpointRefused?.(run, refusal);
+      this.tell({ kind: "breakpoint-refused", run, refusal });
       return undefined;
     } finally {
       this.registering--;
@@ -194,7 +180,7 @@ export class BreakpointBroker<PlannedRun extends BrokerRun = BrokerRun> {
     const log = this.o.log ?? stderrTeardownLog;
     await bestEffort(log, `closing the console of breakpoint ${id}`, h.server.close(`breakpoint ${id} released (${by})`));
     if (h.ownsSocketDir) await bestEffort(log, `removing ${h.info.socketDir}`, rm(h.info.socketDir, { recursive: true, force: true }));
-    this.listener.onBreakpointEnd?.(h.run, h.info, by);
+    this.tell({ kind: "breakpoint-end", run: h.run, info: h.info, by });
   }
 
   async close(): Promise<void> {

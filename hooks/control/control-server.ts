@@ -1,6 +1,7 @@
 import { chmodSync, lstatSync, unlinkSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { controlSocketPath } from "./control-paths.ts";
+import { stderrTeardownLog, teardownFailure, type TeardownLog } from "../../common/teardown.ts";
 import { decodeRequest, encodeReply, LineSplitter, type ControlReply, type ControlRequest } from "./control-protocol.ts";
 
 // The orchestrator's end of the control socket: answers `ls` / `release` / `release-all`
@@ -19,13 +20,17 @@ export class ControlServer {
     /** The inode we created, so that close() never removes a successor's socket. */
     private readonly ino: number,
     private readonly handler: ControlHandler,
+    private readonly log: TeardownLog,
   ) {
     server.on("connection", (s) => this.serve(s));
     process.on("exit", this.removeSocketFile);
   }
 
-  /** Listen on `path` (default: this process's socket in controlDir()), replacing a stale socket there. */
-  static async listen(handler: ControlHandler, path = controlSocketPath()): Promise<ControlServer> {
+  /**
+   * Listen on `path` (default: this process's socket in controlDir()), replacing a stale socket
+   * there. `log` says a socket file that could not be removed at the end (default: stderr).
+   */
+  static async listen(handler: ControlHandler, path = controlSocketPath(), log: TeardownLog = stderrTeardownLog): Promise<ControlServer> {
     await removeStaleSocket(path);
     // allowHalfOpen: a client may send its request and half-close; it still gets the reply.
     const server = createServer({ allowHalfOpen: true });
@@ -35,7 +40,7 @@ export class ControlServer {
     });
     // The directory is already private (controlDir()); this is the belt to its braces.
     chmodSync(path, 0o600);
-    return new ControlServer(server, path, lstatSync(path).ino, handler);
+    return new ControlServer(server, path, lstatSync(path).ino, handler, log);
   }
 
   /** Stop answering, drop connections, remove the socket file. */
@@ -57,7 +62,10 @@ export class ControlServer {
   private readonly removeSocketFile = (): void => {
     try {
       if (lstatSync(this.path).ino === this.ino) unlinkSync(this.path);
-    } catch {}
+    } catch (e) {
+      // Gone already (net.Server unlinks it as it closes) is the usual end; anything else leaves it behind.
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") this.log(teardownFailure(`removing the control socket ${this.path}`, e));
+    }
   };
 
   private serve(socket: Socket): void {

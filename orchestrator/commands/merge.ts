@@ -6,7 +6,9 @@ import { MAX_REPORT_BYTES, checkReportShape } from "../reporters/report-shape.ts
 import { UsageError } from "../selection/discovery.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
 import type { Failure, StopReason } from "../../common/failure-kinds.ts";
-import { ReporterSet, exitStatus, resultFromAttempts, type Reporter, type RunAttempt, type SuiteSummary } from "../results.ts";
+import { exitStatus, resultFromAttempts, type RunAttempt, type SuiteSummary } from "../results.ts";
+import { ReporterSet, type Reporter } from "../report-events.ts";
+import { AttemptLines, JUNIT_LOG_LINES } from "../reporters/attempt-lines.ts";
 import { formatShard, type Shard } from "../selection/shard.ts";
 import { JSON_REPORT_FORMAT, JSON_REPORT_VERSION, JsonReporter, buildJsonReport, type JsonAttempt, type JsonReport, type JsonRun } from "../reporters/json-report.ts";
 import { JUnitReporter } from "../reporters/junit.ts";
@@ -202,13 +204,11 @@ export function mergeReports(given: ReportFile[], o: { flakyFails?: boolean; all
 }
 
 /** The merged page: the merged report's data, each report's runs in its own timeline lanes. */
-async function htmlMergeReporter(file: string, files: ReportFile[], logs: Merged["logs"], shards: Shard[]): Promise<Reporter> {
-  const [{ writeHtmlReport }, { AttemptLines }] = await Promise.all([import("../reporters/html/html-reporter.ts"), import("../reporters/attempt-lines.ts")]);
-  const lines = new AttemptLines(Number.MAX_SAFE_INTEGER);
-  for (const l of logs) lines.set(l.key, l.attempt, l.lines);
+async function htmlMergeReporter(file: string, files: ReportFile[], lines: AttemptLines, shards: Shard[]): Promise<Reporter> {
+  const { writeHtmlReport } = await import("../reporters/html/html-reporter.ts");
   const sources = files.map((f) => ({ label: f.report.shard ? `shard ${formatShard(f.report.shard)}` : f.file, report: f.report }));
   const what = `haltpoint merge of ${files.length} report${files.length === 1 ? "" : "s"}${shards.length ? ` (shards ${shards.map(formatShard).join(", ")})` : ""}: ${files.map((f) => f.file).join(", ")}`;
-  return { onEnd: (s: SuiteSummary) => writeHtmlReport(file, { report: buildJsonReport(s, lines), sources, what }) };
+  return { report: async (e) => (e.kind === "end" ? writeHtmlReport(file, { report: buildJsonReport(e.summary, lines), sources, what }) : undefined) };
 }
 
 /** `haltpoint merge`: read, merge, report. Resolves with the exit status. */
@@ -227,19 +227,14 @@ export async function reportMerged(files: ReportFile[], o: Omit<MergeOptions, "r
     out.write(`${o.what ?? `haltpoint merge: ${files.length} report${files.length === 1 ? "" : "s"}${shardNote}`}, ${summary.plan.tests.length} tests, ${n} run${n === 1 ? "" : "s"}\n`);
     reporters.push(new TerminalReporter({ quiet: true, live: false, out }));
   }
-  if (o.junit) {
-    const junit = new JUnitReporter(o.junit);
-    for (const l of logs) junit.lines.set(l.key, l.attempt, l.lines);
-    reporters.push(junit);
-  }
-  if (o.json) {
-    const json = new JsonReporter(o.json);
-    for (const l of logs) json.lines.set(l.key, l.attempt, l.lines);
-    reporters.push(json);
-  }
-  if (o.html) reporters.push(await htmlMergeReporter(o.html, files, logs, shards));
+  // The reports' logs as the JSON reports had them (a failed attempt's last lines; JUnit cuts at its own limit).
+  const lines = new AttemptLines({ max: JUNIT_LOG_LINES, keepPassed: true });
+  for (const l of logs) lines.set(l.key, l.attempt, l.lines);
+  if (o.junit) reporters.push(new JUnitReporter(o.junit, lines));
+  if (o.json) reporters.push(new JsonReporter(o.json, lines));
+  if (o.html) reporters.push(await htmlMergeReporter(o.html, files, lines, shards));
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new GitHubReporter(out));
-  await new ReporterSet(reporters).onEnd(summary);
+  await new ReporterSet(reporters).end(summary);
   return exitStatus(summary);
 }
 

@@ -6,7 +6,7 @@ import { BundleError, damageOf, readManifest, type BundleManifest, type BundleQe
 import { QEMU_BINARY } from "../../vm/qemu/qemu-argv.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import type { RevivedMachine } from "../../vm/qemu/saved-machine.ts";
-import type { Reporter } from "../results.ts";
+import type { Reporter } from "../report-events.ts";
 import { runCommand } from "./run.ts";
 import { qemuVersion } from "../../vm/host-facts.ts";
 import { REVIVE_RUN_AS } from "../../vm/qemu/unprivileged-qemu.ts";
@@ -104,7 +104,7 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
   if (asRoot) err.write(`haltpoint revive: running as root: its QEMU runs as uid ${REVIVE_RUN_AS.uid} (nobody), under QEMU's seccomp sandbox\n`);
   const qemuRuntime: QemuRuntime = { kernel: "", initrd: "", accel: m.accel ?? "tcg", snapshotBoot: false, revive, ...(asRoot ? { reviveRunAs: REVIVE_RUN_AS } : {}) };
   let halted = false;
-  const reached: Reporter = { onBreakpoint: () => void (halted = true) };
+  const reached: Reporter = { report: (e) => void (e.kind === "breakpoint" && (halted = true)) };
   process.env.HALTPOINT_REVIVE_BUNDLE = dir; // read by worker/revive-test.ts (workers inherit it)
   // The worker reads bundle.json again: it must be the bytes checked (and signed) here.
   process.env.HALTPOINT_REVIVE_MANIFEST_SHA256 = createHash("sha256").update(raw).digest("hex");

@@ -1,137 +1,37 @@
 import { realpathSync, rmSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { checkReportPath, ensureWritableDir, makePrivateDir } from "../settings/output-paths.ts";
 import { describeThrown } from "../../common/describe-thrown.ts";
 import { listenForLateErrors } from "../scheduling/late-error-notices.ts";
 import { makeStateRoot, sweepAbandonedStateRoots } from "../settings/state-root.ts";
 import { fileSystemType, IN_MEMORY_FS } from "../settings/file-system-type.ts";
 import { discoverTestFiles } from "../selection/discovery.ts";
-import { StressRuns, expandRuns, findDuplicateNames } from "../selection/plan.ts";
+import { StressRuns, expandRuns, findDuplicateNames, type PlannedRun } from "../selection/plan.ts";
 import { assignDirNames } from "../../common/run-dir-names.ts";
 import { stressRunNumber } from "../selection/shard-runs.ts";
-import { selectTests, type ShardSpec } from "../selection/selection.ts";
-import { applyTestSettings, type SettingLayers } from "../settings/test-settings.ts";
+import { selectTests } from "../selection/selection.ts";
+import { applyTestSettings } from "../settings/test-settings.ts";
 import { createPool } from "../scheduling/pool.ts";
 import { ProcessLedger } from "../scheduling/process-ledger.ts";
-import { REPORT_WRITE_EXIT_STATUS, ReporterSet, exitStatus, type Reporter, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { REPORT_WRITE_EXIT_STATUS, exitStatus, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { ReporterSet, type Reporter } from "../report-events.ts";
+import { AttemptLines } from "../reporters/attempt-lines.ts";
 import { JsonReporter } from "../reporters/json-report.ts";
 import { RunLogReporter } from "../reporters/run-log.ts";
 import { TerminalReporter } from "../reporters/terminal.ts";
 import { Scheduler } from "../scheduling/scheduler.ts";
 import { prepareQemu } from "../scheduling/prepare-qemu.ts";
-import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
 import { sandboxNotice } from "../../vm/local/sandbox.ts";
 import { removeStartupSignalHandlers } from "../startup-signals.ts";
 import { DEFAULT_CPU_OVERCOMMIT, ResourceBudget } from "../scheduling/resource-budget.ts";
 import { BreakpointBroker } from "../../hooks/breakpoints/breakpoint-broker.ts";
 import { ControlServer } from "../../hooks/control/control-server.ts";
 import { controlDir } from "../../hooks/control/control-paths.ts";
-import type { ControlReply, ControlRequest } from "../../hooks/control/control-protocol.ts";
+import { handleControl } from "./control-requests.ts";
+import { defaultLogDir, keptStateRoot, saveBreakpointsDir, type RunOptions } from "./run-options.ts";
 import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 import type { StopCause } from "../../common/failure-kinds.ts";
-
-export interface RunOptions {
-  paths: string[];
-  jobs: number;
-  backend: "local" | "qemu";
-  repeat: number;
-  untilFail: boolean;
-  /** Start no more runs after this many failed runs (--max-fail). */
-  maxFail?: number;
-  /** A run that selects no test passes (--pass-with-no-tests); else it exits 4. */
-  passWithNoTests?: boolean;
-  /** Earlier JSON reports: --shard balances by their durations (--durations). */
-  durations?: string[];
-  /** Run again only the failed and flaky runs of this JSON report (--rerun-failed). */
-  rerunFailed?: string;
-  /** Per-test retries, timeouts and slow timeouts from the CLI, environment and config file. */
-  testSettings?: SettingLayers;
-  /** Retries of a failed run for every test (--retries; default: each test's `retries`). */
-  retries?: number;
-  /** A flaky run fails the suite (--flaky-fails). */
-  flakyFails?: boolean;
-  /** Seconds: repeat the runs until this much time is up (--stress-duration). */
-  stressDuration?: number;
-  /** Run only this slice of the suite (--shard K/N, auto, auto/N). */
-  shard?: ShardSpec;
-  filter?: RegExp;
-  logDir?: string;
-  junit?: string;
-  json?: string;
-  /** The HTML report (--html FILE). */
-  html?: string;
-  quiet: boolean;
-  workerMemoryMb?: number;
-  /** Host budget for qemu machines (default: 80% of RAM, every core). */
-  memoryMiB?: number;
-  cores?: number;
-  /** vCPUs admitted per core (--cpu-overcommit; default DEFAULT_CPU_OVERCOMMIT). */
-  cpuOvercommit?: number;
-  /** Seconds a stopped test gets to tear down before its worker is killed. */
-  abortGrace: number;
-  /** Accelerator for qemu machines (--accel). */
-  accel?: "auto" | "kvm" | "tcg";
-  /** Halt failing tests at a breakpoint (--debug-hook). */
-  debugHook?: boolean;
-  /** Save tests that halt as bundles in this dir and release them (--save-breakpoints); true: the default dir. Does not turn the debug hook on. */
-  saveBreakpoints?: string | boolean;
-  /** --sign-key: sign saved bundles with this ed25519 private key (PEM), e.g. a CI job's. */
-  signKey?: string;
-  /** SSH backdoor sockets (--ssh-backdoor, --no-ssh-backdoor); default: each test's, else on with the debug hook. */
-  sshBackdoor?: boolean;
-  /** Connecting to a frozen machine's SSH socket thaws it (--ssh-thaws, default true). */
-  sshThaws?: boolean;
-  /** Keep machine state across runs in .haltpoint/state/<test>/<machine> (--keep-machine-state). */
-  keepMachineState?: boolean;
-  /** Start qemu machines of haltpoint's image from a saved snapshot (default true; --no-snapshot-boot). */
-  snapshotBoot?: boolean;
-  debugPort?: number;
-  debugBind?: string;
-  maxFrozen?: number;
-  /** Seconds until a forgotten breakpoint is released (--freeze-ttl). */
-  freezeTtl?: number;
-  /** Use these kernel, initrd and accelerator instead of building the image and probing KVM (`haltpoint revive`). */
-  qemuRuntime?: QemuRuntime;
-  /** Queue mode: take runs from this queue (redis://[:PASSWORD@]HOST:PORT/NAME) with other hosts (--queue). */
-  queue?: string;
-  /** This host's name in a queue's reports (--queue-host; default hostname-pid). */
-  queueHost?: string;
-  /** Seconds a run stays leased to a host that died before another host gets it (--queue-lease). */
-  queueLease?: number;
-  /** Extra reporters (tests and benches observe a run through these). */
-  reporters?: Reporter[];
-  /** Print to the terminal (false in benches). */
-  terminal?: boolean;
-  /** Draw the live status line on a terminal (default true; watch mode prints its own lines between the events). */
-  live?: boolean;
-  /** Stops this run of the suite when aborted (watch mode): its reason, a StopCause, is each stopped run's failure. */
-  stop?: AbortSignal;
-  /** Told the qemu runtime once it is ready, so that a next run (watch mode) can reuse it. */
-  onQemuRuntime?: (rt: QemuRuntime) => void;
-  /** A runtime an earlier run prepared (watch mode): its image and accelerator are reused, its Debian images looked up again. */
-  previousQemu?: QemuRuntime;
-}
-
-/** Where --keep-machine-state keeps machines (0700: disks may hold anything the guest wrote). */
-function keptStateRoot(): string {
-  const dir = resolve(".haltpoint", "state");
-  makePrivateDir(dir);
-  return dir;
-}
-
-/**
- * Where halted tests are saved as bundles, if they are (--save-breakpoints DIR, or true for
- * <log dir>/breakpoints). The CLI decides the default (see unattendedSaveRule in cli.ts).
- */
-export function saveBreakpointsDir(o: Pick<RunOptions, "saveBreakpoints">, logDir: string): string | undefined {
-  if (typeof o.saveBreakpoints === "string") return resolve(o.saveBreakpoints);
-  return o.saveBreakpoints === true ? join(logDir, "breakpoints") : undefined;
-}
-
-export function defaultLogDir(now = new Date()): string {
-  return join(".haltpoint", "runs", now.toISOString().replace(/[:.]/g, "-"));
-}
 
 /** `haltpoint run`: discover, collect, schedule, report. Resolves with the exit status. */
 export async function runCommand(o: RunOptions): Promise<number> {
@@ -165,10 +65,13 @@ export async function runCommand(o: RunOptions): Promise<number> {
     reporters.push(new TerminalReporter({ quiet: o.quiet, live, logUpdate }));
   }
   // Its notices go to every reporter (the set is made below).
-  reporters.push(new RunLogReporter((msg) => out.onNotice(msg), IN_MEMORY_FS.has(fileSystemType(realpathSync(logDir)).name)));
-  if (o.junit) reporters.push(new (await import("../reporters/junit.ts")).JUnitReporter(o.junit));
-  if (o.json) reporters.push(new JsonReporter(o.json));
-  if (o.html) reporters.push(new (await import("../reporters/html/html-reporter.ts")).HtmlReporter(o.html));
+  reporters.push(new RunLogReporter((n) => out.notice(n), IN_MEMORY_FS.has(fileSystemType(realpathSync(logDir)).name)));
+  // One collector of each attempt's output lines for the reports that show them, before them in the stream.
+  const lines = o.junit || o.json || o.html || o.queue ? AttemptLines.forReports({ junit: Boolean(o.junit) }) : undefined;
+  if (lines) reporters.push(lines);
+  if (o.junit) reporters.push(new (await import("../reporters/junit.ts")).JUnitReporter(o.junit, lines!));
+  if (o.json) reporters.push(new JsonReporter(o.json, lines!));
+  if (o.html) reporters.push(new (await import("../reporters/html/html-reporter.ts")).HtmlReporter(o.html, lines!));
   // Versions and host, for the reports that show them (one `qemu --version`, at the start).
   const host = o.json || o.html ? (await import("../../vm/host-facts.ts")).hostFacts() : undefined;
   if (o.terminal !== false && process.env.GITHUB_ACTIONS === "true") reporters.push(new (await import("../reporters/github.ts")).GitHubReporter());
@@ -184,11 +87,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onSignal = (sig: NodeJS.Signals): void => {
     interrupts++;
     if (interrupts === 1) {
-      out.onNotice({ kind: "signal", signal: sig, again: false });
+      out.notice({ kind: "signal", signal: sig, again: false });
       if (scheduler) scheduler.interrupt(sig);
       else startupSignal = sig;
     } else {
-      out.onNotice({ kind: "signal", signal: sig, again: true });
+      out.notice({ kind: "signal", signal: sig, again: true });
       scheduler?.killNow();
       ledger.killAll();
     }
@@ -199,15 +102,15 @@ export async function runCommand(o: RunOptions): Promise<number> {
   const onExit = (): void => ledger.killAll();
   process.on("exit", onExit);
   const swept = sweepAbandonedStateRoots();
-  if (swept.length) out.onNotice({ kind: "swept-state-dirs", dirs: swept });
+  if (swept.length) out.notice({ kind: "swept-state-dirs", dirs: swept });
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
   // A worker error outside any task must not end the run (an unhandled 'error' event would).
-  pool.on("error", (e: unknown) => out.onNotice({ kind: "pool-error", message: describeThrown(e instanceof Error ? e.message : e) }));
-  const lateErrors = listenForLateErrors((n) => out.onNotice({ kind: "late-error", run: n.runKey, errorKind: n.kind, message: n.message }));
-  const broker = new BreakpointBroker(
+  pool.on("error", (e: unknown) => out.notice({ kind: "pool-error", message: describeThrown(e instanceof Error ? e.message : e) }));
+  const lateErrors = listenForLateErrors((n) => out.notice({ kind: "late-error", run: n.runKey, errorKind: n.kind, message: n.message }));
+  const broker = new BreakpointBroker<PlannedRun>(
     {
       startPort: o.debugPort ?? 4444,
       host: o.debugBind ?? "127.0.0.1",
@@ -215,11 +118,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
       ttlMs: (o.freezeTtl ?? 30 * 60) * 1000,
       socketRoot: controlDir(),
     },
-    out,
+    (e) => out.emit(e),
   );
   // `haltpoint ls / attach / release` reach this run through its control socket.
   const control = await ControlServer.listen((req) => handleControl(broker, req)).catch((e: Error) => {
-    out.onNotice({ kind: "no-control-socket", message: e.message });
+    out.notice({ kind: "no-control-socket", message: e.message });
     return undefined;
   });
   scheduler = new Scheduler({
@@ -266,8 +169,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
     );
     const sel = await selectTests(runnable, { filter: o.filter, shard: o.shard, durations: o.durations, rerunFailed: o.rerunFailed, repeat: o.repeat, stress: Boolean(o.stressDuration), where: (o.paths.length ? o.paths : ["."]).join(", ") });
     const selected = sel.tests;
-    for (const text of sel.notices) out.onNotice({ kind: "info", source: "selection", text });
-    if (!selected.length && !loadErrors.length) out.onNotice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
+    for (const text of sel.notices) out.notice({ kind: "info", source: "selection", text });
+    if (!selected.length && !loadErrors.length) out.notice({ kind: "no-tests", reason: sel.emptyReason ?? "none", passWithNoTests: o.passWithNoTests ?? false });
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
     const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000, (i) => stressRunNumber(i, sel.shard)) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
@@ -304,10 +207,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
           flakyFails: o.flakyFails ?? false,
           passWithNoTests: o.passWithNoTests ?? false,
           durations: o.durations,
+          lines: lines!,
         },
         selected,
         runs,
-        (text) => out.onNotice({ kind: "info", source: "queue", text }),
+        (text) => out.notice({ kind: "info", source: "queue", text }),
       );
       closeQueue = () => queueHost!.close();
       out.add(queueHost);
@@ -317,20 +221,20 @@ export async function runCommand(o: RunOptions): Promise<number> {
         const first = sched.stopReason === undefined;
         sched.stopReason ??= stop;
         sched.stopAdmission();
-        if (first && stop.kind !== "interrupted") out.onNotice({ kind: "stopped", stop });
+        if (first && stop.kind !== "interrupted") out.notice({ kind: "stopped", stop });
       };
     }
-    out.onPlan(plan);
+    out.emit({ kind: "plan", plan });
     const localNotice = selected.some((t) => t.nodes.some((n) => n.backend === "local")) ? sandboxNotice() : undefined;
-    if (localNotice) out.onNotice({ kind: "info", source: "sandbox", text: localNotice });
+    if (localNotice) out.notice({ kind: "info", source: "sandbox", text: localNotice });
     if (selected.some((t) => t.nodes.some((n) => n.backend === "qemu"))) {
       try {
         const debian = selected.flatMap((t) => t.nodes.flatMap((n) => (n.debian ? [{ spec: n.debian, who: `${relative(process.cwd(), t.file) || t.file}: node '${n.name}'` }] : [])));
-        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.onNotice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian, previous: o.previousQemu }));
+        scheduler.qemu = o.qemuRuntime ?? (await prepareQemu(o.accel ?? "auto", (text) => out.notice({ kind: "info", source: "qemu", text }), { snapshotBoot: o.snapshotBoot, debian, previous: o.previousQemu }));
         o.onQemuRuntime?.(scheduler.qemu);
       } catch (e) {
         scheduler.qemuUnavailable = (e as Error).message;
-        out.onNotice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
+        out.notice({ kind: "qemu-unavailable", message: scheduler.qemuUnavailable });
       }
     }
     if (queueHost) queueHost.start();
@@ -347,7 +251,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
       startedAt,
       durationMs: Date.now() - startedAt,
     };
-    await out.onEnd(summary);
+    await out.end(summary);
     for (const f of out.writeFailures) console.error(`haltpoint: ${f}`);
     if (queueHost) {
       await closeQueue();
@@ -385,22 +289,4 @@ export const QUEUE_LOST_EXIT_STATUS = 5;
 async function rerunSource(file: string): Promise<{ report: string; startedAt: string }> {
   const { readReport } = await import("./merge.ts");
   return { report: resolve(file), startedAt: (await readReport(file)).report.startedAt };
-}
-
-async function handleControl(broker: BreakpointBroker, req: ControlRequest): Promise<ControlReply> {
-  switch (req.cmd) {
-    case "ls":
-      return { ok: true, breakpoints: broker.list() };
-    case "release":
-      return broker.release(req.id, "haltpoint release")
-        ? { ok: true, released: [req.id] }
-        : { ok: false, error: `no breakpoint ${req.id} in this run` };
-    case "release-all":
-      return { ok: true, released: broker.releaseAll("haltpoint release --all") };
-    case "save": {
-      const e = await broker.save(req.id, req.dir);
-      if (e.error !== undefined) return { ok: false, error: `breakpoint ${req.id}: ${e.error}` };
-      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [] } };
-    }
-  }
 }

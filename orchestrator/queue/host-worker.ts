@@ -9,11 +9,11 @@
 import { appendFileSync } from "node:fs";
 import { Queue, UnrecoverableError, Worker, type Job } from "bullmq";
 import { Redis } from "ioredis";
-import type { WorkerEvent } from "../../common/events.ts";
 import type { Notice, StopReason } from "../../common/failure-kinds.ts";
 import type { PlannedRun } from "../selection/plan.ts";
-import { failsSuite, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
-import { AttemptLines } from "../reporters/attempt-lines.ts";
+import { failsSuite, type RunResult } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
+import type { AttemptLines } from "../reporters/attempt-lines.ts";
 import { stopText } from "../reporters/failure-text.ts";
 import { buildJsonReport, type JsonRun } from "../reporters/json-report.ts";
 import { redisOptions, type QueueAddress } from "./address.ts";
@@ -36,6 +36,8 @@ export interface QueueHostOptions {
   flakyFails: boolean;
   /** How long an unreachable Redis is retried before this host gives up. */
   giveUpMs?: number;
+  /** The run's shared output lines (a reporter before this one): a failed attempt's tail goes into its record. */
+  lines: AttemptLines;
 }
 
 /** A run taken from the queue and not yet ended. */
@@ -55,7 +57,6 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   /** Taken from the queue, waiting for a slot here. */
   private readonly buffer: Held[] = [];
   private readonly held = new Map<string, Held>();
-  private readonly lines = new AttemptLines(100);
   private readonly bundles = new Map<string, string[]>();
   private wake: (() => void) | undefined;
   /** Jobs the worker handed over that are not yet in the buffer. */
@@ -242,30 +243,28 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     this.end();
   }
 
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
-    this.lines.onEvent(run, e);
-    if (e.t === "bundle" && !e.error) {
-      const l = this.bundles.get(run.key) ?? [];
-      l.push(e.dir);
-      this.bundles.set(run.key, l);
-    }
+  report(e: ReportEvent): void {
+    if (e.kind === "worker-event") {
+      if (e.event.t === "bundle" && !e.event.error) {
+        const l = this.bundles.get(e.run.key) ?? [];
+        l.push(e.event.dir);
+        this.bundles.set(e.run.key, l);
+      }
+    } else if (e.kind === "notice") this.onNotice(e.notice);
+    else if (e.kind === "run-end") this.onRunEnd(e.result);
   }
 
-  onRetry(run: PlannedRun, _failed: RunAttempt, next: number): void {
-    this.lines.onRetry(run, next);
-  }
-
-  onNotice(n: Notice): void {
+  private onNotice(n: Notice): void {
     // This host's scheduler stopped (--until-fail, --max-fail here): every host stops.
     if (n.kind === "stopped" && !this.fatal) void this.publishStop(n.stop).catch((e: Error) => (this.lastError = e.message));
     if (n.kind === "signal") this.end();
   }
 
-  onRunEnd(r: RunResult): void {
+  private onRunEnd(r: RunResult): void {
     const h = this.held.get(r.run.key);
     if (!h) return;
     this.held.delete(r.run.key);
-    const run = jsonRunOf(r, this.lines, this.o.host, h.lostOn);
+    const run = jsonRunOf(r, this.o.lines, this.o.host, h.lostOn);
     const record: ResultRecord = { format: QUEUE_FORMAT, version: QUEUE_FORMAT_VERSION, host: this.o.host, key: r.run.key, test: r.run.test.name, index: r.run.index, run, lostOn: h.lostOn, bundles: this.bundles.get(r.run.key) ?? [] };
     // Written here first: a Redis that goes away loses no finished run.
     try {

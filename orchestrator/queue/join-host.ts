@@ -11,6 +11,7 @@ import { parseQueueAddress } from "./address.ts";
 import { suiteFingerprint } from "./fingerprint.ts";
 import { QUEUE_FORMAT, QUEUE_FORMAT_VERSION, type SuiteRecord } from "./format.ts";
 import { QueueHost } from "./host-worker.ts";
+import type { AttemptLines } from "../reporters/attempt-lines.ts";
 import { QueueRefusal, jobOrder } from "./producer.ts";
 import { bestEffort, stderrTeardownLog } from "../../common/teardown.ts";
 
@@ -27,6 +28,8 @@ export interface JoinOptions {
   flakyFails: boolean;
   passWithNoTests: boolean;
   durations?: string[];
+  /** The run's shared output lines (orchestrator/reporters/attempt-lines.ts). */
+  lines: AttemptLines;
 }
 
 /** This host's default name: the machine's, and the process (several hosts may share a machine). */
@@ -67,6 +70,7 @@ export async function joinAsHost(o: JoinOptions, tests: PlannedTest[], runs: Pla
     untilFail: o.untilFail,
     ...(o.maxFail !== undefined ? { maxFail: o.maxFail } : {}),
     flakyFails: o.flakyFails,
+    lines: o.lines,
   });
   try {
     await qh.connect();

@@ -103,6 +103,9 @@ export function noticeText(n: Notice): string {
       return `removed ${n.dirs.length} state ${n.dirs.length === 1 ? "directory" : "directories"} of haltpoint runs that no longer exist: ${n.dirs.join(", ")}`;
     case "pool-error":
       return `a worker thread failed outside any test: ${n.message}`;
+    case "run-source-failed":
+      // Said as it was when it was a pool-error (its words are unchanged).
+      return `a worker thread failed outside any test: the run source failed: ${n.message}`;
     case "late-error":
       return `late error from ${n.run}, after it finished (${n.errorKind}): ${n.message}; its result stands, its worker thread is replaced`;
     case "no-control-socket":

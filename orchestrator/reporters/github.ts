@@ -1,5 +1,6 @@
 import { isAbsolute, relative } from "node:path";
-import { runMessage, type Reporter, type RunResult, type SuiteSummary } from "../results.ts";
+import { runMessage, type RunResult, type SuiteSummary } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
 
 /** GitHub shows at most 10 error and 10 warning annotations per step (50 per job). */
 const MAX_ANNOTATIONS = 50;
@@ -48,7 +49,11 @@ export class GitHubReporter implements Reporter {
     private readonly cwd = process.cwd(),
   ) {}
 
-  onEnd(s: SuiteSummary): void {
+  report(e: ReportEvent): void {
+    if (e.kind === "end") this.annotate(e.summary);
+  }
+
+  private annotate(s: SuiteSummary): void {
     const lines: string[] = [];
     for (const e of s.plan.loadErrors) lines.push(annotation("error", { file: this.rel(e.file), title: "cannot load" }, e.error));
     const failed = s.results.filter((r) => r.outcome === "failed");

@@ -1,6 +1,7 @@
-import type { SerializedError, WorkerEvent } from "../../common/events.ts";
+import type { SerializedError } from "../../common/events.ts";
 import type { PlannedRun } from "../selection/plan.ts";
-import type { Reporter, RunAttempt, RunResult, SuiteSummary } from "../results.ts";
+import type { RunAttempt, SuiteSummary } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
 import { exitStatus, failureMessage, reasonOf } from "../results.ts";
 import type { Failure, StopReason } from "../../common/failure-kinds.ts";
 import { stopText } from "./failure-text.ts";
@@ -8,7 +9,7 @@ import { flakeStats } from "../flake-stats.ts";
 import type { Shard } from "../selection/shard.ts";
 import type { HostFacts } from "../../vm/host-facts.ts";
 import { writeReport } from "./atomic-write.ts";
-import { AttemptLines } from "./attempt-lines.ts";
+import { FAILED_LOG_LINES, type AttemptLines } from "./attempt-lines.ts";
 
 /**
  * The JSON report (`--json FILE`). Version 2 carries everything `haltpoint merge` needs to
@@ -18,9 +19,6 @@ import { AttemptLines } from "./attempt-lines.ts";
  */
 export const JSON_REPORT_FORMAT = "haltpoint-report";
 export const JSON_REPORT_VERSION = 2;
-
-/** Lines of a failed attempt's output kept in the report (for a merged JUnit's logs). */
-const FAILED_LOG_LINES = 100;
 
 export interface JsonAttempt {
   attempt: number;
@@ -208,26 +206,15 @@ function jsonFailure(a: { failure?: Failure; reason?: string; error?: Serialized
   return { ...a.failure!, message: failureMessage(a) };
 }
 
+/** `--json FILE`, written at the end; a failed attempt's tail of output comes from the shared `lines`. */
 export class JsonReporter implements Reporter {
-  /** Each attempt's output; a failed attempt's tail goes into the report. */
-  readonly lines = new AttemptLines(FAILED_LOG_LINES);
+  constructor(
+    private readonly file: string,
+    private readonly lines: AttemptLines,
+  ) {}
 
-  constructor(private readonly file: string) {}
-
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
-    this.lines.onEvent(run, e);
-  }
-
-  onRetry(run: PlannedRun, _failed: RunAttempt, next: number): void {
-    this.lines.onRetry(run, next);
-  }
-
-  onRunEnd(r: RunResult): void {
-    // Only failed attempts' output is reported: keep no more in memory over 1,000s of runs.
-    for (const a of r.attempts) if (a.outcome === "passed") this.lines.drop(r.run.key, a.attempt);
-  }
-
-  async onEnd(s: SuiteSummary): Promise<void> {
-    await writeReport(this.file, JSON.stringify(buildJsonReport(s, this.lines), null, 2) + "\n", "--json report");
+  async report(e: ReportEvent): Promise<void> {
+    if (e.kind !== "end") return;
+    await writeReport(this.file, JSON.stringify(buildJsonReport(e.summary, this.lines), null, 2) + "\n", "--json report");
   }
 }

@@ -1,13 +1,10 @@
 import { create } from "xmlbuilder2";
 import type { XMLBuilder } from "xmlbuilder2/lib/interfaces.js";
-import type { WorkerEvent } from "../../common/events.ts";
 import type { PlannedRun } from "../selection/plan.ts";
-import { failureMessage, type Reporter, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
+import { failureMessage, type RunAttempt, type RunResult, type SuiteSummary } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
 import { writeReport } from "./atomic-write.ts";
-import { AttemptLines } from "./attempt-lines.ts";
-
-/** Keep at most this many log lines of a run for its <system-out>. */
-const MAX_LINES = 400;
+import type { AttemptLines } from "./attempt-lines.ts";
 
 /**
  * JUnit XML (`--junit FILE`) in the shape CI systems read (the Jenkins/Ant "JUnit.xsd" that
@@ -18,23 +15,18 @@ const MAX_LINES = 400;
  * - a run that failed on every attempt has <failure> (the first attempt) and one
  *   <rerunFailure> per retry.
  * Each <flakyFailure>/<rerunFailure> carries <stackTrace> and that attempt's <system-out>.
+ * The log lines of each attempt (passed ones too) come from the shared `lines`, which
+ * `haltpoint merge` fills from JSON reports.
  */
 export class JUnitReporter implements Reporter {
-  /** The log lines of each attempt; `haltpoint merge` fills them from JSON reports. */
-  readonly lines = new AttemptLines(MAX_LINES);
+  constructor(
+    private readonly file: string,
+    private readonly lines: AttemptLines,
+  ) {}
 
-  constructor(private readonly file: string) {}
-
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
-    this.lines.onEvent(run, e);
-  }
-
-  onRetry(run: PlannedRun, _failed: RunAttempt, next: number): void {
-    this.lines.onRetry(run, next);
-  }
-
-  async onEnd(s: SuiteSummary): Promise<void> {
-    await writeReport(this.file, this.render(s), "--junit report");
+  async report(e: ReportEvent): Promise<void> {
+    if (e.kind !== "end") return;
+    await writeReport(this.file, this.render(e.summary), "--junit report");
   }
 
   render(s: SuiteSummary): string {

@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import type { WorkerEvent } from "../../common/events.ts";
 import type { PlannedRun } from "../selection/plan.ts";
-import { reasonOf, type Reporter, type RunAttempt, type RunResult } from "../results.ts";
+import { reasonOf, type RunAttempt, type RunResult } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
 import type { Notice } from "../../common/failure-kinds.ts";
 import { stderrTeardownLog, teardownFailure } from "../../common/teardown.ts";
 
@@ -130,8 +131,11 @@ export class RunLogReporter implements Reporter {
     this.notice({ kind: "run-log-truncated", error: e.code ?? e.message, file });
   };
 
-  onRunStart(run: PlannedRun, logDir: string): void {
-    this.open(run, logDir, 1);
+  report(e: ReportEvent): void {
+    if (e.kind === "run-start") this.open(e.run, e.logDir, 1);
+    else if (e.kind === "worker-event") this.onEvent(e.run, e.event);
+    else if (e.kind === "retry") this.onRetry(e.run, e.failed, e.next, e.logDir);
+    else if (e.kind === "run-end") this.onRunEnd(e.result);
   }
 
   private open(run: PlannedRun, logDir: string, attempt: number): Logger {
@@ -146,7 +150,7 @@ export class RunLogReporter implements Reporter {
     return log;
   }
 
-  onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
+  private onRetry(run: PlannedRun, failed: RunAttempt, next: number, logDir: string): void {
     const entry = this.logs.get(run.key);
     if (entry) {
       const fields = { event: "attempt-end", attempt: failed.attempt, outcome: failed.outcome, durationMs: Math.round(failed.durationMs), reason: reasonOf(failed), failure: failed.failure, err: failed.error };
@@ -156,7 +160,7 @@ export class RunLogReporter implements Reporter {
     this.open(run, logDir, next);
   }
 
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
+  private onEvent(run: PlannedRun, e: WorkerEvent): void {
     const l = this.logs.get(run.key)?.log;
     if (!l) return;
     switch (e.t) {
@@ -177,7 +181,7 @@ export class RunLogReporter implements Reporter {
     }
   }
 
-  onRunEnd(r: RunResult): void {
+  private onRunEnd(r: RunResult): void {
     const entry = this.logs.get(r.run.key);
     if (!entry) return;
     this.logs.delete(r.run.key);

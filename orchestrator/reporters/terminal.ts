@@ -4,12 +4,12 @@ import type { WorkerEvent } from "../../common/events.ts";
 import type { PlannedRun } from "../selection/plan.ts";
 import type { BreakpointInfo } from "../../hooks/control/control-protocol.ts";
 import { breakpointSshLines, haltpointCommand, shellQuote } from "../../hooks/ssh/ssh-lines.ts";
-import { runMessage, type Reporter, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
+import { runMessage, type RunAttempt, type RunResult, type SuitePlan, type SuiteSummary } from "../results.ts";
+import type { ReportEvent, Reporter } from "../report-events.ts";
 import { formatEvent, formatResult, formatRetry, formatSlow, seconds } from "./format.ts";
 import { flakeStats } from "../flake-stats.ts";
 import { formatFlakeStats } from "./flake-summary.ts";
 import { formatShard } from "../selection/shard.ts";
-import type { HaltRefusal, Notice } from "../../common/failure-kinds.ts";
 import { haltRefusalText, noticeText } from "./failure-text.ts";
 
 export interface TerminalOptions {
@@ -35,7 +35,39 @@ export class TerminalReporter implements Reporter {
     this.out = o.out ?? process.stdout;
   }
 
-  onPlan(plan: SuitePlan): void {
+  report(e: ReportEvent): void {
+    switch (e.kind) {
+      case "plan":
+        return this.onPlan(e.plan);
+      case "run-start":
+        return void this.running.add(e.run.key);
+      case "worker-event":
+        return this.onEvent(e.run, e.event);
+      case "retry":
+        return this.onRetry(e.run, e.failed, e.next);
+      case "run-end":
+        return this.onRunEnd(e.result);
+      case "slow":
+        return this.line(pc.yellow(formatSlow(e.run, e.attempt, e.elapsedMs, e.slowTimeoutMs)));
+      case "notice":
+        return this.line(pc.yellow(`haltpoint: ${noticeText(e.notice)}`));
+      case "breakpoint":
+        return this.onBreakpoint(e.run, e.info);
+      case "breakpoint-refused":
+        return this.line(pc.yellow(`!!! ${e.run.key}: ${haltRefusalText(e.refusal)}`));
+      case "console-refused":
+        return this.line(pc.yellow(`!!! ${e.run.key}: ${e.message}`));
+      case "breakpoint-end":
+        return this.line(pc.magenta(`!!! ${e.run.key}: breakpoint ${e.info.id} released (${e.by})`));
+      case "end":
+        return this.onEnd(e.summary);
+      default:
+        // Every kind is said above: a new one is a type error here.
+        return e satisfies never;
+    }
+  }
+
+  private onPlan(plan: SuitePlan): void {
     this.total = plan.runs.length;
     for (const e of plan.loadErrors) this.line(pc.red(`!!! ${e.error}`));
     const runs = plan.stressMs ? `runs for ${seconds(plan.stressMs)}` : `${plan.runs.length} run${plan.runs.length === 1 ? "" : "s"}`;
@@ -47,11 +79,7 @@ export class TerminalReporter implements Reporter {
     if (this.o.live) this.renderTimer = setInterval(() => this.render(), 250).unref();
   }
 
-  onRunStart(run: PlannedRun): void {
-    this.running.add(run.key);
-  }
-
-  onEvent(run: PlannedRun, e: WorkerEvent): void {
+  private onEvent(run: PlannedRun, e: WorkerEvent): void {
     if (e.t === "bundle") return this.onBundle(run, e);
     if (this.o.quiet) return;
     const s = formatEvent(run, e);
@@ -70,7 +98,7 @@ export class TerminalReporter implements Reporter {
     else this.line(pc.magenta(`${p} (local machines only: nothing to revive; their files are in the bundle)`));
   }
 
-  onRunEnd(r: RunResult): void {
+  private onRunEnd(r: RunResult): void {
     this.running.delete(r.run.key);
     this.finished++;
     if (r.outcome === "failed") this.failed++;
@@ -79,15 +107,11 @@ export class TerminalReporter implements Reporter {
     else this.line(r.outcome === "passed" ? pc.green(s) : pc.red(s) + pc.dim(`  logs: ${r.logDir}`));
   }
 
-  onSlow(run: PlannedRun, attempt: number, elapsedMs: number, slowTimeoutMs: number): void {
-    this.line(pc.yellow(formatSlow(run, attempt, elapsedMs, slowTimeoutMs)));
-  }
-
-  onRetry(run: PlannedRun, failed: RunAttempt, next: number): void {
+  private onRetry(run: PlannedRun, failed: RunAttempt, next: number): void {
     this.line(pc.yellow(formatRetry(run, failed, next)) + pc.dim(`  logs: ${failed.logDir}`));
   }
 
-  onBreakpoint(run: PlannedRun, bp: BreakpointInfo): void {
+  private onBreakpoint(run: PlannedRun, bp: BreakpointInfo): void {
     const p = `!!! ${run.key}:`;
     const lines = [
       `${p} HALTED at breakpoint ${bp.id}: ${bp.reason.split("\n")[0]}`,
@@ -101,23 +125,7 @@ export class TerminalReporter implements Reporter {
     for (const l of lines) this.line(pc.magenta(l));
   }
 
-  onBreakpointRefused(run: PlannedRun, refusal: HaltRefusal): void {
-    this.line(pc.yellow(`!!! ${run.key}: ${haltRefusalText(refusal)}`));
-  }
-
-  onConsoleRefused(run: PlannedRun, message: string): void {
-    this.line(pc.yellow(`!!! ${run.key}: ${message}`));
-  }
-
-  onBreakpointEnd(run: PlannedRun, bp: BreakpointInfo, by: string): void {
-    this.line(pc.magenta(`!!! ${run.key}: breakpoint ${bp.id} released (${by})`));
-  }
-
-  onNotice(n: Notice): void {
-    this.line(pc.yellow(`haltpoint: ${noticeText(n)}`));
-  }
-
-  onEnd(s: SuiteSummary): void {
+  private onEnd(s: SuiteSummary): void {
     if (this.renderTimer) clearInterval(this.renderTimer);
     if (this.o.live) this.o.logUpdate?.clear();
     const passed = s.results.filter((r) => r.outcome === "passed").length;

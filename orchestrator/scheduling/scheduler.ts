@@ -1,92 +1,40 @@
 import { setMaxListeners } from "node:events";
-import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import PQueue from "p-queue";
-import type { CollectTask, RunTask, TaskControl, WorkerEvent } from "../../common/events.ts";
-import { recycledWorker } from "./pool.ts";
 import { collectTests } from "./collect-tests.ts";
 import { runDirName } from "../../common/run-dir-names.ts";
 import type { LoadError, PlannedRun, PlannedTest } from "../selection/plan.ts";
-import type { ProcessLedger } from "./process-ledger.ts";
-import { failsSuite, resultFromAttempts, type ReporterSet, type RunAttempt, type RunResult } from "../results.ts";
+import { failsSuite, resultFromAttempts, type RunAttempt, type RunResult } from "../results.ts";
 import { demandOf, type ResourceBudget } from "./resource-budget.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-runtime.ts";
-import type { AbortCause, FailureCause, Notice, StopCause, StopReason } from "../../common/failure-kinds.ts";
-import { attemptFrom, type AttemptFacts } from "./attempt-result.ts";
-import { RunClock } from "./run-clock.ts";
-import { RunBreakpoints, type HaltBroker } from "./broker-adapter.ts";
+import type { FailureCause, StopCause, StopReason } from "../../common/failure-kinds.ts";
+import { WorkerAttempts, type WorkerAttemptOptions } from "./worker-attempt.ts";
 
-/** The worker pool as the scheduler uses it (piscina; a fake in test/unit/scheduler.test.ts). */
-export interface TaskPool {
-  run(task: RunTask | CollectTask, options?: { transferList?: MessagePort[]; signal?: AbortSignal }): Promise<unknown>;
-}
-
-/** The process ledger as the scheduler uses it (process-ledger.ts). */
-export type RunLedger = Pick<ProcessLedger, "add" | "remove" | "killRun">;
-
-export interface SchedulerOptions {
-  pool: TaskPool;
+export interface SchedulerOptions extends WorkerAttemptOptions {
   jobs: number;
-  reporters: ReporterSet;
-  ledger: RunLedger;
   logDir: string;
-  /** Root of the per-run state directories (short: UNIX socket paths live there). */
-  stateRoot: string;
-  defaultBackend: string;
-  /** How long a run asked to stop (timeout, Ctrl-C) may take before its worker is killed. */
-  abortGraceMs: number;
   /** Stop admitting runs at the first failure (--until-fail). */
   untilFail: boolean;
   /** Stop admitting runs after this many failed runs (--max-fail; --until-fail is 1). */
   maxFail?: number;
   /** Memory and cores that qemu machines may take at once (--memory, --cores). */
   budget: ResourceBudget;
-  /** Holds halted tests (--debug-hook); without it no test halts. */
-  broker?: HaltBroker;
-  /** Halt every failing test (--debug-hook); tests may also ask with enableDebugHook. */
-  debugHook: boolean;
-  /** SSH backdoor sockets for every run (--ssh-backdoor / --no-ssh-backdoor); undefined: per test. */
-  sshBackdoor?: boolean;
-  /** A connection to a frozen machine's SSH socket thaws it (--ssh-thaws). */
-  sshThaws?: boolean;
-  /** --keep-machine-state: where kept machine state lives (per test, per machine). */
-  keepStateRoot?: string;
-  /** --save-breakpoints: halted tests are saved as bundles here and released. */
-  saveBreakpoints?: string;
-  /** --sign-key: the private key bundles are signed with (else the user's own; hooks/bundles/bundle-signature.ts). */
-  signKey?: string;
   /** Retries of a failed run for every test (--retries); else each test's own `retries`. */
   retries?: number;
   /** A flaky run counts as a failure, for --until-fail too (--flaky-fails). */
   flakyFails?: boolean;
-  /** How long to wait for a run's `done` after its task returned (default 5 s; tests shorten it). */
-  doneWaitMs?: number;
 }
-
-/** A run in flight: what the scheduler needs to stop it. */
-interface ActiveRun {
-  run: PlannedRun;
-  port: MessagePort;
-  kill: AbortController;
-  /** Why the orchestrator asked it to stop, once it did. */
-  cause?: AbortCause;
-  killTimer?: NodeJS.Timeout;
-  /** Its breakpoints: whether it is halted now, and whether it halted on its failure. */
-  breakpoints: RunBreakpoints;
-}
-
-/** How long to wait for a run's final `done` message after its task returned. */
-const DONE_MESSAGE_WAIT_MS = 5000;
 
 /**
  * Admission and dispatch: p-queue decides when a run may start (--jobs), piscina runs it
  * in a worker thread. The scheduler turns whatever happens (a result, a crash, a timeout)
- * into exactly one RunResult per started run, and formats nothing.
+ * into exactly one RunResult per started run, and formats nothing. Each attempt in a
+ * worker (its task, clock, breakpoints, leftovers) is worker-attempt.ts's.
  */
 export class Scheduler {
   private readonly queue: PQueue;
-  private readonly active = new Set<ActiveRun>();
+  /** The attempts in worker threads, and the runs in flight. */
+  private readonly attempts: WorkerAttempts;
   private stopping = false;
   private admitting = true;
   private stoppedWork = false;
@@ -98,7 +46,6 @@ export class Scheduler {
   qemuUnavailable: string | undefined;
   /** Why admission stopped (--until-fail, --max-fail, Ctrl-C), once it did: the reports say it. */
   stopReason: StopReason | undefined;
-  private seq = 0;
   /** Which --jobs slots are taken: a run's slot index is its lane in the HTML timeline. */
   private readonly slotsTaken: boolean[] = [];
   /** Runs that failed (counted once each, for --max-fail). */
@@ -119,6 +66,11 @@ export class Scheduler {
     // Every run waiting for the budget listens to it (up to --jobs of them).
     setMaxListeners(0, this.stopAdmitting.signal);
     this.queue = new PQueue({ concurrency: this.window });
+    this.attempts = new WorkerAttempts(o, {
+      qemu: () => this.qemu,
+      stopping: () => this.stopping,
+      failedAtBreakpoint: (run) => this.stopOnFailure(run),
+    });
   }
 
   /** Load every file in a worker and learn what it declares. */
@@ -163,7 +115,7 @@ export class Scheduler {
             (e: unknown) => {
               pulling = undefined;
               exhausted = true;
-              this.o.reporters.onNotice({ kind: "pool-error", message: `the run source failed: ${describeThrownMessage(e)}` });
+              this.o.reporters.notice({ kind: "run-source-failed", message: describeThrownMessage(e) });
             },
           );
       }
@@ -180,7 +132,7 @@ export class Scheduler {
       this.queue.off("next", feed);
     }
     if (outstanding.size && this.o.broker?.count) {
-      this.o.reporters.onNotice({ kind: "holding-breakpoints", count: this.o.broker.count });
+      this.o.reporters.notice({ kind: "holding-breakpoints", count: this.o.broker.count });
     }
     while (outstanding.size) await Promise.all(outstanding);
     return results;
@@ -201,7 +153,7 @@ export class Scheduler {
     if (this.o.budget.runsAlone(need) && !this.toldAlone.has(run.test.name)) {
       this.toldAlone.add(run.test.name);
       const { cores, cpuOvercommit } = this.o.budget.limits;
-      this.o.reporters.onNotice({ kind: "runs-alone", test: run.test.name, vcpus: need.cores, budget: { vcpus: this.o.budget.vcpus, cores, cpuOvercommit } });
+      this.o.reporters.notice({ kind: "runs-alone", test: run.test.name, vcpus: need.cores, budget: { vcpus: this.o.budget.vcpus, cores, cpuOvercommit } });
     }
     // The budget's run slots are --jobs: at most that many runs start, the rest wait here.
     const lease = await this.o.budget.acquire(need, this.stopAdmitting.signal);
@@ -267,17 +219,17 @@ export class Scheduler {
     this.stopReason ??= cause;
     // Ctrl-C once only halted tests remain just releases them: that is not lost work. Nor
     // is a released failure still tearing down: its outcome is decided, let it finish.
-    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.active].some((a) => a.breakpoints.heldId === undefined && !a.breakpoints.failedAtBreakpoint);
+    this.stoppedWork = !this.runsBegun || this.queue.size > 0 || [...this.attempts.active].some((a) => a.breakpoints.heldId === undefined && !a.breakpoints.failedAtBreakpoint);
     this.stopAdmission();
-    for (const a of this.active) {
+    for (const a of this.attempts.active) {
       if (a.breakpoints.heldId !== undefined) a.breakpoints.release(cause);
-      else if (!a.breakpoints.failedAtBreakpoint) this.abort(a, cause);
+      else if (!a.breakpoints.failedAtBreakpoint) this.attempts.abort(a, cause);
     }
   }
 
   /** Kill every running worker now (a second Ctrl-C). */
   killNow(): void {
-    for (const a of this.active) {
+    for (const a of this.attempts.active) {
       a.cause ??= { kind: "interrupted" };
       a.kill.abort();
     }
@@ -290,9 +242,9 @@ export class Scheduler {
   /** A run that cannot start: reported as failed at once, without a worker. */
   private refuse(run: PlannedRun, failure: FailureCause, slot: number): RunResult {
     const logDir = join(this.o.logDir, runDirName(run));
-    this.o.reporters.onRunStart(run, logDir);
+    this.o.reporters.emit({ kind: "run-start", run, logDir });
     const result = resultFromAttempts(run, [{ attempt: 1, outcome: "failed", failure, startedAt: Date.now(), durationMs: 0, logDir, slot }]);
-    this.o.reporters.onRunEnd(result);
+    this.o.reporters.emit({ kind: "run-end", result });
     this.stopOnFailure(run);
     return result;
   }
@@ -305,7 +257,7 @@ export class Scheduler {
     this.stopAdmission();
     const stop: StopReason = this.o.maxFail !== undefined ? { kind: "max-fail", limit: this.o.maxFail, run: run.key, flaky } : { kind: "until-fail", run: run.key, flaky };
     this.stopReason ??= stop;
-    this.o.reporters.onNotice({ kind: "stopped", stop });
+    this.o.reporters.notice({ kind: "stopped", stop });
   }
 
   /**
@@ -317,139 +269,19 @@ export class Scheduler {
     const base = join(this.o.logDir, runDirName(run));
     const attemptDir = (n: number): string => (n === 1 ? base : join(base, `try${n}`));
     const maxAttempts = 1 + (this.o.retries ?? run.test.retries ?? 0);
-    reporters.onRunStart(run, base);
+    reporters.emit({ kind: "run-start", run, logDir: base });
     const attempts: RunAttempt[] = [];
     for (let n = 1; ; n++) {
-      const { attempt, halted } = await this.runAttempt(run, n, attemptDir(n), freeSlot, slot);
+      const { attempt, halted } = await this.attempts.run(run, n, attemptDir(n), freeSlot, slot);
       attempts.push(attempt);
       if (attempt.outcome === "passed" || halted || this.stopping || n >= maxAttempts) break;
-      reporters.onRetry(run, attempt, n + 1, attemptDir(n + 1));
+      reporters.emit({ kind: "retry", run, failed: attempt, next: n + 1, logDir: attemptDir(n + 1) });
     }
     const result = resultFromAttempts(run, attempts);
-    reporters.onRunEnd(result);
+    reporters.emit({ kind: "run-end", result });
     if (failsSuite(result, this.o.flakyFails ?? false)) this.stopOnFailure(run, result.outcome === "flaky");
     return result;
   }
-
-  private abort(a: ActiveRun, cause: AbortCause): void {
-    if (a.cause) return;
-    a.cause = cause;
-    a.port.postMessage({ t: "abort", cause } satisfies TaskControl);
-    a.killTimer = setTimeout(() => a.kill.abort(), this.o.abortGraceMs);
-  }
-
-  /** One attempt of a run, in a worker. `halted`: it stopped at a breakpoint (not retried). */
-  private async runAttempt(run: PlannedRun, attemptNo: number, logDir: string, freeSlot: () => void, slot: number): Promise<{ attempt: RunAttempt; halted: boolean }> {
-    const { reporters, ledger } = this.o;
-    const stateDir = join(this.o.stateRoot, String(++this.seq));
-    const { port1, port2 } = new MessageChannel();
-    const a = { run, port: port1, kill: new AbortController() } as ActiveRun;
-    const startedAt = Date.now();
-    const t0 = performance.now();
-    const clock = new RunClock({
-      timeoutMs: run.test.globalTimeout * 1000,
-      onTimeout: () => this.abort(a, { kind: "global-timeout", seconds: run.test.globalTimeout }),
-      slowMs: run.test.slowTimeout !== undefined ? run.test.slowTimeout * 1000 : undefined,
-      onSlow: (elapsedMs) => reporters.onSlow(run, attemptNo, elapsedMs, run.test.slowTimeout! * 1000),
-      isHalted: () => a.breakpoints.heldId !== undefined,
-    });
-    a.breakpoints = new RunBreakpoints({
-      run,
-      port: port1,
-      clock,
-      broker: this.o.broker,
-      cause: () => a.cause,
-      stopping: () => this.stopping,
-      onHeld: (kind) => {
-        // A halted failure is final (never retried): --until-fail stops admission now,
-        // not when someone releases the breakpoint.
-        if (kind === "failure") this.stopOnFailure(run);
-        freeSlot();
-      },
-    });
-    this.active.add(a);
-
-    let done: Extract<WorkerEvent, { t: "done" }> | undefined;
-    let onDone: () => void = () => {};
-    const doneSeen = new Promise<void>((r) => (onDone = r));
-    let workerStarted = false;
-    port1.on("message", (e: WorkerEvent) => {
-      if (e.t === "process") {
-        if (e.alive) ledger.add(run.key, e.pid, e.machine);
-        else ledger.remove(run.key, e.pid);
-      } else if (e.t === "start") {
-        workerStarted = true;
-        clock.start();
-      } else if (e.t === "halt") a.breakpoints.onHalt(e);
-      else if (e.t === "resumed") a.breakpoints.onResumed(e);
-      else if (e.t === "bundle" && e.reqId !== undefined) this.o.broker?.bundleSaved?.(e);
-      else if (e.t === "done") {
-        done = e;
-        onDone();
-      }
-      reporters.onEvent(run, e);
-    });
-    const task: RunTask = {
-      kind: "run",
-      file: run.test.file,
-      runIndex: run.index,
-      attempt: attemptNo,
-      defaultBackend: this.o.defaultBackend,
-      logDir,
-      stateDir,
-      debugHook: this.o.debugHook,
-      sshBackdoor: this.o.sshBackdoor,
-      sshThaws: this.o.sshThaws,
-      keepStateRoot: this.o.keepStateRoot,
-      saveBreakpoints: this.o.saveBreakpoints,
-      ...(this.o.signKey ? { signKey: this.o.signKey } : {}),
-      runKey: run.key,
-      qemu: this.qemu,
-      port: port2,
-    };
-    let crash: AttemptFacts["crash"];
-    let recycledBeforeStart = false;
-    try {
-      await this.o.pool.run(task, { transferList: [port2], signal: a.kill.signal });
-      await Promise.race([doneSeen, new Promise((r) => setTimeout(r, this.o.doneWaitMs ?? DONE_MESSAGE_WAIT_MS).unref())]);
-    } catch (e) {
-      // A worker recycling itself after a late error (worker/late-errors.ts) may just have been
-      // handed this run: the run never started, so it is not failed but run again.
-      recycledBeforeStart = !workerStarted && !a.kill.signal.aborted && recycledWorker(e);
-      crash = a.kill.signal.aborted ? { kind: "worker-killed", graceMs: this.o.abortGraceMs } : { kind: "worker-crashed", message: (e as Error).message };
-    } finally {
-      clock.stop();
-      clearTimeout(a.killTimer);
-      this.active.delete(a);
-      port1.close();
-      await a.breakpoints.finish(crash);
-    }
-    if (recycledBeforeStart && !this.stopping) {
-      await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
-      return this.runAttempt(run, attemptNo, logDir, freeSlot, slot);
-    }
-    const leftovers = ledger.killRun(run.key);
-    // The worker removes its state directory; after a crash it is ours to remove.
-    if (crash || !done) await removeStateDir(stateDir, (n) => this.o.reporters.onNotice(n));
-    const attempt = attemptFrom({
-      attempt: attemptNo,
-      startedAt,
-      elapsedMs: performance.now() - t0,
-      logDir,
-      slot,
-      done,
-      abort: a.cause,
-      crash,
-      leftovers,
-      halts: a.breakpoints.halts,
-    });
-    return { attempt, halted: a.breakpoints.everHalted };
-  }
-}
-
-/** A crashed run's state directory (sockets, sandboxes): nothing in it is worth a failure, but one that stays is a notice. */
-async function removeStateDir(dir: string, notice: (n: Notice) => void): Promise<void> {
-  await rm(dir, { recursive: true, force: true }).catch((e: Error) => notice({ kind: "teardown-failed", what: `removing the state directory ${dir}`, message: e.message }));
 }
 
 function describeThrownMessage(e: unknown): string {

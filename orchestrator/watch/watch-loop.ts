@@ -11,8 +11,9 @@ import { dirname, join, relative, resolve } from "node:path";
 import { TEST_FILE_RE } from "../../common/test-files.ts";
 import { UsageError, discoverTestFiles } from "../selection/discovery.ts";
 import type { StopCause } from "../../common/failure-kinds.ts";
-import type { Reporter, RunResult, SuitePlan } from "../results.ts";
-import { type RunOptions, defaultLogDir, runCommand } from "../commands/run.ts";
+import type { Reporter } from "../report-events.ts";
+import { runCommand } from "../commands/run.ts";
+import { type RunOptions, defaultLogDir } from "../commands/run-options.ts";
 import type { QemuRuntime } from "../../vm/qemu/qemu-machine.ts";
 import { ChangeDebouncer } from "./change-debouncer.ts";
 import { DirectoryWatcher, directoriesUnder } from "./file-watcher.ts";
@@ -74,12 +75,12 @@ export async function watchCommand(o: WatchOptions): Promise<number> {
     out(`\nwatch: ${why} → running ${files.size === 1 ? "1 test file" : `${files.size} test files`}: ${list(files)}`);
     const ran = new Map<string, boolean>();
     const collector: Reporter = {
-      onPlan(plan: SuitePlan) {
-        for (const e of plan.loadErrors) ran.set(resolve(e.file), false);
-      },
-      onRunEnd(r: RunResult) {
-        const f = resolve(r.run.test.file);
-        ran.set(f, (ran.get(f) ?? true) && r.outcome !== "failed");
+      report(e) {
+        if (e.kind === "plan") for (const l of e.plan.loadErrors) ran.set(resolve(l.file), false);
+        else if (e.kind === "run-end") {
+          const f = resolve(e.result.run.test.file);
+          ran.set(f, (ran.get(f) ?? true) && e.result.outcome !== "failed");
+        }
       },
     };
     const logDir = o.logDir ? join(o.logDir, `watch-${cycleNo}`) : defaultLogDir();

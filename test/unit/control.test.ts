@@ -168,6 +168,27 @@ test("round trip: ls, release, errors, socket 0600, removed on close", async (t)
   await assert.rejects(controlRequest(server.path, { cmd: "ls" }), /gone \(no socket\)|not running/);
 });
 
+test("a socket file that cannot be removed on close is said in one line naming it, not swallowed", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("an immutable directory (chattr +i) needs root");
+  const dir = mkdtempSync(join(tmpdir(), "hp-ctl-imm-"));
+  t.after(() => {
+    spawnSync("chattr", ["-i", dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const logged: string[] = [];
+  const server = await ControlServer.listen(() => ({ ok: true, breakpoints: [] }), join(dir, "c.sock"), (l) => logged.push(l));
+  // Nothing in an immutable directory can be removed, by root either.
+  const chattr = spawnSync("chattr", ["+i", dir], { encoding: "utf8" });
+  if (chattr.status !== 0) {
+    await server.close();
+    return t.skip(`chattr +i is not supported here: ${chattr.stderr || chattr.error?.message}`);
+  }
+  await server.close();
+  assert.equal(existsSync(server.path), true, "the socket file is still there");
+  assert.equal(logged.length, 1, logged.join("\n"));
+  assert.match(logged[0]!, new RegExp(`^teardown: removing the control socket ${server.path} failed: EPERM`));
+});
+
 test("a handler that throws answers {ok:false}", async (t) => {
   runtimeDir(t);
   const server = await ControlServer.listen(() => {

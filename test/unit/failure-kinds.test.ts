@@ -26,7 +26,7 @@ async function run(extra: { untilFail?: boolean; jobs?: number } = {}): Promise<
     logDir: join(dir, "logs"),
     json: join(dir, "report.json"),
     terminal: false,
-    reporters: [{ onNotice: (n) => void notices.push(n) }],
+    reporters: [{ report: (e) => void (e.kind === "notice" && notices.push(e.notice)) }],
   });
   return { status, report: JSON.parse(readFileSync(join(dir, "report.json"), "utf8")), notices };
 }

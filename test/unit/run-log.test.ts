@@ -27,11 +27,11 @@ for (const inMemory of [false, true]) {
     const log = new RunLogReporter(() => {}, inMemory);
     const dirs = [1, 2, 3].map((i) => join(root, `t#${i}`));
     // Interleaved, as runs at --jobs 3 are.
-    for (const i of [1, 2, 3]) log.onRunStart(run(i), dirs[i - 1]!);
-    for (const i of [3, 1, 2]) log.onEvent(run(i), { t: "log", time: Date.now(), msg: `from run ${i}` });
-    log.onRetry(run(2), attempt(1, "failed", dirs[1]!), 2, join(dirs[1]!, "try2"));
-    log.onEvent(run(2), { t: "log", time: Date.now(), msg: "second try" });
-    for (const i of [1, 2, 3]) log.onRunEnd(resultFromAttempts(run(i), i === 2 ? [attempt(1, "failed", dirs[1]!), attempt(2, "passed", join(dirs[1]!, "try2"))] : [attempt(1, "passed", dirs[i - 1]!)]));
+    for (const i of [1, 2, 3]) log.report({ kind: "run-start", run: run(i), logDir: dirs[i - 1]! });
+    for (const i of [3, 1, 2]) log.report({ kind: "worker-event", run: run(i), event: { t: "log", time: Date.now(), msg: `from run ${i}` } });
+    log.report({ kind: "retry", run: run(2), failed: attempt(1, "failed", dirs[1]!), next: 2, logDir: join(dirs[1]!, "try2") });
+    log.report({ kind: "worker-event", run: run(2), event: { t: "log", time: Date.now(), msg: "second try" } });
+    for (const i of [1, 2, 3]) log.report({ kind: "run-end", result: resultFromAttempts(run(i), i === 2 ? [attempt(1, "failed", dirs[1]!), attempt(2, "passed", join(dirs[1]!, "try2"))] : [attempt(1, "passed", dirs[i - 1]!)]) });
     // On the pool the files open a moment later; their lines wait in memory until then.
     const ended = (f: string) => existsSync(f) && lines(f).some((l) => l.event === "run-end");
     await settled(() => [join(dirs[0]!, "run.jsonl"), join(dirs[1]!, "try2", "run.jsonl"), join(dirs[2]!, "run.jsonl")].every(ended), Boolean);
@@ -69,12 +69,12 @@ for (const inMemory of [false, true]) {
     writeFileSync(notFolder, "");
     const notices: Notice[] = [];
     const log = new RunLogReporter((n) => notices.push(n), inMemory);
-    for (const i of [1, 2]) log.onRunStart(run(i), join(notFolder, `t#${i}`));
-    for (const i of [1, 2]) log.onRunEnd(resultFromAttempts(run(i), [attempt(1, "passed", join(notFolder, `t#${i}`))]));
+    for (const i of [1, 2]) log.report({ kind: "run-start", run: run(i), logDir: join(notFolder, `t#${i}`) });
+    for (const i of [1, 2]) log.report({ kind: "run-end", result: resultFromAttempts(run(i), [attempt(1, "passed", join(notFolder, `t#${i}`))]) });
     // A third run in a writable dir, started after both: once its file is complete, both failed attempts are in.
     const ok = join(root, "t#3");
-    log.onRunStart(run(3), ok);
-    log.onRunEnd(resultFromAttempts(run(3), [attempt(1, "passed", ok)]));
+    log.report({ kind: "run-start", run: run(3), logDir: ok });
+    log.report({ kind: "run-end", result: resultFromAttempts(run(3), [attempt(1, "passed", ok)]) });
     await settled(() => existsSync(join(ok, "run.jsonl")) && lines(join(ok, "run.jsonl")).length === 2, Boolean);
     assert.equal(notices.length, 1, JSON.stringify(notices));
     assert.deepEqual(notices[0], { kind: "run-log-truncated", error: "ENOTDIR", file: join(notFolder, "t#1", "run.jsonl") });

@@ -4,9 +4,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { MessageChannel, type MessagePort } from "node:worker_threads";
-import { Scheduler, type RunLedger, type TaskPool } from "../../orchestrator/scheduling/scheduler.ts";
+import { Scheduler } from "../../orchestrator/scheduling/scheduler.ts";
+import type { RunLedger, TaskPool } from "../../orchestrator/scheduling/worker-attempt.ts";
 import type { HaltBroker } from "../../orchestrator/scheduling/broker-adapter.ts";
-import { ReporterSet, type RunResult } from "../../orchestrator/results.ts";
+import type { RunResult } from "../../orchestrator/results.ts";
+import { ReporterSet } from "../../orchestrator/report-events.ts";
 import { ResourceBudget } from "../../orchestrator/scheduling/resource-budget.ts";
 import { expandRuns, type PlannedTest } from "../../orchestrator/selection/plan.ts";
 import type { BreakpointInfo } from "../../hooks/control/control-protocol.ts";
@@ -131,11 +133,13 @@ function setup(script: FakeScript, o: { jobs?: number; untilFail?: boolean; retr
   const notices: Notice[] = [];
   const reporters = new ReporterSet([
     {
-      onRunStart: (run) => void log.push(`${run.key} run-start`),
-      onEvent: (run, e) => void log.push(`${run.key} ${e.t}`),
-      onRetry: (run, _a, next) => void log.push(`${run.key} retry ${next}`),
-      onRunEnd: (r) => void log.push(`${r.run.key} end ${r.outcome}`),
-      onNotice: (n) => void notices.push(n),
+      report: (e) => {
+        if (e.kind === "run-start") log.push(`${e.run.key} run-start`);
+        else if (e.kind === "worker-event") log.push(`${e.run.key} ${e.event.t}`);
+        else if (e.kind === "retry") log.push(`${e.run.key} retry ${e.next}`);
+        else if (e.kind === "run-end") log.push(`${e.result.run.key} end ${e.result.outcome}`);
+        else if (e.kind === "notice") notices.push(e.notice);
+      },
     },
   ]);
   const pool = new FakeWorkerPool(script);

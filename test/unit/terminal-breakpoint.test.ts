@@ -18,7 +18,7 @@ test("a breakpoint's ssh lines name exactly the sockets its event carries", () =
     machines: ["a", "b"], frozen: ["a"], socketDir: "/nonexistent/hp-sockets", orchestratorPid: 1, reason: "boom\nstack",
     sockets: [{ machine: "b", path: "/nonexistent/hp-sockets/b_host.socket" }],
   };
-  r.onBreakpoint(run, info);
+  r.report({ kind: "breakpoint", run, info });
   assert.match(text, /!!! t#1: HALTED at breakpoint 4444: boom\n/);
   assert.match(text, /!!! t#1: machines: a \(frozen\), b \(not running\)/);
   assert.match(text, /!!! t#1: ssh b: \S+ ssh 4444 b\n/);
