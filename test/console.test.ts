@@ -122,6 +122,8 @@ test("telnet IAC negotiation is stripped; `mode character` gets a terminal REPL"
   await tel.expect(PROMPT);
   // ^] enters telnet's command mode; `mode character` sends IAC DO SGA, IAC DO ECHO.
   tel.send("\x1d");
+  // telnet shows no prompt for its command mode when its output is a pipe, so there is nothing
+  // to wait for; if `mode character` came too early, the REPL prompt below would not come.
   await new Promise((r) => setTimeout(r, 200));
   tel.send("mode character\n");
   await tel.expect(PROMPT); // the terminal REPL's prompt

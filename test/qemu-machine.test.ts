@@ -87,6 +87,8 @@ describe("a qemu guest", () => {
     await m.freeze();
     assert.equal(m.state, "frozen");
     assert.match(await m.sendMonitorCommand("info status"), /paused/);
+    // The interval being measured, not a wait for something to happen: host time passes
+    // while the guest is frozen; the assertions compare the two clocks over it.
     await sleep(3000);
     await m.thaw();
     const guestElapsed = (await uptime()) - before;
@@ -173,6 +175,8 @@ test("QEMU killed from outside mid-command fails that command at once", async ()
   try {
     await m.start();
     const pending = m.execute("sleep 60");
+    // Not a synchronisation: the command is pending from the call on, killed early or late the
+    // assertion is the same (its rejection, at once); the pause only lets the guest start it.
     await sleep(300);
     process.kill(m.pid!, "SIGKILL");
     const t0 = Date.now();

@@ -111,6 +111,8 @@ describe("QmpClient when QEMU goes away", () => {
     qemu.proc.kill("SIGSTOP");
     const pending = qmp.execute("query-status");
     const event = qmp.waitForEvent("RESUME", 60_000);
+    // Not a synchronisation: a stopped QEMU cannot answer, so the command is pending however
+    // soon it dies; the pause only lets the command reach its socket first.
     await new Promise((r) => setTimeout(r, 100));
     qemu.proc.kill("SIGKILL");
     await assert.rejects(pending, (e: unknown) => e instanceof QmpClosedError && /closed \(QEMU exited\?\); no reply to query-status/.test(e.message));
