@@ -94,7 +94,7 @@ async function craftedBundles(good: string): Promise<void> {
       (m, dir) => writeFileSync(join(dir, m.machines[0].state.path), Buffer.alloc(4096), { flag: "a" }),
       /: it is damaged: machine server's saved state \(server\/state\.zst\) is (\d+) bytes, \d+ were saved$/,
     ],
-    ["crafted-v1", (m) => (m.version = 1), /: bundle format version 1, this haltpoint reads version 2 only: save it again with this haltpoint$/],
+    ["crafted-v1", (m) => (m.version = 1), /: bundle format version 1, this haltpoint reads version 3 only: save it again with this haltpoint$/],
     ["crafted-resigned", (m) => (m.test.name = "looks-harmless"), /: its signature does not match its bundle\.json \(changed after it was signed\): give the signer's public key with --trust-key FILE, or revive it anyway with --allow-unsigned$/],
     ["crafted-unsigned", (_m, dir) => rmSync(join(dir, "bundle.sig")), /: it is not signed \(no bundle\.sig\): give the signer's public key/],
   ];

@@ -1,0 +1,96 @@
+// A frozen machine's disk as a bundle keeps it (hooks/bundles/bundle-format.ts): what the guest
+// wrote since its image (the top of its disk's chain: QEMU's throw-away overlay of a cold boot,
+// the snapshot-boot overlay, a kept disk), copied by QEMU itself with `drive-backup sync=top`
+// into a compressed qcow2 while the guest is stopped, and the image below it (the base), made
+// once per image into a zstd-compressed qcow2 that a revived QEMU reads directly as the
+// backing file: nothing is decompressed at revive. Memory and disk are saved at one moment,
+// so a revived guest's page cache and journal find the disk as they left it.
+
+import { rename, rm } from "node:fs/promises";
+import { execa } from "execa";
+import type { QmpClient, QmpEvent } from "./qmp.ts";
+
+/** The disk of a running QEMU: its block device and the file below its writable top. */
+export interface DiskChain {
+  device: string;
+  /** The image the top layer is an overlay of (a plain file path). */
+  base: string;
+  baseFormat: string;
+  virtualBytes: number;
+}
+
+interface BlockImage {
+  filename: string;
+  format: string;
+  "virtual-size": number;
+  "backing-image"?: BlockImage;
+}
+interface BlockInfo {
+  device: string;
+  inserted?: { image: BlockImage; drv: string };
+}
+
+/** The machine's one disk (a virtio drive haltpoint's argv builder added), or why a bundle cannot carry it. */
+export async function diskChain(qmp: QmpClient): Promise<DiskChain | { unsaveable: string }> {
+  const disks = (await qmp.execute<BlockInfo[]>("query-block")).filter((b) => b.inserted);
+  if (disks.length !== 1) return { unsaveable: `it has ${disks.length} disks, a bundle carries one` };
+  const d = disks[0]!;
+  const below = d.inserted!.image["backing-image"];
+  if (!below) return { unsaveable: "its disk is written in place (no overlay), a bundle carries the writes over an image" };
+  if (!below.filename.startsWith("/")) return { unsaveable: `its disk's image is not a plain file (${below.filename.slice(0, 80)})` };
+  return { device: d.device, base: below.filename, baseFormat: below.format, virtualBytes: d.inserted!.image["virtual-size"] };
+}
+
+/**
+ * Copy the disk's top layer (the guest's writes since its image) into `target`, a compressed
+ * qcow2 whose header names `backingName` (a qcow2, relative to `target`'s directory). The
+ * guest must be stopped: the copy is of one moment, the moment its memory is saved.
+ */
+export async function saveDiskWrites(qmp: QmpClient, chain: DiskChain, target: string, backingName: string): Promise<void> {
+  const job = "hp-bundle-disk";
+  const done = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error("copying the disk's writes took over 10 minutes")), 600_000);
+    const onEvent = (e: QmpEvent) => {
+      const data = e.data as { device?: string; error?: string } | undefined;
+      if (data?.device !== job) return;
+      if (e.event === "BLOCK_JOB_COMPLETED") finish(data.error ? new Error(`QEMU could not copy the disk's writes: ${data.error}`) : undefined);
+      else if (e.event === "BLOCK_JOB_CANCELLED") finish(new Error("QEMU cancelled copying the disk's writes"));
+    };
+    const onClose = () => finish(new Error("QEMU exited while copying the disk's writes"));
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      qmp.off("event", onEvent);
+      qmp.off("close", onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    qmp.on("event", onEvent);
+    qmp.on("close", onClose);
+  });
+  // Made here with no backing file (QEMU would open the base for it) and given its backing name after.
+  await qemuImg(["create", "-q", "-f", "qcow2", target, String(chain.virtualBytes)]);
+  try {
+    await qmp.execute("drive-backup", { "job-id": job, device: chain.device, sync: "top", target, format: "qcow2", mode: "existing", compress: true, "auto-dismiss": true });
+  } catch (e) {
+    done.catch(() => {});
+    throw e;
+  }
+  await done;
+  await qemuImg(["rebase", "-u", "-f", "qcow2", "-b", backingName, "-F", "qcow2", target]);
+}
+
+/** `image` as a zstd-compressed qcow2 at `target`, its whole chain in one file with no backing. */
+export async function compressBaseImage(image: string, format: string, target: string): Promise<void> {
+  const part = `${target}.part`;
+  try {
+    await qemuImg(["convert", "-U", "-f", format, "-O", "qcow2", "-c", "-o", "compression_type=zstd", image, part]);
+    await rename(part, target);
+  } finally {
+    await rm(part, { force: true });
+  }
+}
+
+async function qemuImg(args: string[]): Promise<void> {
+  const r = await execa("qemu-img", args, { reject: false });
+  if (r.exitCode !== 0) throw new Error(`qemu-img ${args[0]} failed: ${r.code === "ENOENT" ? "not installed (apt-get install qemu-utils)" : r.stderr.trim()}`);
+}
