@@ -78,8 +78,8 @@ async function craftedBundles(good: string): Promise<void> {
     return r.all.trim();
   };
   const cases: Array<[string, (m: Record<string, any>, dir: string) => void, RegExp]> = [
-    ["crafted-pidfile", (m) => (m.machines[0].argv = ["-m", "256", "-pidfile", pidfile]), /: machines\[0\]\.argv: not a field of a version 2 bundle \(revive takes no QEMU options from a bundle\)$/],
-    ["crafted-guestfwd", (m) => (m.machines[0].options = { qemuArgs: ["-netdev", `user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch ${marker}`] }), /: machines\[0\]\.options: not a field of a version 2 bundle/],
+    ["crafted-pidfile", (m) => (m.machines[0].argv = ["-m", "256", "-pidfile", pidfile]), /: machines\[0\]\.argv: not a field of a version 3 bundle \(revive takes no QEMU options from a bundle\)$/],
+    ["crafted-guestfwd", (m) => (m.machines[0].options = { qemuArgs: ["-netdev", `user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch ${marker}`] }), /: machines\[0\]\.options: not a field of a version 3 bundle/],
     ["crafted-dotdot", (m) => (m.machines[0].state.path = "../saved-again/server/state.zst"), /: machines\[0\]\.state: not a path inside the bundle: "\.\.\/saved-again\/server\/state\.zst"$/],
     [
       "crafted-symlink",
