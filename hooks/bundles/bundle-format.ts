@@ -334,10 +334,11 @@ export async function damageOf(dir: string, m: BundleManifest): Promise<string |
   const quick = missingOrTruncated(dir, m);
   if (quick) return quick;
   const { verifyDigest } = await import("../../vm/file-digest.ts");
-  for (const { what, file } of filesOf(m)) {
-    const bad = await verifyDigest(join(dir, file.path), file.sha256);
-    if (bad) return `${what} (${file.path}): ${bad}`;
-  }
+  // All at once (the reads of one overlap the hashing of another: a Debian image is a few hundred MiB); the first damaged one in order is said.
+  const files = filesOf(m);
+  const bad = await Promise.all(files.map(({ file }) => verifyDigest(join(dir, file.path), file.sha256)));
+  const i = bad.findIndex((b) => b !== undefined);
+  if (i >= 0) return `${files[i]!.what} (${files[i]!.file.path}): ${bad[i]}`;
   return diskRefusal(dir, m);
 }
 

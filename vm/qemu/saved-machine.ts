@@ -7,6 +7,8 @@
 
 import { IDENTITY_DEVICES } from "./snapshot-boot.ts";
 import type { QemuArgvOptions } from "./qemu-argv.ts";
+import { chmodSync, chownSync, copyFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { handOver, type RunAs } from "./unprivileged-qemu.ts";
 
 /** What a bundle records of a qemu machine's start (besides its files). */
@@ -86,11 +88,29 @@ export function revivedArgvOptions(base: QemuArgvOptions, r: Pick<RevivedMachine
   };
 }
 
-/** As root: the machine's files copied into its directory for the unprivileged uid QEMU runs as (unprivileged-qemu.ts). */
+/** Disk images handed over in this process, by bundle file and run directory: copied once, read by every machine on them. */
+const handedImages = new Map<string, string>();
+
+/**
+ * As root: the machine's files copied into its directory for the unprivileged uid QEMU runs
+ * as (unprivileged-qemu.ts); a disk image (a few hundred MiB) once into the run's directory,
+ * shared read-only by the machines on it.
+ */
 export function handOverRevived(runAs: RunAs, dir: string, r: RevivedMachine, sockets: string[]): RevivedMachine {
-  const files = [r.kernel, r.initrd, r.disk?.overlay, r.disk?.base];
+  const files = [r.kernel, r.initrd, r.disk?.overlay];
   const copies = handOver(runAs, dir, files.filter((f): f is string => f !== undefined), sockets);
-  const copied = files.map((f) => (f === undefined ? undefined : copies.shift()));
-  const [kernel, initrd, overlay, base] = copied;
+  const [kernel, initrd, overlay] = files.map((f) => (f === undefined ? undefined : copies.shift()));
+  let base: string | undefined;
+  if (r.disk) {
+    const key = `${r.disk.base}\0${dirname(dir)}`;
+    base = handedImages.get(key);
+    if (!base) {
+      base = join(dirname(dir), `image-${basename(r.disk.base)}`);
+      copyFileSync(r.disk.base, base);
+      chmodSync(base, 0o400);
+      chownSync(base, runAs.uid, runAs.gid);
+      handedImages.set(key, base);
+    }
+  }
   return { ...r, ...(kernel ? { kernel } : {}), ...(initrd ? { initrd } : {}), ...(overlay && base ? { disk: { overlay, base } } : {}) };
 }
