@@ -48,16 +48,19 @@ export async function diskChain(qmp: QmpClient): Promise<DiskChain | { unsaveabl
  */
 export async function saveDiskWrites(qmp: QmpClient, chain: DiskChain, target: string, backingName: string): Promise<void> {
   const job = "hp-bundle-disk";
+  // Made here with no backing file (QEMU would open the base for it) and given its backing name after.
+  await qemuImg(["create", "-q", "-f", "qcow2", target, String(chain.virtualBytes)]);
+  let stop = (_err?: Error) => {};
   const done = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => finish(new Error("copying the disk's writes took over 10 minutes")), 600_000);
+    const timer = setTimeout(() => stop(new Error("copying the disk's writes took over 10 minutes")), 600_000);
     const onEvent = (e: QmpEvent) => {
       const data = e.data as { device?: string; error?: string } | undefined;
       if (data?.device !== job) return;
-      if (e.event === "BLOCK_JOB_COMPLETED") finish(data.error ? new Error(`QEMU could not copy the disk's writes: ${data.error}`) : undefined);
-      else if (e.event === "BLOCK_JOB_CANCELLED") finish(new Error("QEMU cancelled copying the disk's writes"));
+      if (e.event === "BLOCK_JOB_COMPLETED") stop(data.error ? new Error(`QEMU could not copy the disk's writes: ${data.error}`) : undefined);
+      else if (e.event === "BLOCK_JOB_CANCELLED") stop(new Error("QEMU cancelled copying the disk's writes"));
     };
-    const onClose = () => finish(new Error("QEMU exited while copying the disk's writes"));
-    const finish = (err?: Error) => {
+    const onClose = () => stop(new Error("QEMU exited while copying the disk's writes"));
+    stop = (err) => {
       clearTimeout(timer);
       qmp.off("event", onEvent);
       qmp.off("close", onClose);
@@ -67,12 +70,11 @@ export async function saveDiskWrites(qmp: QmpClient, chain: DiskChain, target: s
     qmp.on("event", onEvent);
     qmp.on("close", onClose);
   });
-  // Made here with no backing file (QEMU would open the base for it) and given its backing name after.
-  await qemuImg(["create", "-q", "-f", "qcow2", target, String(chain.virtualBytes)]);
   try {
     await qmp.execute("drive-backup", { "job-id": job, device: chain.device, sync: "top", target, format: "qcow2", mode: "existing", compress: true, "auto-dismiss": true });
   } catch (e) {
-    done.catch(() => {});
+    // No job was started: stop listening; the error that matters is QEMU's answer, thrown here.
+    stop();
     throw e;
   }
   await done;
