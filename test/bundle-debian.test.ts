@@ -4,7 +4,8 @@
 // with an empty cache, the service answers with its value, the file is read back from the
 // bundle's disk (the page cache dropped), the local machine's file is in its sandbox, SSH
 // reaches the Debian guest, the QEMUs run under seccomp; a bundle whose disk was pointed at
-// another file, or whose image is missing, is refused in one line.
+// another file, or whose image is missing, is refused in one line. A guest on the user's own
+// disk image revives with its write and the image, the image itself gone from the host.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -13,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
-import { qemuProcesses } from "./helpers/qemu.ts";
+import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 import { signBundle } from "../hooks/bundles/bundle-signature.ts";
 
@@ -121,4 +122,34 @@ test("a bundle whose disk names another backing file, or whose image is missing,
   assert.equal(await refuse(tampered), `haltpoint revive: cannot revive ${tampered}: it is damaged: a disk image (${image}) is missing`);
   assert.ok(!existsSync(join(base, "revive-logs-tampered")));
   assert.deepEqual(await qemuProcesses(), []);
+});
+
+test("a guest on the user's own disk image: its write and the image travel in the bundle, revived with the image gone from the host", async () => {
+  const rt = await qemuRuntime();
+  const disk = join(base, "user-disk.img");
+  const image = Buffer.alloc(4 * 2 ** 20);
+  image.write("BASE-OF-THE-USER", 0);
+  writeFileSync(disk, image);
+  const env = { CI: "true", NO_COLOR: "1", HP_BUNDLE_KERNEL: rt.kernel, HP_BUNDLE_INITRD: rt.initrd, HP_BUNDLE_DISK: disk };
+  const r = await haltpoint(["run", "test/fixtures/bundle/disk-image.vmtest.ts", "--debug-hook", "--log-dir", join(base, "disk-logs")], { env, timeout: 300_000 });
+  assert.equal(r.exitCode, 1, r.all);
+  const saved = /^!!! disk-image#1: saved as a bundle: (\S+) \([\d.]+ MiB in [\d.]+ s; base image [\d.]+ MiB, shared\)$/m.exec(r.all);
+  assert.ok(saved, r.all);
+  assert.ok(readFileSync(disk).equals(image), "the user's image is untouched");
+  rmSync(disk);
+  const child = haltpoint(["revive", saved[1]!, "--log-dir", join(base, "disk-revive-logs")], { env: { XDG_CACHE_HOME: emptyCache, NO_COLOR: "1" }, timeout: 200_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 190_000);
+  try {
+    const out = watchOutput(child, 120_000);
+    const id = (await out.waitFor(/^!!! disk-image#1: HALTED at breakpoint (\d+):/m))[1]!;
+    await out.waitFor(/^!!! disk-image#1: release:/m);
+    const session = await consoleSession(id, ["await thaw()", `await disked.succeed("sync; echo 3 > /proc/sys/vm/drop_caches; head -c 16 /dev/vda; echo; dd if=/dev/vda bs=4096 skip=1 count=1 2>/dev/null | head -c 16")`]);
+    assert.match(session, /'BASE-OF-THE-USER\\nWRITTEN-BY-GUEST'/, session);
+    assert.equal((await haltpoint(["release", id])).exitCode, 0);
+    assert.equal((await child).exitCode, 0);
+    assert.deepEqual(await qemuProcesses(), []);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
 });

@@ -1,6 +1,6 @@
 // A frozen machine's disk as a bundle keeps it (hooks/bundles/bundle-format.ts): what the guest
 // wrote since its image (the top of its disk's chain: QEMU's throw-away overlay of a cold boot,
-// the snapshot-boot overlay, a kept disk), copied by QEMU itself with `drive-backup sync=top`
+// the snapshot-boot overlay, a kept disk), copied by QEMU itself with `blockdev-backup sync=top`
 // into a compressed qcow2 while the guest is stopped, and the image below it (the base), made
 // once per image into a zstd-compressed qcow2 that a revived QEMU reads directly as the
 // backing file: nothing is decompressed at revive. Memory and disk are saved at one moment,
@@ -70,14 +70,31 @@ export async function saveDiskWrites(qmp: QmpClient, chain: DiskChain, target: s
     qmp.on("event", onEvent);
     qmp.on("close", onClose);
   });
+  // The target is a node of its own (blockdev-add): drive-backup would open it with the source's
+  // flags, and a cold boot's disk (snapshot=on) is temporary, so the copy was deleted on close.
+  const node = "hp-bundle-target";
   try {
-    await qmp.execute("drive-backup", { "job-id": job, device: chain.device, sync: "top", target, format: "qcow2", mode: "existing", compress: true, "auto-dismiss": true });
+    await qmp.execute("blockdev-add", { driver: "qcow2", "node-name": node, file: { driver: "file", filename: target } });
   } catch (e) {
     // No job was started: stop listening; the error that matters is QEMU's answer, thrown here.
     stop();
     throw e;
   }
-  await done;
+  try {
+    await qmp.execute("blockdev-backup", { "job-id": job, device: chain.device, target: node, sync: "top", compress: true, "auto-dismiss": true });
+  } catch (e) {
+    stop(); // as above: no job, QEMU's answer is thrown
+    const del = await qmp.execute("blockdev-del", { "node-name": node }).then(
+      () => "",
+      (d: Error) => `; removing its target node failed too: ${d.message}`,
+    );
+    throw new Error(`${(e as Error).message}${del}`);
+  }
+  let copied: Error | undefined;
+  await done.catch((e: Error) => void (copied = e));
+  // The copy is complete only once QEMU has closed it (its qcow2 metadata written).
+  await qmp.execute("blockdev-del", { "node-name": node });
+  if (copied) throw copied;
   await qemuImg(["rebase", "-u", "-f", "qcow2", "-b", backingName, "-F", "qcow2", target]);
 }
 
