@@ -153,3 +153,26 @@ test("a guest on the user's own disk image: its write and the image travel in th
     child.kill("SIGKILL");
   }
 });
+
+test("a bundle of local machines only revives as a sandbox shell with their files (links kept as links); their processes are gone", async () => {
+  const r = await haltpoint(["run", "test/fixtures/bundle/local-only.vmtest.ts", "--debug-hook", "--log-dir", join(base, "local-logs")], { env: { CI: "true", NO_COLOR: "1" }, timeout: 120_000 });
+  assert.equal(r.exitCode, 1, r.all);
+  const saved = /^!!! local-only#1: saved as a bundle: (\S+) \([\d.]+ MiB in [\d.]+ s\)$/m.exec(r.all);
+  assert.ok(saved, r.all);
+  assert.match(r.all, /^!!! local-only#1: box \(local\): its files are in the bundle, its processes cannot be carried$/m);
+  assert.match(r.all, /^!!! local-only#1: revive: \S+ revive \S+$/m);
+  const child = haltpoint(["revive", saved[1]!, "--log-dir", join(base, "local-revive-logs")], { env: { NO_COLOR: "1" }, timeout: 100_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+  try {
+    const out = watchOutput(child, 60_000);
+    const id = (await out.waitFor(/^!!! local-only#1: HALTED at breakpoint (\d+): machine box: command `test -e expected-file` failed \(exit code 1\)$/m))[1]!;
+    await out.waitFor(/^!!! local-only#1: release:/m);
+    const session = await consoleSession(id, ["await thaw()", `await box.succeed("cat out/report.txt; readlink out/link; pgrep -c -f 'sleep 1000' || true")`]);
+    assert.match(session, /'result-of-the-run\\n\/etc\/hostname\\n0\\n'/, session);
+    assert.equal((await haltpoint(["release", id])).exitCode, 0);
+    assert.equal((await child).exitCode, 0);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+});
