@@ -175,4 +175,9 @@ test("a bundle of local machines only revives as a sandbox shell with their file
     clearTimeout(killer);
     child.kill("SIGKILL");
   }
+  // The files are under the signature too: one changed after the save is refused.
+  writeFileSync(join(saved[1]!, "box", "files", "out", "report.txt"), "changed-afterwards\n");
+  const r2 = await execa("node", [BIN, "revive", saved[1]!], { reject: false, all: true, env: { NO_COLOR: "1" } });
+  assert.equal(r2.exitCode, 2, r2.all);
+  assert.equal(r2.all.trim(), `haltpoint revive: cannot revive ${saved[1]}: it is damaged: machine box's files (box/files): they differ from the saved ones (sha256 of the tree)`);
 });

@@ -5,10 +5,9 @@
 // the script then fails with the original error, so the run halts at a
 // breakpoint exactly as a live one does: console, SSH sockets, ls/attach/release.
 import { createHash } from "node:crypto";
-import { cpSync, lstatSync } from "node:fs";
-import { join } from "node:path";
+import { cpSync } from "node:fs";
 import { defineTest } from "../index.ts";
-import { readManifest, type BundleLocalMachine, type BundleQemuMachine } from "../hooks/bundles/bundle-format.ts";
+import { fileInBundle, readManifest, type BundleLocalMachine, type BundleQemuMachine } from "../hooks/bundles/bundle-format.ts";
 import type { NodeOptions } from "../vm/types.ts";
 
 /** The environment variable through which revive names the bundle (workers inherit it). */
@@ -45,9 +44,8 @@ export default defineTest({
     await Promise.all(bundle.machines.map((m) => byName[m.name]!.start()));
     for (const m of local) {
       if (!m.files) continue;
-      const from = join(bundle.dir, m.files);
-      // A directory of the bundle's own (not a link out of it); links in it are copied as links, never followed.
-      if (!lstatSync(from).isDirectory()) throw new Error(`${m.files} in the bundle is not a directory: machine ${m.name}'s files are not restored`);
+      // Checked by revive (a real directory of the bundle, its tree's digest); links in it are copied as links, never followed.
+      const from = fileInBundle(bundle.dir, m.files.path, `machine ${m.name}'s files`, "directory").path;
       cpSync(from, byName[m.name]!.dir, { recursive: true, verbatimSymlinks: true, force: false });
     }
     throw originalError();

@@ -9,7 +9,8 @@
 //   images/<sha256>.qcow2       the images below those overlays, one copy each however many
 //                               machines use it (zstd-compressed qcow2, no backing file)
 //   <machine>/console.log       its console up to the halt
-//   <machine>/files/            a local machine's directory (not restorable: kept for reading)
+//   <machine>/files/            a local machine's directory (revived as a sandbox with these files;
+//                               its size and tree digest in the manifest: bundle-tree.ts)
 //
 // Every path in the manifest is relative to the bundle; every file it names has its size and
 // sha256, checked before anything is started. A bundle holds guest memory (keys, tokens):
@@ -56,8 +57,8 @@ export interface BundleQemuMachine extends SavedQemuParams {
 export interface BundleLocalMachine {
   name: string;
   backend: "local";
-  /** Its directory as it was at the halt (a copy), when it had one. */
-  files?: string;
+  /** Its directory as it was at the halt (a copy), when it had one: `bytes` and `sha256` are its tree's (bundle-tree.ts). */
+  files?: BundleFile;
   console?: string;
 }
 
@@ -221,7 +222,7 @@ export function validateManifest(v: unknown): BundleManifest {
       return {
         name: m.name,
         backend: "local",
-        ...(m.files !== undefined ? { files: insidePath(m.files, `${where}.files`) } : {}),
+        ...(m.files !== undefined ? { files: bundleFile(m.files, `${where}.files`) } : {}),
         ...(m.console !== undefined ? { console: insidePath(m.console, `${where}.console`) } : {}),
       };
     }
@@ -251,7 +252,7 @@ export function validateManifest(v: unknown): BundleManifest {
  * directories only: no component may be a symbolic link (a link could point anywhere on
  * the host), and the result stays under the bundle's real path. `dir` is a real path.
  */
-export function fileInBundle(dir: string, rel: string, what: string): { path: string; bytes: number } {
+export function fileInBundle(dir: string, rel: string, what: string, want: "regular file" | "directory" = "regular file"): { path: string; bytes: number } {
   let at = dir;
   const words = rel.split("/");
   for (const [i, w] of words.entries()) {
@@ -264,7 +265,7 @@ export function fileInBundle(dir: string, rel: string, what: string): { path: st
     }
     if (st.isSymbolicLink()) throw new BundleError(`${what} (${rel}) is a symbolic link: a bundle's files must be its own`);
     const last = i === words.length - 1;
-    if (last ? !st.isFile() : !st.isDirectory()) throw new BundleError(`${what} (${rel}) is not a ${last ? "regular file" : "directory path"}`);
+    if (last ? (want === "directory" ? !st.isDirectory() : !st.isFile()) : !st.isDirectory()) throw new BundleError(`${what} (${rel}) is not a ${last ? want : "directory path"}`);
     if (last) {
       if (!at.startsWith(dir + sep)) throw new BundleError(`${what} (${rel}) is outside the bundle`);
       return { path: at, bytes: st.size };
@@ -326,6 +327,14 @@ export function missingOrTruncated(dir: string, m: BundleManifest): string | und
     }
     if (bytes !== file.bytes) return `${what} (${file.path}) is ${bytes} bytes, ${file.bytes} were saved`;
   }
+  for (const x of m.machines) {
+    if (x.backend !== "local" || !x.files) continue;
+    try {
+      fileInBundle(dir, x.files.path, `machine ${x.name}'s files`, "directory");
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
   return undefined;
 }
 
@@ -339,6 +348,14 @@ export async function damageOf(dir: string, m: BundleManifest): Promise<string |
   const bad = await Promise.all(files.map(({ file }) => verifyDigest(join(dir, file.path), file.sha256)));
   const i = bad.findIndex((b) => b !== undefined);
   if (i >= 0) return `${files[i]!.what} (${files[i]!.file.path}): ${bad[i]}`;
+  const { treeDigest } = await import("./bundle-tree.ts");
+  for (const x of m.machines) {
+    if (x.backend !== "local" || !x.files) continue;
+    const what = `machine ${x.name}'s files (${x.files.path})`;
+    const tree = await treeDigest(join(dir, x.files.path)).catch((e: Error) => e.message);
+    if (typeof tree === "string") return `${what}: ${tree}`;
+    if (tree.bytes !== x.files.bytes || tree.sha256 !== x.files.sha256) return `${what}: they differ from the saved ones (sha256 of the tree)`;
+  }
   return diskRefusal(dir, m);
 }
 

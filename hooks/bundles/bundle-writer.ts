@@ -9,6 +9,7 @@ import { sha256File } from "../../vm/file-digest.ts";
 import { haltpointVersion, qemuVersion } from "../../vm/host-facts.ts";
 import type { SerializedError } from "../../common/events.ts";
 import { signBundle } from "./bundle-signature.ts";
+import { treeDigest } from "./bundle-tree.ts";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type BundleFile, type BundleMachine, type BundleManifest } from "./bundle-format.ts";
 import { bestEffort } from "../../common/teardown.ts";
 
@@ -144,11 +145,11 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
         });
       } else {
         const src = (m as BaseMachine & { dir?: string }).dir;
-        let files: string | undefined;
+        let files: BundleFile | undefined;
         if (src && existsSync(src)) {
-          files = `${m.name}/files`;
+          const path = `${m.name}/files`;
           // Sockets and FIFOs cannot be copied (nor read back): regular files, dirs and links only.
-          await cp(src, join(tmp, files), {
+          await cp(src, join(tmp, path), {
             recursive: true,
             verbatimSymlinks: true,
             filter: (p) => {
@@ -156,6 +157,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
               return st.isFile() || st.isDirectory() || st.isSymbolicLink();
             },
           });
+          files = { path, ...(await treeDigest(join(tmp, path))) };
         }
         out.push({ name: m.name, backend: "local", ...(files ? { files } : {}), ...(console ? { console } : {}) });
       }
