@@ -181,3 +181,26 @@ test("a bundle of local machines only revives as a sandbox shell with their file
   assert.equal(r2.exitCode, 2, r2.all);
   assert.equal(r2.all.trim(), `haltpoint revive: cannot revive ${saved[1]}: it is damaged: machine box's files (box/files): they differ from the saved ones (sha256 of the tree)`);
 });
+
+test("haltpoint save on a live Debian breakpoint says the image's share, and the guest's disk works on after it", async () => {
+  const child = haltpoint(["run", "test/fixtures/bundle/debian-state.vmtest.ts", "--debug-hook", "--log-dir", join(base, "live-logs")], { env: { CI: "false", NO_COLOR: "1" }, timeout: 300_000 });
+  const killer = setTimeout(() => child.kill("SIGKILL"), 290_000);
+  try {
+    const out = watchOutput(child, 200_000);
+    const id = (await out.waitFor(/^!!! debian-state#1: HALTED at breakpoint (\d+):/m))[1]!;
+    await out.waitFor(/^!!! debian-state#1: release:/m);
+    const again = join(base, "saved-live");
+    const save = await haltpoint(["save", id, "--out", again], { timeout: 200_000 });
+    assert.equal(save.exitCode, 0, save.all);
+    assert.match(save.stdout, new RegExp(`^saved breakpoint ${id} \\(debian-state#1\\) to ${again}: [\\d.]+ MiB in [\\d.]+ s; base image [\\d.]+ MiB, shared; it is still halted$`, "m"));
+    // The save migrated the guest's memory, which hands its disk over; thawed, the guest writes and reads it.
+    const session = await consoleSession(id, ["await thaw()", `await web.succeed("echo after-the-save > /var/lib/after && sync && echo 3 > /proc/sys/vm/drop_caches && cat /var/lib/after /var/lib/hp-disk-state")`]);
+    assert.match(session.replace(/' \+\s+'/g, ""), /'after-the-save\\non-disk-state\\n'/, session);
+    assert.equal((await haltpoint(["release", id])).exitCode, 0);
+    assert.equal((await child).exitCode, 1);
+    assert.deepEqual(await qemuProcesses(), []);
+  } finally {
+    clearTimeout(killer);
+    child.kill("SIGKILL");
+  }
+});

@@ -396,7 +396,7 @@ async function handleControl(broker: BreakpointBroker, req: ControlRequest): Pro
     case "save": {
       const e = await broker.save(req.id, req.dir);
       if (e.error !== undefined) return { ok: false, error: `breakpoint ${req.id}: ${e.error}` };
-      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [] } };
+      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [], ...(e.imageBytes ? { imageBytes: e.imageBytes } : {}) } };
     }
   }
 }
