@@ -23,6 +23,8 @@ after(() => rmSync(base, { recursive: true, force: true }));
 const emptyCache = join(base, "empty-cache");
 mkdirSync(emptyCache);
 process.env.XDG_CONFIG_HOME = join(base, "config");
+// The compressed images saves keep for the next save (vm/qemu/saved-disk.ts): this file's own.
+process.env.HALTPOINT_BUNDLE_IMAGE_CACHE = join(base, "bundle-images");
 
 async function consoleSession(port: string, lines: string[]): Promise<string> {
   const nc = new Peer("nc", ["127.0.0.1", port]);
@@ -54,6 +56,10 @@ test("a CI-like run of a failing test with a Debian guest, a haltpoint guest and
   assert.equal(m.machines[0].disk.image, m.images[0].path);
   assert.equal(statSync(join(bundle, m.images[0].path)).size, m.images[0].bytes);
   assert.equal(Number(saved[3]), Number((m.images[0].bytes / 2 ** 20).toFixed(1)));
+  // Kept for the next save of the same image (private: a user's image may hold secrets).
+  const kept = readdirSync(join(base, "bundle-images"));
+  assert.equal(kept.length, 1, kept.join(" "));
+  assert.equal(statSync(join(base, "bundle-images", kept[0]!)).mode & 0o777, 0o600);
   assert.deepEqual(await qemuProcesses(), []);
 });
 

@@ -80,12 +80,13 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
     };
     // A disk's image, once per image however many machines are on it (saved-disk.ts).
     const images = new Map<string, BundleFile>();
-    const carryImage = async (src: string, format: string): Promise<BundleFile> => {
+    const carryImage = async (src: string, format: string, log: (msg: string) => void): Promise<BundleFile> => {
       const known = images.get(src);
       if (known) return known;
       await mkdir(join(tmp, "images"), { recursive: true, mode: 0o700 });
       const made = join(tmp, "images", `${images.size}.new`);
-      await compressBaseImage(src, format, made);
+      const how = await compressBaseImage(src, format, made);
+      if (how.cacheProblem) log(how.cacheProblem);
       const sha256 = await sha256File(made);
       const path = `images/${sha256.slice(0, 16)}.qcow2`;
       await rename(made, join(tmp, path));
@@ -125,7 +126,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
         // The disk before the memory: a completed migration hands the disk over (QEMU makes it inactive).
         let disk: { writes: BundleFile; image: string } | undefined;
         if (chain) {
-          const image = await carryImage(chain.base, chain.baseFormat);
+          const image = await carryImage(chain.base, chain.baseFormat, (msg) => m.log(msg));
           const writesPath = `${m.name}/disk.qcow2`;
           await q.saveDisk(chain, join(tmp, writesPath), posix.relative(m.name, image.path));
           disk = { writes: { path: writesPath, bytes: (await stat(join(tmp, writesPath))).size, sha256: await sha256File(join(tmp, writesPath)) }, image: image.path };

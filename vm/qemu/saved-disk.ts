@@ -6,7 +6,11 @@
 // backing file: nothing is decompressed at revive. Memory and disk are saved at one moment,
 // so a revived guest's page cache and journal find the disk as they left it.
 
-import { rename, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
+import { chmod, copyFile, mkdir, rename, rm, utimes } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
 import { execa } from "execa";
 import type { QmpClient, QmpEvent } from "./qmp.ts";
 
@@ -98,14 +102,46 @@ export async function saveDiskWrites(qmp: QmpClient, chain: DiskChain, target: s
   await qemuImg(["rebase", "-u", "-f", "qcow2", "-b", backingName, "-F", "qcow2", target]);
 }
 
-/** `image` as a zstd-compressed qcow2 at `target`, its whole chain in one file with no backing. */
-export async function compressBaseImage(image: string, format: string, target: string): Promise<void> {
+/** Compressed images kept between saves (a Debian image takes seconds to compress), the newest few. */
+const KEPT_IMAGES = 4;
+function keptImagesDir(): string {
+  return process.env.HALTPOINT_BUNDLE_IMAGE_CACHE || join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "haltpoint", "bundle-images");
+}
+
+/**
+ * `image` as a zstd-compressed qcow2 at `target`, its whole chain in one file with no backing.
+ * Kept in the cache for the next save of the same file: keyed by its path, inode, size and
+ * change times (any write changes its ctime), so a changed image is compressed again.
+ * Resolves with why the cache could not be used or filled (the save goes on), if it could not.
+ */
+export async function compressBaseImage(image: string, format: string, target: string): Promise<{ cacheProblem?: string; fromCache: boolean }> {
+  const st = statSync(image, { bigint: true });
+  const key = createHash("sha256").update(`${realpathSync(image)}\0${format}\0${st.dev}\0${st.ino}\0${st.size}\0${st.mtimeNs}\0${st.ctimeNs}`).digest("hex").slice(0, 32);
+  const dir = keptImagesDir();
+  const kept = join(dir, `${key}.qcow2`);
+  if (existsSync(kept)) {
+    await copyFile(kept, target);
+    await utimes(kept, new Date(), new Date()); // the newest are kept
+    return { fromCache: true };
+  }
   const part = `${target}.part`;
   try {
     await qemuImg(["convert", "-U", "-f", format, "-O", "qcow2", "-c", "-o", "compression_type=zstd", image, part]);
     await rename(part, target);
   } finally {
     await rm(part, { force: true });
+  }
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await copyFile(target, `${kept}.part`);
+    await chmod(`${kept}.part`, 0o600); // a user's own disk image may hold secrets
+    await rename(`${kept}.part`, kept);
+    const all = readdirSync(dir).filter((n) => n.endsWith(".qcow2")).map((n) => ({ n, t: statSync(join(dir, n)).mtimeMs }));
+    for (const old of all.sort((a, b) => b.t - a.t).slice(KEPT_IMAGES)) await rm(join(dir, old.n), { force: true });
+    return { fromCache: false };
+  } catch (e) {
+    await rm(`${kept}.part`, { force: true });
+    return { fromCache: false, cacheProblem: `could not keep the compressed image in ${dir}: ${(e as Error).message}` };
   }
 }
 
