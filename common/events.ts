@@ -27,7 +27,7 @@ export type WorkerEvent =
    *  console over `console` (a transferred port) and answer with `halted` or `halt-refused`. */
   | { t: "halt"; time: number; kind: "failure" | "breakpoint"; error?: SerializedError; machines: string[]; frozen: string[]; console: MessagePort; socketDir?: string; sockets?: BackdoorSocketInfo[] }
   /** A halted test was saved as a bundle (--save-breakpoints, or `haltpoint save` as `reqId`), or could not be (`error`). */
-  | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; revivable?: boolean; error?: string }
+  | { t: "bundle"; time: number; reqId?: number; dir: string; bytes?: number; ms?: number; skipped?: string[]; revivable?: boolean; imageBytes?: number; localMachines?: string[]; error?: string }
   /** The breakpoint ended (released, `by` says by whom), or the orchestrator stopped the run
    *  (`aborted`: its cause, put into words on the main thread); the test goes on (breakpoint) or tears down (failure). */
   | { t: "resumed"; time: number; by: string }

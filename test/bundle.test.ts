@@ -78,8 +78,8 @@ async function craftedBundles(good: string): Promise<void> {
     return r.all.trim();
   };
   const cases: Array<[string, (m: Record<string, any>, dir: string) => void, RegExp]> = [
-    ["crafted-pidfile", (m) => (m.machines[0].argv = ["-m", "256", "-pidfile", pidfile]), /: machines\[0\]\.argv: not a field of a version 2 bundle \(revive takes no QEMU options from a bundle\)$/],
-    ["crafted-guestfwd", (m) => (m.machines[0].options = { qemuArgs: ["-netdev", `user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch ${marker}`] }), /: machines\[0\]\.options: not a field of a version 2 bundle/],
+    ["crafted-pidfile", (m) => (m.machines[0].argv = ["-m", "256", "-pidfile", pidfile]), /: machines\[0\]\.argv: not a field of a version 3 bundle \(revive takes no QEMU options from a bundle\)$/],
+    ["crafted-guestfwd", (m) => (m.machines[0].options = { qemuArgs: ["-netdev", `user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch ${marker}`] }), /: machines\[0\]\.options: not a field of a version 3 bundle/],
     ["crafted-dotdot", (m) => (m.machines[0].state.path = "../saved-again/server/state.zst"), /: machines\[0\]\.state: not a path inside the bundle: "\.\.\/saved-again\/server\/state\.zst"$/],
     [
       "crafted-symlink",
@@ -94,7 +94,7 @@ async function craftedBundles(good: string): Promise<void> {
       (m, dir) => writeFileSync(join(dir, m.machines[0].state.path), Buffer.alloc(4096), { flag: "a" }),
       /: it is damaged: machine server's saved state \(server\/state\.zst\) is (\d+) bytes, \d+ were saved$/,
     ],
-    ["crafted-v1", (m) => (m.version = 1), /: bundle format version 1, this haltpoint reads version 2 only: save it again with this haltpoint$/],
+    ["crafted-v1", (m) => (m.version = 1), /: bundle format version 1, this haltpoint reads version 3 only: save it again with this haltpoint$/],
     ["crafted-resigned", (m) => (m.test.name = "looks-harmless"), /: its signature does not match its bundle\.json \(changed after it was signed\): give the signer's public key with --trust-key FILE, or revive it anyway with --allow-unsigned$/],
     ["crafted-unsigned", (_m, dir) => rmSync(join(dir, "bundle.sig")), /: it is not signed \(no bundle\.sig\): give the signer's public key/],
   ];

@@ -122,7 +122,7 @@ export class BreakpointHook {
     try {
       const { saveBundle } = await import("../bundles/bundle-writer.ts");
       const r = await saveBundle(dir, this.machines, { ...this.bundles.subject, kind: h.kind, ...(h.error !== undefined ? { error: serializeError(h.error) } : {}) });
-      this.emit({ t: "bundle", time: Date.now(), reqId, dir: r.dir, bytes: r.bytes, ms: r.ms, skipped: r.skipped, revivable: r.revivable });
+      this.emit({ t: "bundle", time: Date.now(), reqId, dir: r.dir, bytes: r.bytes, ms: r.ms, skipped: r.skipped, revivable: r.revivable, imageBytes: r.imageBytes, localMachines: r.localMachines });
       return true;
     } catch (e) {
       this.emit({ t: "bundle", time: Date.now(), reqId, dir, error: (e as Error).message });

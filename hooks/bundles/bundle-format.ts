@@ -4,15 +4,21 @@
 //   bundle.json                 this manifest (BundleManifest)
 //   boot/<sha256>.kernel|initrd the kernels and initrds the qemu machines booted (one copy each)
 //   <machine>/state.zst         a qemu machine's RAM and devices (QEMU migration stream, zstd)
+//   <machine>/disk.qcow2        a qemu machine's disk writes since its image (compressed qcow2
+//                               overlay whose header names ../images/<sha256>.qcow2)
+//   images/<sha256>.qcow2       the images below those overlays, one copy each however many
+//                               machines use it (zstd-compressed qcow2, no backing file)
 //   <machine>/console.log       its console up to the halt
-//   <machine>/files/            a local machine's directory (not restorable: kept for reading)
+//   <machine>/files/            a local machine's directory (revived as a sandbox with these files;
+//                               its size and tree digest in the manifest: bundle-tree.ts)
 //
 // Every path in the manifest is relative to the bundle; every file it names has its size and
 // sha256, checked before anything is started. A bundle holds guest memory (keys, tokens):
 // the directory is 0700 and its files 0600.
 
 import { lstatSync, readFileSync, realpathSync } from "node:fs";
-import { join, sep } from "node:path";
+import { join, posix, sep } from "node:path";
+import { qcow2Refusal } from "../../vm/qemu/qcow2-header.ts";
 import type { SerializedError } from "../../common/events.ts";
 import { SAVED_LIMITS, type SavedQemuParams } from "../../vm/qemu/saved-machine.ts";
 
@@ -20,8 +26,9 @@ export const BUNDLE_FORMAT = "haltpoint-breakpoint-bundle";
 /**
  * Bumped when what a bundle holds or how it is revived changes: older bundles are refused.
  * 2: machines hold the argv builder's typed parameters, no QEMU argv; the origin (host, user).
+ * 3: qemu machines' disks (their writes, over images stored once), a kernel only when booted with one.
  */
-export const BUNDLE_VERSION = 2;
+export const BUNDLE_VERSION = 3;
 export const MANIFEST_FILE = "bundle.json";
 /** A manifest larger than this is not read (it is a few KiB). */
 export const MAX_MANIFEST_BYTES = 1 << 20;
@@ -38,7 +45,10 @@ export interface BundleFile {
 export interface BundleQemuMachine extends SavedQemuParams {
   name: string;
   backend: "qemu";
-  kernel: BundleFile;
+  /** Absent for a machine that boots from its disk. */
+  kernel?: BundleFile;
+  /** Its disk: the writes since its image, and the image (the path of one of the manifest's `images`). */
+  disk?: { writes: BundleFile; image: string };
   initrd?: BundleFile;
   state: BundleFile;
   console?: string;
@@ -47,8 +57,8 @@ export interface BundleQemuMachine extends SavedQemuParams {
 export interface BundleLocalMachine {
   name: string;
   backend: "local";
-  /** Its directory as it was at the halt (a copy), when it had one. */
-  files?: string;
+  /** Its directory as it was at the halt (a copy), when it had one: `bytes` and `sha256` are its tree's (bundle-tree.ts). */
+  files?: BundleFile;
   console?: string;
 }
 
@@ -72,6 +82,8 @@ export interface BundleManifest {
   /** The run had SSH backdoor sockets: the revived breakpoint gets them too. */
   sshBackdoor: boolean;
   machines: BundleMachine[];
+  /** The images below the machines' disks, each once (zstd-compressed qcow2 with no backing file). */
+  images?: BundleFile[];
   /** Machines of the test that are not in the bundle, each with why (not running; state outside QEMU). */
   notSaved?: string[];
 }
@@ -126,12 +138,21 @@ function bundleFile(v: unknown, what: string): BundleFile {
 /** A machine name as haltpoint accepts it in a test (vm/node-options.ts): it becomes a directory name. */
 const MACHINE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,62}$/;
 
-const QEMU_KEYS = ["name", "backend", "memoryMiB", "cores", "vlans", "shellPort", "append", "identityDevices", "allowReboot", "kernel", "initrd", "state", "console"] as const;
+const QEMU_KEYS = ["name", "backend", "memoryMiB", "cores", "vlans", "shellPort", "append", "identityDevices", "allowReboot", "kernel", "initrd", "disk", "state", "console"] as const;
 const LOCAL_KEYS = ["name", "backend", "files", "console"] as const;
-const TOP_KEYS = ["format", "version", "savedAt", "origin", "haltpoint", "qemu", "accel", "test", "kind", "error", "sshBackdoor", "machines", "notSaved"] as const;
+const TOP_KEYS = ["format", "version", "savedAt", "origin", "haltpoint", "qemu", "accel", "test", "kind", "error", "sshBackdoor", "machines", "images", "notSaved"] as const;
 
-function qemuMachine(m: Record<string, unknown>, where: string): BundleQemuMachine {
+function qemuDisk(v: unknown, where: string, images: Set<string>): { writes: BundleFile; image: string } {
+  if (!isObject(v)) throw new BundleError(`${where}: must be an object`);
+  onlyKnown(v, ["writes", "image"], where);
+  const image = insidePath(v.image, `${where}.image`);
+  if (!images.has(image)) throw new BundleError(`${where}.image: ${image} is not one of the bundle's images`);
+  return { writes: bundleFile(v.writes, `${where}.writes`), image };
+}
+
+function qemuMachine(m: Record<string, unknown>, where: string, images: Set<string>): BundleQemuMachine {
   onlyKnown(m, QEMU_KEYS, where);
+  if (m.kernel === undefined && m.disk === undefined) throw new BundleError(`${where}: needs a kernel or a disk`);
   const L = SAVED_LIMITS;
   if (!Array.isArray(m.vlans) || m.vlans.length > L.maxVlans) throw new BundleError(`${where}.vlans: must be a list of at most ${L.maxVlans} vlans`);
   const vlans = m.vlans.map((v, j) => int(v, `${where}.vlans[${j}]`, 1, 255));
@@ -149,7 +170,8 @@ function qemuMachine(m: Record<string, unknown>, where: string): BundleQemuMachi
     ...(m.append !== undefined ? { append: text(m.append, `${where}.append`, L.maxAppendBytes) } : {}),
     identityDevices: m.identityDevices,
     allowReboot: m.allowReboot,
-    kernel: bundleFile(m.kernel, `${where}.kernel`),
+    ...(m.kernel !== undefined ? { kernel: bundleFile(m.kernel, `${where}.kernel`) } : {}),
+    ...(m.disk !== undefined ? { disk: qemuDisk(m.disk, `${where}.disk`, images) } : {}),
     ...(m.initrd !== undefined ? { initrd: bundleFile(m.initrd, `${where}.initrd`) } : {}),
     state: bundleFile(m.state, `${where}.state`),
     ...(m.console !== undefined ? { console: insidePath(m.console, `${where}.console`) } : {}),
@@ -183,6 +205,10 @@ export function validateManifest(v: unknown): BundleManifest {
     if (e.message.length + (e.stack?.length ?? 0) > 256 * 1024) throw new BundleError("error: over 256 KiB");
     error = { name: text(e.name, "error.name", 256), message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) };
   }
+  if (v.images !== undefined && !(Array.isArray(v.images) && v.images.length <= 64)) throw new BundleError("images: must be a list of at most 64 images");
+  const images = (v.images ?? []).map((f, j) => bundleFile(f, `images[${j}]`));
+  const imagePaths = new Set(images.map((f) => f.path));
+  if (imagePaths.size !== images.length) throw new BundleError("images: an image is listed twice");
   if (!Array.isArray(v.machines) || v.machines.length > 64) throw new BundleError("machines: must be a list of at most 64 machines");
   const names = new Set<string>();
   const machines = v.machines.map((m, i): BundleMachine => {
@@ -190,13 +216,13 @@ export function validateManifest(v: unknown): BundleManifest {
     if (!isObject(m) || typeof m.name !== "string" || !MACHINE_NAME.test(m.name)) throw new BundleError(`${where}.name: must be a machine name (a letter, then letters, digits, _ or -)`);
     if (names.has(m.name)) throw new BundleError(`${where}.name: ${m.name} twice`);
     names.add(m.name);
-    if (m.backend === "qemu") return qemuMachine(m, where);
+    if (m.backend === "qemu") return qemuMachine(m, where, imagePaths);
     if (m.backend === "local") {
       onlyKnown(m, LOCAL_KEYS, where);
       return {
         name: m.name,
         backend: "local",
-        ...(m.files !== undefined ? { files: insidePath(m.files, `${where}.files`) } : {}),
+        ...(m.files !== undefined ? { files: bundleFile(m.files, `${where}.files`) } : {}),
         ...(m.console !== undefined ? { console: insidePath(m.console, `${where}.console`) } : {}),
       };
     }
@@ -216,6 +242,7 @@ export function validateManifest(v: unknown): BundleManifest {
     ...(error ? { error } : {}),
     sshBackdoor: v.sshBackdoor,
     machines,
+    ...(v.images !== undefined ? { images } : {}),
     ...(v.notSaved !== undefined ? { notSaved: v.notSaved as string[] } : {}),
   };
 }
@@ -225,7 +252,7 @@ export function validateManifest(v: unknown): BundleManifest {
  * directories only: no component may be a symbolic link (a link could point anywhere on
  * the host), and the result stays under the bundle's real path. `dir` is a real path.
  */
-export function fileInBundle(dir: string, rel: string, what: string): { path: string; bytes: number } {
+export function fileInBundle(dir: string, rel: string, what: string, want: "regular file" | "directory" = "regular file"): { path: string; bytes: number } {
   let at = dir;
   const words = rel.split("/");
   for (const [i, w] of words.entries()) {
@@ -238,7 +265,7 @@ export function fileInBundle(dir: string, rel: string, what: string): { path: st
     }
     if (st.isSymbolicLink()) throw new BundleError(`${what} (${rel}) is a symbolic link: a bundle's files must be its own`);
     const last = i === words.length - 1;
-    if (last ? !st.isFile() : !st.isDirectory()) throw new BundleError(`${what} (${rel}) is not a ${last ? "regular file" : "directory path"}`);
+    if (last ? (want === "directory" ? !st.isDirectory() : !st.isFile()) : !st.isDirectory()) throw new BundleError(`${what} (${rel}) is not a ${last ? want : "directory path"}`);
     if (last) {
       if (!at.startsWith(dir + sep)) throw new BundleError(`${what} (${rel}) is outside the bundle`);
       return { path: at, bytes: st.size };
@@ -278,10 +305,12 @@ export function readManifest(dir: string): BundleManifest & { dir: string; raw: 
 /** Every file the manifest names, with what it is for. */
 export function filesOf(m: BundleManifest): Array<{ what: string; file: BundleFile }> {
   const out: Array<{ what: string; file: BundleFile }> = [];
+  for (const f of m.images ?? []) out.push({ what: "a disk image", file: f });
   for (const x of m.machines) {
     if (x.backend !== "qemu") continue;
     out.push({ what: `machine ${x.name}'s saved state`, file: x.state });
-    out.push({ what: `machine ${x.name}'s kernel`, file: x.kernel });
+    if (x.kernel) out.push({ what: `machine ${x.name}'s kernel`, file: x.kernel });
+    if (x.disk) out.push({ what: `machine ${x.name}'s disk writes`, file: x.disk.writes });
     if (x.initrd) out.push({ what: `machine ${x.name}'s initrd`, file: x.initrd });
   }
   return out;
@@ -298,6 +327,14 @@ export function missingOrTruncated(dir: string, m: BundleManifest): string | und
     }
     if (bytes !== file.bytes) return `${what} (${file.path}) is ${bytes} bytes, ${file.bytes} were saved`;
   }
+  for (const x of m.machines) {
+    if (x.backend !== "local" || !x.files) continue;
+    try {
+      fileInBundle(dir, x.files.path, `machine ${x.name}'s files`, "directory");
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
   return undefined;
 }
 
@@ -306,9 +343,41 @@ export async function damageOf(dir: string, m: BundleManifest): Promise<string |
   const quick = missingOrTruncated(dir, m);
   if (quick) return quick;
   const { verifyDigest } = await import("../../vm/file-digest.ts");
-  for (const { what, file } of filesOf(m)) {
-    const bad = await verifyDigest(join(dir, file.path), file.sha256);
-    if (bad) return `${what} (${file.path}): ${bad}`;
+  // All at once (the reads of one overlap the hashing of another: a Debian image is a few hundred MiB); the first damaged one in order is said.
+  const files = filesOf(m);
+  const bad = await Promise.all(files.map(({ file }) => verifyDigest(join(dir, file.path), file.sha256)));
+  const i = bad.findIndex((b) => b !== undefined);
+  if (i >= 0) return `${files[i]!.what} (${files[i]!.file.path}): ${bad[i]}`;
+  const { treeDigest } = await import("./bundle-tree.ts");
+  for (const x of m.machines) {
+    if (x.backend !== "local" || !x.files) continue;
+    const what = `machine ${x.name}'s files (${x.files.path})`;
+    const tree = await treeDigest(join(dir, x.files.path)).catch((e: Error) => e.message);
+    if (typeof tree === "string") return `${what}: ${tree}`;
+    if (tree.bytes !== x.files.bytes || tree.sha256 !== x.files.sha256) return `${what}: they differ from the saved ones (sha256 of the tree)`;
+  }
+  return diskRefusal(dir, m);
+}
+
+/** The backing name a machine's disk writes must have in their header: its image, relative to it. */
+export function backingNameOf(disk: { writes: BundleFile; image: string }): string {
+  return posix.relative(posix.dirname(disk.writes.path), disk.image);
+}
+
+/**
+ * The qcow2 headers of the bundle's disks (vm/qemu/qcow2-header.ts): an image names no other
+ * file, a machine's writes name exactly its image. Checked after the digests (a signed,
+ * whole bundle from elsewhere is still a stranger's file) and before QEMU opens any of them.
+ */
+export function diskRefusal(dir: string, m: BundleManifest): string | undefined {
+  for (const f of m.images ?? []) {
+    const bad = qcow2Refusal(join(dir, f.path), undefined);
+    if (bad) return `a disk image (${f.path}) is refused: ${bad}`;
+  }
+  for (const x of m.machines) {
+    if (x.backend !== "qemu" || !x.disk) continue;
+    const bad = qcow2Refusal(join(dir, x.disk.writes.path), backingNameOf(x.disk));
+    if (bad) return `machine ${x.name}'s disk writes (${x.disk.writes.path}) are refused: ${bad}`;
   }
   return undefined;
 }

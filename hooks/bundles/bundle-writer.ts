@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, lstatSync, readdirSync } from "node:fs";
 import { copyFile, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, posix } from "node:path";
+import { compressBaseImage } from "../../vm/qemu/saved-disk.ts";
 import { hostname, userInfo } from "node:os";
 import type { BaseMachine } from "../../vm/machine.ts";
 import type { QemuMachine } from "../../vm/qemu/qemu-machine.ts";
@@ -8,6 +9,7 @@ import { sha256File } from "../../vm/file-digest.ts";
 import { haltpointVersion, qemuVersion } from "../../vm/host-facts.ts";
 import type { SerializedError } from "../../common/events.ts";
 import { signBundle } from "./bundle-signature.ts";
+import { treeDigest } from "./bundle-tree.ts";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, MANIFEST_FILE, type BundleFile, type BundleMachine, type BundleManifest } from "./bundle-format.ts";
 import { bestEffort } from "../../common/teardown.ts";
 
@@ -29,8 +31,12 @@ export interface SavedBundle {
   ms: number;
   /** Machines left out, and why (not running, or holding state outside QEMU). */
   skipped: string[];
-  /** It has a qemu machine for `haltpoint revive` to restore (local machines are only kept as files). */
+  /** It has a machine for `haltpoint revive` to restore (a qemu machine, or a local machine's files). */
   revivable: boolean;
+  /** Its local machines: their files are in it, their processes are not. */
+  localMachines: string[];
+  /** The bytes of its disk images (stored once each, shared by the machines on them). */
+  imageBytes: number;
 }
 
 /** Make every file and directory under `dir` owner-only (a bundle holds guest memory). */
@@ -72,6 +78,22 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
       boot.set(src, f);
       return f;
     };
+    // A disk's image, once per image however many machines are on it (saved-disk.ts).
+    const images = new Map<string, BundleFile>();
+    const carryImage = async (src: string, format: string, log: (msg: string) => void): Promise<BundleFile> => {
+      const known = images.get(src);
+      if (known) return known;
+      await mkdir(join(tmp, "images"), { recursive: true, mode: 0o700 });
+      const made = join(tmp, "images", `${images.size}.new`);
+      const how = await compressBaseImage(src, format, made);
+      if (how.cacheProblem) log(how.cacheProblem);
+      const sha256 = await sha256File(made);
+      const path = `images/${sha256.slice(0, 16)}.qcow2`;
+      await rename(made, join(tmp, path));
+      const f = { path, bytes: (await stat(join(tmp, path))).size, sha256 };
+      images.set(src, f);
+      return f;
+    };
     const out: BundleMachine[] = [];
     const skipped: string[] = [];
     for (const m of machines) {
@@ -96,6 +118,19 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
           skipped.push(`${m.name} (${shape.unsaveable})`);
           continue;
         }
+        const chain = await q.savedDisk();
+        if (chain && "unsaveable" in chain) {
+          skipped.push(`${m.name} (${chain.unsaveable})`);
+          continue;
+        }
+        // The disk before the memory: a completed migration hands the disk over (QEMU makes it inactive).
+        let disk: { writes: BundleFile; image: string } | undefined;
+        if (chain) {
+          const image = await carryImage(chain.base, chain.baseFormat, (msg) => m.log(msg));
+          const writesPath = `${m.name}/disk.qcow2`;
+          await q.saveDisk(chain, join(tmp, writesPath), posix.relative(m.name, image.path));
+          disk = { writes: { path: writesPath, bytes: (await stat(join(tmp, writesPath))).size, sha256: await sha256File(join(tmp, writesPath)) }, image: image.path };
+        }
         const statePath = `${m.name}/state.zst`;
         await q.saveState(join(tmp, statePath));
         const state = { path: statePath, bytes: (await stat(join(tmp, statePath))).size, sha256: await sha256File(join(tmp, statePath)) };
@@ -103,18 +138,19 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
           name: m.name,
           backend: "qemu",
           ...shape.params,
-          kernel: await carry(shape.kernel, "kernel"),
+          ...(shape.kernel ? { kernel: await carry(shape.kernel, "kernel") } : {}),
+          ...(disk ? { disk } : {}),
           state,
           ...(shape.initrd ? { initrd: await carry(shape.initrd, "initrd") } : {}),
           ...(console ? { console } : {}),
         });
       } else {
         const src = (m as BaseMachine & { dir?: string }).dir;
-        let files: string | undefined;
+        let files: BundleFile | undefined;
         if (src && existsSync(src)) {
-          files = `${m.name}/files`;
+          const path = `${m.name}/files`;
           // Sockets and FIFOs cannot be copied (nor read back): regular files, dirs and links only.
-          await cp(src, join(tmp, files), {
+          await cp(src, join(tmp, path), {
             recursive: true,
             verbatimSymlinks: true,
             filter: (p) => {
@@ -122,6 +158,7 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
               return st.isFile() || st.isDirectory() || st.isSymbolicLink();
             },
           });
+          files = { path, ...(await treeDigest(join(tmp, path))) };
         }
         out.push({ name: m.name, backend: "local", ...(files ? { files } : {}), ...(console ? { console } : {}) });
       }
@@ -139,13 +176,15 @@ export async function saveBundle(dir: string, machines: BaseMachine[], s: Bundle
       ...(s.error ? { error: s.error } : {}),
       sshBackdoor: s.sshBackdoor,
       machines: out,
+      ...(images.size ? { images: [...images.values()] } : {}),
       ...(skipped.length ? { notSaved: skipped } : {}),
     };
     await writeFile(join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
     signBundle(tmp, s.signKey);
     makePrivate(tmp);
     await rename(tmp, dir);
-    return { dir, bytes: await sizeOf(dir), ms: performance.now() - t0, skipped, revivable: out.some((m) => m.backend === "qemu") };
+    const imageBytes = [...images.values()].reduce((n, f) => n + f.bytes, 0);
+    return { dir, bytes: await sizeOf(dir), ms: performance.now() - t0, skipped, revivable: out.length > 0, imageBytes, localMachines: out.filter((m) => m.backend === "local").map((m) => m.name) };
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;

@@ -35,7 +35,7 @@ export type ControlRequest = { cmd: "ls" } | { cmd: "release"; id: string } | { 
 export type LsReply = { ok: true; breakpoints: BreakpointInfo[] };
 export type ReleaseReply = { ok: true; released: string[] };
 /** `save`: the bundle written (an absolute directory), its size in bytes and how long it took. */
-export type SaveReply = { ok: true; bundle: { dir: string; bytes: number; ms: number; skipped: string[] } };
+export type SaveReply = { ok: true; bundle: { dir: string; bytes: number; ms: number; skipped: string[]; imageBytes?: number } };
 export type ErrorReply = { ok: false; error: string };
 export type ControlReply = LsReply | ReleaseReply | SaveReply | ErrorReply;
 
@@ -115,7 +115,8 @@ function validateReply(v: unknown): ControlReply {
   if ("bundle" in v) {
     const b = v.bundle;
     if (!isObject(b) || typeof b.dir !== "string" || typeof b.bytes !== "number" || typeof b.ms !== "number" || !Array.isArray(b.skipped)) return bad('"bundle" needs dir, bytes, ms and skipped');
-    return { ok: true, bundle: { dir: b.dir, bytes: b.bytes, ms: b.ms, skipped: b.skipped.map(String) } };
+    if (b.imageBytes !== undefined && typeof b.imageBytes !== "number") return bad('"bundle.imageBytes" must be a number');
+    return { ok: true, bundle: { dir: b.dir, bytes: b.bytes, ms: b.ms, skipped: b.skipped.map(String), ...(b.imageBytes !== undefined ? { imageBytes: b.imageBytes } : {}) } };
   }
   return bad('expected "breakpoints", "released" or "bundle"');
 }

@@ -16,7 +16,7 @@ export async function handleControl(broker: BreakpointBroker<PlannedRun>, req: C
     case "save": {
       const e = await broker.save(req.id, req.dir);
       if (e.error !== undefined) return { ok: false, error: `breakpoint ${req.id}: ${e.error}` };
-      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [] } };
+      return { ok: true, bundle: { dir: e.dir, bytes: e.bytes ?? 0, ms: e.ms ?? 0, skipped: e.skipped ?? [], ...(e.imageBytes ? { imageBytes: e.imageBytes } : {}) } };
     }
   }
 }

@@ -179,7 +179,8 @@ export async function saveCommand(id: string, outDir: string | undefined, signKe
     const b = reply.bundle;
     // The orchestrator signed it with the run's key; this one is the caller's choice.
     if (signKey) signBundle(b.dir, signKey);
-    out.write(`saved breakpoint ${id} (${info.key}) to ${b.dir}: ${(b.bytes / 2 ** 20).toFixed(1)} MiB in ${(b.ms / 1000).toFixed(2)} s; it is still halted\n`);
+    const images = b.imageBytes ? `; base image ${(b.imageBytes / 2 ** 20).toFixed(1)} MiB, shared` : "";
+    out.write(`saved breakpoint ${id} (${info.key}) to ${b.dir}: ${(b.bytes / 2 ** 20).toFixed(1)} MiB in ${(b.ms / 1000).toFixed(2)} s${images}; it is still halted\n`);
     for (const s of b.skipped) out.write(`  not in the bundle: ${s}\n`);
     out.write(`revive it: ${haltpointCommand()} revive ${b.dir}\n`);
     return 0;

@@ -37,8 +37,8 @@ export function originLine(m: BundleManifest): string {
 
 /** Why this host cannot revive the bundle (one line), or undefined. */
 async function cannotRevive(dir: string, m: BundleManifest): Promise<string | undefined> {
-  if (!m.machines.some((x) => x.backend === "qemu")) return "it has no qemu machine to revive (local machines cannot be; their files are in the bundle)";
-  const here = await qemuVersion();
+  if (m.machines.length === 0) return "it has no machine to revive";
+  const here = m.machines.some((x) => x.backend === "qemu") ? await qemuVersion() : m.qemu;
   if (here !== m.qemu) return `it was saved by ${m.qemu ?? "an unknown QEMU"} and this host has ${here ?? `no ${QEMU_BINARY}`}: QEMU loads only its own version's state`;
   if (m.accel === "kvm") {
     try {
@@ -86,13 +86,14 @@ export async function reviveCommand(o: ReviveOptions, err: { write(s: string): u
   err.write(`haltpoint revive: ${originLine(m)}; ${signed}\n`);
   for (const n of m.notSaved ?? []) err.write(`haltpoint revive: machine ${n} was not saved: it is not revived\n`);
   for (const x of m.machines) {
-    if (x.backend === "local") err.write(`haltpoint revive: machine ${x.name} (local) is not revived: a local machine cannot be${x.files ? `; its files are in ${join(dir, x.files)}` : ""}\n`);
+    if (x.backend === "local") err.write(`haltpoint revive: machine ${x.name} (local): a new shell in a sandbox with ${x.files ? "its files as they were" : "an empty directory (it had no files)"}; its processes could not be carried\n`);
   }
   const revive: Record<string, RevivedMachine> = {};
   for (const x of m.machines.filter((y): y is BundleQemuMachine => y.backend === "qemu")) {
     revive[x.name] = {
       params: { memoryMiB: x.memoryMiB, cores: x.cores, vlans: x.vlans, shellPort: x.shellPort, ...(x.append !== undefined ? { append: x.append } : {}), identityDevices: x.identityDevices, allowReboot: x.allowReboot },
-      kernel: join(dir, x.kernel.path),
+      ...(x.kernel ? { kernel: join(dir, x.kernel.path) } : {}),
+      ...(x.disk ? { disk: { overlay: join(dir, x.disk.writes.path), base: join(dir, x.disk.image) } } : {}),
       ...(x.initrd ? { initrd: join(dir, x.initrd.path) } : {}),
       state: join(dir, x.state.path),
       // Its RAM, the VGA's 16 MiB and device state: a stream past that is not a migration of this machine.

@@ -91,11 +91,13 @@ export class TerminalReporter implements Reporter {
     const p = `!!! ${run.key}:`;
     const by = e.reqId === undefined ? "" : " (haltpoint save)";
     if (e.error !== undefined) return this.line(pc.red(`${p} could not save a bundle${by}: ${e.error}`));
-    const size = `${((e.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB in ${((e.ms ?? 0) / 1000).toFixed(2)} s`;
+    const images = e.imageBytes ? `; base image ${(e.imageBytes / 2 ** 20).toFixed(1)} MiB, shared` : "";
+    const size = `${((e.bytes ?? 0) / 2 ** 20).toFixed(1)} MiB in ${((e.ms ?? 0) / 1000).toFixed(2)} s${images}`;
     this.line(pc.magenta(`${p} saved as a bundle${by}: ${e.dir} (${size})`));
     for (const s of e.skipped ?? []) this.line(pc.magenta(`${p} not in the bundle: ${s}`));
+    for (const n of e.localMachines ?? []) this.line(pc.magenta(`${p} ${n} (local): its files are in the bundle, its processes cannot be carried`));
     if (e.revivable) this.line(pc.magenta(`${p} revive: ${haltpointCommand()} revive ${shellQuote(e.dir)}`));
-    else this.line(pc.magenta(`${p} (local machines only: nothing to revive; their files are in the bundle)`));
+    else this.line(pc.magenta(`${p} (nothing to revive)`));
   }
 
   private onRunEnd(r: RunResult): void {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, fileInBundle, readManifest, validateManifest } from "../../hooks/bundles/bundle-format.ts";
 import { buildQemuArgv } from "../../vm/qemu/qemu-argv.ts";
 import { revivedArgvOptions, savedParams } from "../../vm/qemu/saved-machine.ts";
+import { qcow2Refusal } from "../../vm/qemu/qcow2-header.ts";
 
 const sha = "a".repeat(64);
 const manifest = (machine: Record<string, unknown>, top: Record<string, unknown> = {}) => ({
@@ -44,9 +45,9 @@ const manifest = (machine: Record<string, unknown>, top: Record<string, unknown>
 test("a manifest is checked field by field: no argv, no unknown field, paths inside the bundle, bounded numbers", () => {
   assert.equal(validateManifest(manifest({})).machines[0]!.name, "vm");
   assert.throws(() => validateManifest({ format: "other" }), /not a haltpoint breakpoint bundle/);
-  assert.throws(() => validateManifest({ ...manifest({}), version: 1 }), /^BundleError: bundle format version 1, this haltpoint reads version 2 only: save it again with this haltpoint$/);
+  assert.throws(() => validateManifest({ ...manifest({}), version: 1 }), /^BundleError: bundle format version 1, this haltpoint reads version 3 only: save it again with this haltpoint$/);
   const refused: Array<[Record<string, unknown>, RegExp]> = [
-    [{ argv: ["-m", "256", "-pidfile", "/tmp/x"] }, /^BundleError: machines\[0\]\.argv: not a field of a version 2 bundle \(revive takes no QEMU options from a bundle\)$/],
+    [{ argv: ["-m", "256", "-pidfile", "/tmp/x"] }, /^BundleError: machines\[0\]\.argv: not a field of a version 3 bundle \(revive takes no QEMU options from a bundle\)$/],
     [{ options: { qemuArgs: ["-netdev", "user,id=x,guestfwd=tcp:10.0.2.100:1-cmd:touch /tmp/x"] } }, /^BundleError: machines\[0\]\.options: not a field/],
     [{ state: { path: "../../etc/shadow", bytes: 1, sha256: sha } }, /machines\[0\]\.state: not a path inside the bundle/],
     [{ state: { path: "/etc/shadow", bytes: 1, sha256: sha } }, /not a path inside the bundle/],
@@ -60,7 +61,9 @@ test("a manifest is checked field by field: no argv, no unknown field, paths ins
     [{ vlans: [1, 1] }, /machines\[0\]\.vlans: must be distinct/],
     [{ shellPort: "serial" }, /machines\[0\]\.shellPort/],
     [{ append: "console=ttyS0\u001b]0;x\u0007" }, /machines\[0\]\.append: must be one line of text/],
-    [{ kernel: undefined }, /machines\[0\]\.kernel: missing/],
+    [{ kernel: undefined }, /machines\[0\]: needs a kernel or a disk$/],
+    [{ disk: { writes: { path: "vm/disk.qcow2", bytes: 1, sha256: sha }, image: "images/none.qcow2" } }, /machines\[0\]\.disk\.image: images\/none\.qcow2 is not one of the bundle's images$/],
+    [{ disk: { writes: { path: "vm/disk.qcow2", bytes: 1, sha256: sha }, image: "images/i.qcow2", backing: "/etc/shadow" } }, /machines\[0\]\.disk\.backing: not a field/],
   ];
   for (const [m, why] of refused) assert.throws(() => validateManifest(manifest(m)), why, JSON.stringify(m));
   assert.throws(() => validateManifest(manifest({}, { qemuArgs: ["-S"] })), /^BundleError: qemuArgs: not a field/);
@@ -129,4 +132,38 @@ test("a bundle's signature: the user's own key and --trust-key keys are trusted;
     else process.env.XDG_CONFIG_HOME = saved;
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a disk from a bundle names exactly the bundle's image as its backing file, and no other file: its qcow2 header is checked", () => {
+  const dir = mkdtempSync(join(tmpdir(), "hp-bundle-qcow2-"));
+  try {
+    const img = (name: string, ...args: string[]) => execaSync("qemu-img", ["create", "-q", "-f", "qcow2", ...args, join(dir, name), "64M"]);
+    mkdirSync(join(dir, "images"));
+    mkdirSync(join(dir, "vm"));
+    img("images/base.qcow2", "-o", "compression_type=zstd");
+    img("vm/disk.qcow2", "-u", "-b", "../images/base.qcow2", "-F", "qcow2");
+    assert.equal(qcow2Refusal(join(dir, "images/base.qcow2"), undefined), undefined);
+    assert.equal(qcow2Refusal(join(dir, "vm/disk.qcow2"), "../images/base.qcow2"), undefined);
+    assert.equal(qcow2Refusal(join(dir, "vm/disk.qcow2"), undefined), 'it names a backing file ("../images/base.qcow2"), the bundle\'s base image has none');
+    img("vm/elsewhere.qcow2", "-u", "-b", "/etc/shadow", "-F", "raw");
+    assert.equal(qcow2Refusal(join(dir, "vm/elsewhere.qcow2"), "../images/base.qcow2"), 'its backing file is "/etc/shadow", not the bundle\'s "../images/base.qcow2"');
+    img("vm/json.qcow2", "-u", "-b", "../images/base.qcow2", "-F", "raw");
+    assert.equal(qcow2Refusal(join(dir, "vm/json.qcow2"), "../images/base.qcow2"), 'its backing file format is "raw", not qcow2');
+    img("vm/data-file.qcow2", "-o", `data_file=${join(dir, "outside.raw")}`);
+    assert.equal(qcow2Refusal(join(dir, "vm/data-file.qcow2"), undefined), "incompatible qcow2 features 0x4 (an external data file, a dirty or corrupt image)");
+    writeFileSync(join(dir, "vm/raw"), Buffer.alloc(4096));
+    assert.equal(qcow2Refusal(join(dir, "vm/raw"), undefined), "not a qcow2 file");
+    img("vm/v2.qcow2", "-o", "compat=0.10");
+    assert.equal(qcow2Refusal(join(dir, "vm/v2.qcow2"), undefined), "qcow2 version 2, haltpoint writes version 3 only");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a revived disk is the bundle's writes over the bundle's image, both named on the command line, through a throw-away overlay", () => {
+  const base = { name: "vm", memoryMiB: 1, cores: 1, accel: "tcg" as const, qmpSocket: "/s/q", shellSocket: "/s/s", killSocket: "/s/k", serial: { type: "none" as const } };
+  const p = savedParams({ ...base, memoryMiB: 512, kernel: "/k", diskImage: { path: "/cache/rootfs.img", format: "raw", snapshot: true } }, []);
+  assert.ok(!("unsaveable" in p));
+  const argv = buildQemuArgv(revivedArgvOptions(base, { params: p, kernel: "/b/boot/k", disk: { overlay: "/b/vm/disk.qcow2", base: "/b/images/i,x.qcow2" } }));
+  assert.equal(argv[argv.indexOf("-drive") + 1], "file=/b/vm/disk.qcow2,if=virtio,format=qcow2,snapshot=on,file.driver=file,backing.driver=qcow2,backing.file.driver=file,backing.file.filename=/b/images/i,,x.qcow2");
 });

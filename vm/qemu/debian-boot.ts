@@ -54,7 +54,8 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
   // that lives on cannot be paired with a snapshot's memory, so such a machine boots cold.
   const kept = p.keepsState ? await p.disk(image.rootfs) : undefined;
   if (kept !== undefined) {
-    return { file: QEMU_BINARY, args: buildQemuArgv({ ...base, append: p.ownAppend(extraAppend(o)), diskImage: kept }), env: {} };
+    const built = { ...base, append: p.ownAppend(extraAppend(o)), diskImage: kept };
+    return { file: QEMU_BINARY, args: buildQemuArgv(built), env: {}, built };
   }
   const eligible = p.snapshots !== "none" && p.rt.snapshotBoot === true && o.snapshotBoot !== false && !p.hasVsock;
   if (eligible) {
@@ -81,11 +82,13 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
       if (snapshot.mode === "restore") await copyFile(snapshot.slot.diskFile, overlay);
       else await makeOverlay(image.rootfs, overlay);
       // Booted (or saved) with the generic identity; the machine's own comes through the shell.
-      const args = buildQemuArgv({ ...base, extraArgs, append: guestAppend({}, extraAppend(o)), diskImage: { path: overlay, format: "qcow2", snapshot: false } });
+      const built = { ...base, extraArgs, append: guestAppend({}, extraAppend(o)), diskImage: { path: overlay, format: "qcow2" as const, snapshot: false } };
+      const args = buildQemuArgv(built);
       if (snapshot.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
-      return { file: QEMU_BINARY, args, env: {}, snapshot: { ...snapshot, disk: overlay } };
+      // `built` is what a bundle records (saved-machine.ts): the restore options are not the machine's.
+      return { file: QEMU_BINARY, args, env: {}, snapshot: { ...snapshot, disk: overlay }, built };
     }
   }
-  const args = buildQemuArgv({ ...base, append: p.ownAppend(extraAppend(o)), diskImage: { path: image.rootfs, format: "raw", snapshot: true } });
-  return { file: QEMU_BINARY, args, env: {} };
+  const built = { ...base, append: p.ownAppend(extraAppend(o)), diskImage: { path: image.rootfs, format: "raw" as const, snapshot: true } };
+  return { file: QEMU_BINARY, args: buildQemuArgv(built), env: {}, built };
 }

@@ -42,6 +42,11 @@ export interface DiskImage {
   format?: "raw" | "qcow2";
   /** Writes go to a temporary overlay, the image file stays untouched. Default true. */
   snapshot?: boolean;
+  /**
+   * A qcow2's backing file, given to QEMU explicitly rather than taken from the image's header
+   * (a revived bundle's disk: the header is not trusted to name a file). Plain files only.
+   */
+  backing?: string;
 }
 
 export interface VirtualNetwork {
@@ -121,7 +126,8 @@ function diskArgs(disk: string | DiskImage): string[] {
   const d = typeof disk === "string" ? { path: disk } : disk;
   const format = d.format ?? (d.path.endsWith(".qcow2") ? "qcow2" : "raw");
   const snapshot = d.snapshot ?? true;
-  return ["-drive", `file=${qemuOptValue(d.path)},if=virtio,format=${format}${snapshot ? ",snapshot=on" : ""}`];
+  const backing = d.backing ? `,file.driver=file,backing.driver=qcow2,backing.file.driver=file,backing.file.filename=${qemuOptValue(d.backing)}` : "";
+  return ["-drive", `file=${qemuOptValue(d.path)},if=virtio,format=${format}${snapshot ? ",snapshot=on" : ""}${backing}`];
 }
 
 function serialArgs(serial: SerialOutput): string[] {

@@ -27,9 +27,10 @@ import { personalizeCommand, reseedWaitMs } from "../image/guest-personalize.ts"
 import { saveForLater } from "./snapshot-boot.ts";
 import { planBoot, type BootPlan } from "./boot-plan.ts";
 import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
-import { REVIVE_SANDBOX, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
+import { diskChain, saveDiskWrites, type DiskChain } from "./saved-disk.ts";
+import { REVIVE_SANDBOX, handOverRevived, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
 import { drainOutgoing, feedIncoming, incomingArgs } from "./incoming-stream.ts";
-import { asUnprivileged, handOver } from "./unprivileged-qemu.ts";
+import { asUnprivileged } from "./unprivileged-qemu.ts";
 import type { QemuRuntime } from "./qemu-runtime.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
 import { bestEffort } from "../../common/teardown.ts";
@@ -310,13 +311,9 @@ export class QemuMachine extends GuestMachine {
     const want = r.params.vlans.length;
     const have = hubs.filter((h) => h !== undefined).length;
     if (want !== have) throw new Error(`it was saved with ${want} NIC(s) on the run network and this run has ${have} for it`);
-    let { kernel, initrd } = r;
     const runAs = this.rt.reviveRunAs;
-    if (runAs) {
-      const sockets = [join(this.dir, "shell.sock"), join(this.dir, "serial.sock"), ...hubs.filter((h): h is string => h !== undefined)];
-      [kernel, initrd] = handOver(runAs, this.dir, [r.kernel, ...(r.initrd ? [r.initrd] : [])], sockets);
-    }
-    const built = revivedArgvOptions(base, { params: r.params, kernel, initrd });
+    const sockets = [join(this.dir, "shell.sock"), join(this.dir, "serial.sock"), ...hubs.filter((h): h is string => h !== undefined)];
+    const built = revivedArgvOptions(base, runAs ? handOverRevived(runAs, this.dir, r, sockets) : r);
     return { file: QEMU_BINARY, args: [...buildQemuArgv(built), ...REVIVE_SANDBOX, ...incomingArgs(join(this.dir, "incoming.sock"))], env: {}, built };
   }
 
@@ -327,20 +324,30 @@ export class QemuMachine extends GuestMachine {
    */
   get unsaveableBecause(): string | undefined {
     if (!this.startedWith) return this.options.startScript ? "it was started by a start script" : "it is not running";
-    if (this.options.diskImage) return "it has a disk image, whose writes a bundle does not carry yet";
-    if (this.options.image !== undefined) return "it is a Debian guest, whose disk writes a bundle does not carry yet";
+    if (this.rt.revive?.[this.name]?.disk) return "it was revived with a disk, which a bundle does not carry again yet";
     if (this.vsockUdsPath) return "it has a vhost-device-vsock daemon, whose state is outside QEMU";
     const p = this.savedShape();
     return "unsaveable" in p ? p.unsaveable : undefined;
   }
 
   /** For a bundle: the argv builder's typed parameters (saved-machine.ts) and the kernel and initrd files they name. */
-  savedShape(): { params: SavedQemuParams; kernel: string; initrd?: string } | { unsaveable: string } {
+  savedShape(): { params: SavedQemuParams; kernel?: string; initrd?: string } | { unsaveable: string } {
     const w = this.startedWith;
     if (!w) return { unsaveable: "it is not running" };
     const params = savedParams(w, w.vnet ? this.net!.vlansOf(this.name) : []);
     if ("unsaveable" in params) return params;
-    return { params, kernel: w.kernel!, ...(w.initrd ? { initrd: w.initrd } : {}) };
+    return { params, ...(w.kernel ? { kernel: w.kernel } : {}), ...(w.initrd ? { initrd: w.initrd } : {}) };
+  }
+
+  /** For a bundle: its disk's chain (saved-disk.ts), or why it cannot be carried; undefined: it has no disk. */
+  async savedDisk(): Promise<DiskChain | { unsaveable: string } | undefined> {
+    return this.startedWith?.diskImage ? diskChain(this.requireQmp()) : undefined;
+  }
+
+  /** Copy the frozen guest's writes since its image into `target` (saved-disk.ts); it stays frozen. */
+  async saveDisk(chain: DiskChain, target: string, backingName: string): Promise<void> {
+    if (this.state !== "frozen") throw this.error(`cannot save the disk of a machine that is ${this.state} (only a frozen one)`);
+    await saveDiskWrites(this.requireQmp(), chain, target, backingName);
   }
 
   /**
