@@ -24,7 +24,7 @@ import { inOwnNetNamespace } from "./net-namespace.ts";
 import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand, reseedWaitMs } from "../image/guest-personalize.ts";
-import { saveForLater } from "./snapshot-boot.ts";
+import { saveForLater, snapshotQmpReady } from "./snapshot-boot.ts";
 import { planBoot, type BootPlan } from "./boot-plan.ts";
 import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { REVIVE_SANDBOX, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
@@ -233,6 +233,7 @@ export class QemuMachine extends GuestMachine {
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
       });
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
+      if (snapshot?.mode === "save") await snapshotQmpReady(this.qmp, snapshot);
       if (revived) {
         // Loaded and left stopped: the breakpoint's freeze finds it frozen as it was saved.
         const fed = feedIncoming(sock("incoming.sock"), revived.state, {
@@ -248,6 +249,7 @@ export class QemuMachine extends GuestMachine {
       }
       if (snapshot?.mode === "restore") {
         try {
+          await snapshotQmpReady(this.qmp, snapshot);
           // The digest is checked while QEMU loads, and before the guest runs.
           await waitRestored(this.qmp, 60_000, {
             beforeStart: async () => {
@@ -278,7 +280,7 @@ export class QemuMachine extends GuestMachine {
           this.log(`snapshot not saved (${restLine || `the at-rest check exited with status ${rest.status}`}); later machines of this shape boot cold`);
         } else {
           if (restLine) this.log(`guest ${restLine}`);
-          await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+          await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk, snapshot.ram);
         }
       }
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
