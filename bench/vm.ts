@@ -34,7 +34,12 @@ const BEFORE = knob("HP_BENCH_BEFORE", 1, 0) === 1;
 const scratch = scratchDir("hp-bvm-");
 const ctx = (name: string): MachineContext => benchContext(scratch, name);
 
+const tPrepare = performance.now();
 const qemu = await prepareQemu("auto", (l) => console.error(l));
+// The hunts below are given this runtime (so that they can restore the old way too), so they
+// skip what `haltpoint run` does first (the image's key from apt-cache, the accelerator verdict):
+// its time is added back in the targets table.
+const prepareMs = performance.now() - tPrepare;
 /** Each change of issue #26 on top of the one before; the last is haltpoint as it is. */
 const ways: { label: string; rt: QemuRuntime }[] = [
   ...(BEFORE
@@ -174,10 +179,10 @@ for (const { label, rt } of modes) {
   hunt.push([label, FLAKE_RUNS, fmt(percentile(ms, 0.5) / 1000, 2), fmt(huntWall[label] / 1000, 2), fmt((FLAKE_RUNS / huntWall[label]) * 60000, 1), modes[0]!.label === label ? "1.00x" : `${fmt(huntWall[modes[0]!.label]! / huntWall[label], 2)}x`]);
 }
 printTable(`bench/vm: ${FLAKE_RUNS} runs of a one-guest test at --jobs 2`, ["boots", "runs", "median run s", "wall s", "runs/min", `runs/min vs ${modes[0]!.label}`], hunt);
-const runsPerMin = (FLAKE_RUNS / huntWall["snapshot boots, now"]!) * 60000;
+const runsPerMin = (FLAKE_RUNS / (huntWall["snapshot boots, now"]! + prepareMs)) * 60000;
 printTable("bench/vm: issue #26's targets, measured in this run", ["target", "measured", "met"], [
   ["haltpoint's guest: restore → first command ≤ 4x the bare QEMU start", `${fmt(ratios.at(-1)!, 1)}x`, ratios.at(-1)! <= 4 ? "yes" : "no"],
-  [`${FLAKE_RUNS} one-guest runs at --jobs 2 ≥ 240 runs/min`, fmt(runsPerMin, 1), runsPerMin >= 240 ? "yes" : "no"],
+  [`${FLAKE_RUNS} one-guest runs at --jobs 2 ≥ 240 runs/min (the hunt's wall + preparing qemu once, ${fmt(prepareMs, 0)} ms)`, fmt(runsPerMin, 1), runsPerMin >= 240 ? "yes" : "no"],
   ["a Debian guest ≤ 10x the bare QEMU start", "bench:debian", ""],
 ]);
 rmSync(scratch, { recursive: true, force: true });
