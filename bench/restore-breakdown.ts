@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { QemuMachine, StartSteps } from "../vm/qemu/qemu-machine.ts";
 import { QmpClient } from "../vm/qemu/qmp.ts";
+import { RESEED_FILE, reseedWaitMs } from "../vm/image/guest-personalize.ts";
 import { QEMU_BINARY } from "../vm/qemu/qemu-argv.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
@@ -42,13 +43,15 @@ export async function sampleRestore(make: () => QemuMachine, alsoServe?: (m: Qem
     const started = performance.now() - t0;
     await m.succeed("true");
     const first = performance.now() - t0;
+    // The CRNG wait, which the identity command leaves in a file (guest-personalize.ts).
+    const reseedWait = m.startSteps.reseedWait ?? reseedWaitMs(await m.succeed(`cat ${RESEED_FILE} 2>/dev/null || true`));
     // A bench's other rows measured on this guest (at smoke scale one guest serves several).
     await alsoServe?.(m, started);
     const s = m.startSteps;
     if (s.loaded === undefined) throw new Error(`${m.name} did not start from a snapshot`);
     // startSteps count from the spawn; start() returns right after the identity step, so
     // what came before the spawn (sockets, the boot plan) is the difference.
-    return { ...s, beforeSpawn: started - (s.identity ?? started), first };
+    return { ...s, reseedWait, beforeSpawn: started - (s.identity ?? started), first };
   } finally {
     await m.cleanup();
   }
