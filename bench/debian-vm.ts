@@ -116,7 +116,7 @@ if (!SMOKE) {
 }
 
 // Where a restore's time goes, each way beside a bare QEMU start (taken in turns, under the same load).
-const asBefore = { ...qemu, restoreAsBefore: { streamedRam: true, identityByPrograms: true } };
+const asBefore = { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } };
 if (BEFORE) {
   // The old layout's snapshot of the shape (streamed RAM is another snapshot), saved if missing.
   const oldSaver = new QemuMachine("deb", options, ctx("save-before"), asBefore, undefined);
@@ -127,10 +127,11 @@ const ways = [
   ...(BEFORE
     ? [
         { label: "before: RAM streamed (zstd), identity by programs", rt: asBefore },
-        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identityByPrograms: true } } },
+        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
+        { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
       ]
     : []),
-  { label: "+ identity by builtins, sent with the setup (now)", rt: qemu },
+  { label: "+ identity sent with the setup (now)", rt: qemu },
 ];
 const variants: RestoreVariant[] = ways.map((w) => ({ label: w.label, samples: [] }));
 const bare: number[] = [];

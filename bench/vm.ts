@@ -44,11 +44,12 @@ const prepareMs = performance.now() - tPrepare;
 const ways: { label: string; rt: QemuRuntime }[] = [
   ...(BEFORE
     ? [
-        { label: "before: RAM streamed (zstd), identity by programs", rt: { ...qemu, restoreAsBefore: { streamedRam: true, identityByPrograms: true } } },
-        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identityByPrograms: true } } },
+        { label: "before: RAM streamed (zstd), identity by programs", rt: { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } } },
+        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
+        { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
       ]
     : []),
-  { label: "+ identity by builtins, sent with the setup (now)", rt: qemu },
+  { label: "+ identity sent with the setup (now)", rt: qemu },
 ];
 
 async function bootTimes(make: (i: number) => BaseMachine): Promise<{ boots: number[]; last: BaseMachine }> {

@@ -268,7 +268,7 @@ export class QemuMachine extends GuestMachine {
       // A restored guest's identity command goes with its shell's setup, one round trip: under
       // load the waking guest ran it seconds after it was sent, so its clock comes from QEMU's
       // RTC, not from the host's time at sending (guest-personalize.ts).
-      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identityByPrograms ? this.identityCommand(true) : undefined;
+      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identity ? this.identityCommand(true) : undefined;
       const first = await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore", true, identity);
       step("shell");
       if (snapshot?.mode === "save") {
@@ -380,7 +380,7 @@ export class QemuMachine extends GuestMachine {
 
   private identityCommand(restored: boolean): string {
     const nics = this.net?.needed ? this.net.nics(this.name).map((n) => ({ mac: n.mac, ip: `${n.address}/24` })) : [];
-    return personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored, byPrograms: this.rt.restoreAsBefore?.identityByPrograms });
+    return personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored, byPrograms: this.rt.restoreAsBefore?.identity === "programs" });
   }
 
   /** The identity command's reply: how long the guest waited for its CRNG's reseed. */

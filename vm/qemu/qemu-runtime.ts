@@ -18,7 +18,8 @@ export interface QemuRuntime {
   /**
    * bench/vm and bench/debian only: restore the way haltpoint did before a change, to measure
    * the change against it in the same bench run. `streamedRam`: the RAM in the zstd stream
-   * (not mapped, mapped-ram.ts); `identityByPrograms`: the identity step with a program per fact.
+   * (not mapped, mapped-ram.ts); `identity`: the identity step in a round trip of its own after
+   * the shell's setup, with a program per fact or (`"own-round-trip"`) the builtins of now.
    */
-  restoreAsBefore?: { streamedRam?: boolean; identityByPrograms?: boolean };
+  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" };
 }
