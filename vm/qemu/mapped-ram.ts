@@ -45,17 +45,18 @@ export async function startMappedIncoming(qmp: QmpClient, uri: string): Promise<
   await qmp.execute("migrate-incoming", { uri });
 }
 
-let shmDir: string | undefined | null = null;
-
-/** /dev/shm when it is a writable tmpfs (the saver's RAM must not be written back to a disk). */
-function tmpfsDir(): string | undefined {
-  if (shmDir !== null) return shmDir;
+/**
+ * /dev/shm when it is a tmpfs with room for `bytes` and as much again to spare (the saver's
+ * RAM is better not written back to a disk; a container's small /dev/shm, 64 MiB by default
+ * in Docker, would make QEMU die of SIGBUS once the guest touched more than fits).
+ */
+function tmpfsDir(bytes: number): string | undefined {
   try {
-    shmDir = statfsSync("/dev/shm").type === TMPFS_MAGIC ? "/dev/shm" : undefined;
+    const s = statfsSync("/dev/shm");
+    return s.type === TMPFS_MAGIC && s.bavail * s.bsize >= 2 * bytes ? "/dev/shm" : undefined;
   } catch {
-    shmDir = undefined;
+    return undefined;
   }
-  return shmDir;
 }
 
 /**
@@ -75,8 +76,9 @@ export class SaverRam {
   }
 
   static create(memoryMiB: number, fallbackDir: string): SaverRam {
-    const dir = tmpfsDir() ?? fallbackDir;
-    const ram = new SaverRam(join(dir, `haltpoint-ram-${process.pid}-${randomBytes(6).toString("hex")}`), memoryMiB * 2 ** 20);
+    const bytes = memoryMiB * 2 ** 20;
+    const dir = tmpfsDir(bytes) ?? fallbackDir;
+    const ram = new SaverRam(join(dir, `haltpoint-ram-${process.pid}-${randomBytes(6).toString("hex")}`), bytes);
     // Sized here: QEMU only sizes a file it created itself.
     ftruncateSync(ram.fd!, ram.bytes);
     return ram;
