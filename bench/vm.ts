@@ -193,7 +193,7 @@ const asRunRow = (label: string, prep: number, wallMs: number) => {
   asRun.push([label, fmt(prep, 0), fmt(wallMs / 1000, 2), fmt(perMin, 1)]);
   return perMin;
 };
-if (BEFORE) asRunRow(`before: ${ways[0]!.label}, apt asked for the image's key`, prepareMs + resolveMs, huntWall[`snapshot boots, ${ways[0]!.label}`]!);
+if (BEFORE) asRunRow(`${ways[0]!.label}, apt asked for the image's key`, prepareMs + resolveMs, huntWall[`snapshot boots, ${ways[0]!.label}`]!);
 const runsPerMin = asRunRow("now", prepareMs, huntWall["snapshot boots, now"]!);
 printTable(`bench/vm: ${FLAKE_RUNS} snapshot-booted one-guest runs at --jobs 2 as one \`haltpoint run\``, ["", "preparing qemu ms", "runs wall s", "runs/min"], asRun);
 printTable("bench/vm: issue #26's targets, measured in this run", ["target", "measured", "met"], [
