@@ -20,7 +20,7 @@ import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { benchContext } from "./machine-context.ts";
-import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreSample } from "./restore-breakdown.ts";
+import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreVariant } from "./restore-breakdown.ts";
 
 applyV8Flags();
 
@@ -28,6 +28,8 @@ const PACKAGES = ["lighttpd", "curl"];
 const BOOTS = knob("HP_BENCH_BOOTS", 2, 0);
 const RESTORES = knob("HP_BENCH_RESTORES", 5, 1);
 const COMMANDS = knob("HP_BENCH_COMMANDS", 200, 20);
+/** Also restore the way before issue #26's changes (RAM streamed, identity by programs), in turns with now. */
+const BEFORE = knob("HP_BENCH_BEFORE", 1, 0) === 1;
 const scratch = scratchDir("hp-bdeb-");
 const ctx = (name: string): MachineContext => benchContext(scratch, name);
 const secs = (ms: number) => fmt(ms / 1000, 2);
@@ -113,13 +115,33 @@ if (!SMOKE) {
   await last?.cleanup();
 }
 
-// Where a restore's time goes, beside a bare QEMU start (taken in turns, under the same load).
-const samples: RestoreSample[] = [];
+// Where a restore's time goes, each way beside a bare QEMU start (taken in turns, under the same load).
+const asBefore = { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } };
+if (BEFORE) {
+  // The old layout's snapshot of the shape (streamed RAM is another snapshot), saved if missing.
+  const oldSaver = new QemuMachine("deb", options, ctx("save-before"), asBefore, undefined);
+  await oldSaver.start();
+  await oldSaver.cleanup();
+}
+const ways = [
+  ...(BEFORE
+    ? [
+        { label: "before: RAM streamed (zstd), identity by programs", rt: asBefore },
+        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
+        { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
+      ]
+    : []),
+  { label: "+ identity sent with the setup (now)", rt: qemu },
+];
+const variants: RestoreVariant[] = ways.map((w) => ({ label: w.label, samples: [] }));
 const bare: number[] = [];
 for (let i = 0; i < RESTORES; i++) {
   bare.push(await bareQemuStart(join(scratch, `bare${i}`), { accel: qemu.accel, memoryMiB: 512 }));
-  const serve = SMOKE && i === 0 ? async (m: QemuMachine, startMs: number) => void (restores.push(startMs), await roundTrips(m)) : undefined;
-  samples.push(await sampleRestore(() => new QemuMachine("deb", options, ctx(`b${i}`), qemu, undefined), serve));
+  for (const [j, w] of ways.entries()) {
+    const now = j === ways.length - 1;
+    const serve = SMOKE && now && i === 0 ? async (m: QemuMachine, startMs: number) => void (restores.push(startMs), await roundTrips(m)) : undefined;
+    variants[j]!.samples.push(await sampleRestore(() => new QemuMachine("deb", options, ctx(`b${i}-${j}`), w.rt, undefined), serve));
+  }
 }
 row("restored from the snapshot, to the backdoor shell", restores);
 
@@ -127,6 +149,7 @@ row("restored from the snapshot, to the backdoor shell", restores);
 // the plain shape's, which the Debian tests use too).
 if (ownShape) for (const f of readdirSync(snapshots).filter((f) => !before.has(f))) rmSync(join(snapshots, f), { force: true });
 printTable(`bench/debian-vm: Debian 12 guest, qemu (${qemu.accel}), 512 MiB, 1 core`, ["what", "samples", "median s", "max s"], rows);
-printRestoreBreakdown(`bench/debian-vm: the Debian guest (512 MiB), restored from a snapshot, qemu (${qemu.accel})`, samples, bare, 10);
+const ratios = printRestoreBreakdown(`bench/debian-vm: the Debian guest (512 MiB), restored from a snapshot, qemu (${qemu.accel})`, variants, bare, 10);
+console.log(`\nissue #26's target, a Debian guest's restore → first command ≤ 10x the bare QEMU start: ${fmt(ratios.at(-1)!, 1)}x (${ratios.at(-1)! <= 10 ? "met" : "not met"})`);
 console.log(`\nsucceed("true") on the restored Debian guest: median ${fmt(percentile(rt, 0.5), 2)} ms, p95 ${fmt(percentile(rt, 0.95), 2)} ms (${COMMANDS} commands)`);
 rmSync(scratch, { recursive: true, force: true });

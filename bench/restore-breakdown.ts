@@ -7,6 +7,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { QemuMachine, StartSteps } from "../vm/qemu/qemu-machine.ts";
 import { QmpClient } from "../vm/qemu/qmp.ts";
+import { RESEED_FILE, reseedWaitMs } from "../vm/image/guest-personalize.ts";
 import { QEMU_BINARY } from "../vm/qemu/qemu-argv.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 
@@ -42,42 +43,64 @@ export async function sampleRestore(make: () => QemuMachine, alsoServe?: (m: Qem
     const started = performance.now() - t0;
     await m.succeed("true");
     const first = performance.now() - t0;
+    // The CRNG wait, which the identity command leaves in a file (guest-personalize.ts).
+    const reseedWait = m.startSteps.reseedWait ?? reseedWaitMs(await m.succeed(`cat ${RESEED_FILE} 2>/dev/null || true`));
     // A bench's other rows measured on this guest (at smoke scale one guest serves several).
     await alsoServe?.(m, started);
     const s = m.startSteps;
     if (s.loaded === undefined) throw new Error(`${m.name} did not start from a snapshot`);
     // startSteps count from the spawn; start() returns right after the identity step, so
     // what came before the spawn (sockets, the boot plan) is the difference.
-    return { ...s, beforeSpawn: started - (s.identity ?? started), first };
+    return { ...s, reseedWait, beforeSpawn: started - (s.identity ?? started), first };
   } finally {
     await m.cleanup();
   }
 }
 
-/** Print the breakdown of `samples` beside the bare QEMU start; returns restore→first command / bare. */
-export function printRestoreBreakdown(title: string, samples: RestoreSample[], bare: number[], target: number): number {
-  const at = (k: keyof RestoreSample) => median(samples.map((s) => s[k]).filter((v): v is number => v !== undefined));
-  const rows: (string | number)[][] = [];
-  let prev = 0;
-  const step = (what: string, k: keyof RestoreSample) => {
-    const v = at(k);
-    rows.push([what, fmt(v, 0), fmt(v - prev, 0)]);
-    prev = v;
-  };
-  step("spawn → QMP answers", "qmp");
-  step("incoming migration: snapshot read, decompressed, loaded", "loaded");
-  step("digest checked, guest running (cont)", "running");
-  step("backdoor shell answers (its setup, one round trip)", "shell");
-  step("identity applied (clock, hostname, hosts, MACs, CRNG reseeded) = `restored in`", "identity");
-  rows.push(["  of which: waiting for the CRNG reseed (in the guest)", "", fmt(at("reseedWait"), 0)]);
-  const first = median(samples.map((s) => s.first - s.beforeSpawn));
-  rows.push(["first command answered", fmt(first, 0), fmt(first - prev, 0)]);
-  rows.push(["(before the spawn: sockets, boot plan; not in the figures above)", "", fmt(at("beforeSpawn"), 0)]);
+/** One way of restoring (bench/vm and bench/debian measure the one before a change beside it) and its samples. */
+export interface RestoreVariant {
+  label: string;
+  samples: RestoreSample[];
+}
+
+/**
+ * Print where the restores' time goes, one column per variant (medians, ms from spawn and the
+ * step's own), beside the bare QEMU start; returns each variant's start() → first command /
+ * bare QEMU start.
+ */
+export function printRestoreBreakdown(title: string, variants: RestoreVariant[], bare: number[], target: number): number[] {
   const bareMs = median(bare);
-  rows.push([`bare QEMU: same machine type, -S, until QMP answers (${bare.length} starts)`, fmt(bareMs, 0), "—"]);
-  const whole = at("first");
-  const ratio = whole / bareMs;
-  rows.push([`start() → first command, ${fmt(whole, 0)} ms, / bare QEMU start (target ≤ ${target}x)`, `${fmt(ratio, 1)}x`, ""]);
-  printTable(`${title} (median of ${samples.length} restores)`, ["step", "ms from spawn", "step ms"], rows);
-  return ratio;
+  const rows: (string | number)[][] = [];
+  const cells = (f: (v: RestoreVariant) => string) => variants.map(f);
+  const at = (v: RestoreVariant, k: keyof RestoreSample) => median(v.samples.map((s) => s[k]).filter((x): x is number => x !== undefined));
+  const steps: [string, keyof RestoreSample][] = [
+    ["spawn → QMP answers", "qmp"],
+    ["incoming migration: state read, decompressed, loaded (RAM mapped or streamed)", "loaded"],
+    ["digest checked, guest running (cont)", "running"],
+    ["backdoor shell answers (setup round trip; with the identity when it goes along)", "shell"],
+    ["identity applied (clock, hostname, hosts, MACs, CRNG reseeded) = `restored in`", "identity"],
+  ];
+  const prev = new Map<RestoreVariant, number>();
+  for (const [what, k] of steps) {
+    rows.push([
+      what,
+      ...cells((v) => {
+        const x = at(v, k);
+        const p = prev.get(v) ?? 0;
+        prev.set(v, x);
+        return `${fmt(x, 0)} (+${fmt(x - p, 0)})`;
+      }),
+    ]);
+  }
+  rows.push(["  of which: waiting for the CRNG reseed (in the guest, 10 ms resolution)", ...cells((v) => `(${fmt(at(v, "reseedWait"), 0)})`)]);
+  const firstOf = (v: RestoreVariant) => median(v.samples.map((s) => s.first - s.beforeSpawn));
+  rows.push(["first command answered", ...cells((v) => `${fmt(firstOf(v), 0)} (+${fmt(firstOf(v) - (prev.get(v) ?? 0), 0)})`)]);
+  rows.push(["(before the spawn: sockets, boot plan; not in the figures above)", ...cells((v) => `(${fmt(at(v, "beforeSpawn"), 0)})`)]);
+  rows.push([`bare QEMU: same machine type, -S, until QMP answers (median of ${bare.length}, taken in turns)`, ...cells(() => fmt(bareMs, 0))]);
+  const ratios = variants.map((v) => at(v, "first") / bareMs);
+  rows.push(["start() → first command, ms", ...cells((v) => fmt(at(v, "first"), 0))]);
+  rows.push([`start() → first command / bare QEMU start (target ≤ ${target}x)`, ...ratios.map((r) => `${fmt(r, 1)}x`)]);
+  if (variants.length > 1) rows.push(["vs the column before", "", ...ratios.slice(1).map((r, i) => `${fmt(r / ratios[i]!, 2)}x`)]);
+  printTable(`${title} (medians of ${variants.map((v) => v.samples.length).join("/")} restores; ms from spawn (+ the step's own))`, ["step", ...variants.map((v) => v.label)], rows);
+  return ratios;
 }

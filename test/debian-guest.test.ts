@@ -93,8 +93,13 @@ test("image list and prune --debian on a cache of their own", async () => {
   mkdirSync(img, { recursive: true });
   for (const f of ["vmlinuz", "initrd.img", "rootfs.img"]) writeFileSync(join(img, f), "x".repeat(4096));
   writeFileSync(join(img, "manifest.json"), JSON.stringify({ key: "0123456789abcdef", kind: "debian", packages: ["hello"], kernelVersion: "6.1.0-0-amd64" }));
+  // A snapshot of it (a state stream and a 1 MiB RAM file): listed under it with its disk usage.
+  mkdirSync(join(img, "snapshots"));
+  writeFileSync(join(img, "snapshots", "fedcba9876543210.zst"), "x".repeat(4096));
+  writeFileSync(join(img, "snapshots", "fedcba9876543210.ram"), Buffer.alloc(1 << 20, 1));
   const list = await haltpoint(["image", "list", "--cache-dir", cache]);
   assert.match(list.stdout, /^0123456789abcdef {2}debian .*packages: hello$/m, list.all);
+  assert.match(list.stdout, /^ {2}snapshot fedcba9876543210 +1\.0 MiB on disk {2}last used \d{4}-/m, list.all);
   const kept = await haltpoint(["image", "prune", "--cache-dir", cache]);
   assert.equal(kept.exitCode, 0, kept.all);
   assert.ok(existsSync(img), `a Debian image used today is kept by a plain prune:\n${kept.all}`);

@@ -1,7 +1,7 @@
 // The guest image cache's housekeeping (vm/image/image-cache.ts) and `haltpoint image prune`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { listCachedImages, markUsed, pruneImages } from "../vm/image/image-cache.ts";
@@ -99,6 +99,36 @@ test("pruneSnapshots removes snapshots saved by another QEMU or unused too long,
     assert.deepEqual(removed.map((s) => [s.file.slice(-20), s.otherQemu]).sort(), [["bbbbbbbbbbbbbbbb.zst", false], ["cccccccccccccccc.zst", true]]);
     assert.deepEqual((await listSnapshots(dir)).map((s) => s.file), [fresh.file]);
     assert.deepEqual(readdirSync(dir).sort(), ["aaaaaaaaaaaaaaaa.zst", "aaaaaaaaaaaaaaaa.zst.json"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a mapped-RAM snapshot: its RAM file checked by size and digest (again after any write), listed by disk usage, pruned with every file", async () => {
+  const { SnapshotSlot, pruneSnapshots, listSnapshots } = await import("../vm/qemu/snapshot-store.ts");
+  const dir = mkdtempSync(join(tmpdir(), "hp-snapcache-"));
+  try {
+    const slot = new SnapshotSlot(dir, "eeeeeeeeeeeeeeee", false, true);
+    writeFileSync(slot.partialFile, Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(2044)]));
+    writeFileSync(slot.partialRamFile, Buffer.alloc(1 << 20, 7));
+    await slot.commit();
+    assert.equal(slot.check(), "ok");
+    assert.equal(await slot.verify(), undefined);
+    // Written in place, same size: the file is no longer the one last found whole, and its digest says so.
+    const ram = readFileSync(slot.ramFile);
+    ram[100] ^= 1;
+    writeFileSync(slot.ramFile, ram);
+    assert.equal(slot.check(), "ok", "the size is right");
+    assert.equal(await slot.verify(), "its RAM file's bytes differ from the saved ones (sha256)");
+    ram[100] ^= 1;
+    writeFileSync(slot.ramFile, ram);
+    assert.equal(await slot.verify(), undefined, "the saved bytes again");
+    writeFileSync(slot.ramFile, ram.subarray(0, 4096));
+    assert.deepEqual(slot.check(), { damaged: `its RAM file has 4096 bytes, ${1 << 20} were saved` });
+    const [listed] = await listSnapshots(dir);
+    assert.ok(listed && listed.bytes >= 4096, "disk usage counts the RAM file");
+    assert.equal((await pruneSnapshots(dir, Date.now() + DAY)).length, 1);
+    assert.deepEqual(readdirSync(dir), [], "the state, its record, the RAM file and its stamp all went");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -14,8 +14,11 @@ const dir = mkdtempSync(join(tmpdir(), "hp-snapshot-"));
 const env = { HP_SNAP_APPEND: `hp.snaptest=${randomBytes(6).toString("hex")}` };
 const saved = new Set<string>();
 
+/** Every file of a snapshot (vm/qemu/snapshot-store.ts): the state stream, its record, the mapped RAM file and its stamp. */
+const partsOf = (f: string) => [f, `${f}.json`, f.replace(/\.zst$/, ".ram"), f.replace(/\.zst$/, ".ram.whole")];
+
 after(() => {
-  for (const f of saved) rmSync(f, { force: true });
+  for (const f of saved) for (const part of partsOf(f)) rmSync(part, { force: true });
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -75,6 +78,28 @@ test("a damaged snapshot: one line, a cold boot that saves a good one, and the r
   r = await run([], "corrupt");
   assert.equal(r.exitCode, 0, r.all);
   assert.match(r.all, /a: could not start from snapshot \S+ \(.+\): removed it, booting cold\n/);
+  assert.match(r.all, /b: starting qemu \([^)]*from snapshot/);
+  assert.equal((r.all.match(/PINGS OK/g) ?? []).length, 1);
+});
+
+test("a damaged RAM file: its digest (same size, written in place) or its size finds it; a cold boot saves a good one", async () => {
+  const [file] = [...saved];
+  const ram = file!.replace(/\.zst$/, ".ram");
+  assert.ok(existsSync(ram), "snapshots of haltpoint's guest have their RAM in a file of its own");
+  // Written in place (a restore maps the file, so a broken page would be the guest's memory) ...
+  const bytes = readFileSync(ram);
+  randomBytes(4096).copy(bytes, 1 << 20);
+  writeFileSync(ram, bytes);
+  let r = await run([], "ram-written");
+  assert.equal(r.exitCode, 0, r.all);
+  assert.match(r.all, /a: could not start from snapshot \S+ \(its RAM file's bytes differ from the saved ones \(sha256\)/);
+  assert.match(r.all, /a: snapshot saved for later machines/);
+  assert.match(r.all, /b: starting qemu \([^)]*from snapshot/);
+  // ... and cut short (found before QEMU is started).
+  writeFileSync(ram, readFileSync(ram).subarray(0, 4096));
+  r = await run([], "ram-truncated");
+  assert.equal(r.exitCode, 0, r.all);
+  assert.match(r.all, /a: snapshot \S+ is damaged \(its RAM file has 4096 bytes, \d+ were saved\): removed it, booting cold\n/);
   assert.match(r.all, /b: starting qemu \([^)]*from snapshot/);
   assert.equal((r.all.match(/PINGS OK/g) ?? []).length, 1);
 });

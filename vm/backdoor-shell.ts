@@ -107,10 +107,11 @@ export class BackdoorShell {
    * Define the framing function and wait until the shell answers a first command: `first`
    * (default `true`), which saves a round trip for a backend with setup of its own to do.
    */
-  async init(outFile: string, timeoutMs: number, first = "true", runningFile?: string): Promise<void> {
+  async init(outFile: string, timeoutMs: number, first = "true", runningFile?: string): Promise<ShellReply> {
     this.input.write(setupScript(outFile, runningFile));
     const r = await this.run(first, timeoutMs);
     if (r.status !== 0) throw new Error(`backdoor shell setup failed (status ${r.status}${r.stdout.length ? `: ${r.stdout.toString().trim()}` : ""})`);
+    return r;
   }
 
   /**

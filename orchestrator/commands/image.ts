@@ -2,9 +2,9 @@
 // print where it is. `haltpoint image prune`: remove every other cached image.
 
 import { buildImage, DEFAULT_APPEND, defaultImageCacheRoot, imageInputs } from "../../vm/image/build-image.ts";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { listCachedImages, pruneImages, UNUSED_IMAGE_DAYS } from "../../vm/image/image-cache.ts";
-import { pruneSnapshots } from "../../vm/qemu/snapshot-store.ts";
+import { listSnapshots, pruneSnapshots } from "../../vm/qemu/snapshot-store.ts";
 
 /** A snapshot of the current image not restored for this long is removed by `image prune`. */
 const UNUSED_SNAPSHOT_DAYS = 7;
@@ -88,16 +88,24 @@ export async function imageListCommand(opts: { cacheDir?: string }): Promise<num
     const lines: string[] = [];
     for (const i of await listCachedImages(root)) {
       lines.push(`${i.key}  default  ${mib(i.bytes).padStart(10)}  last used ${new Date(i.lastUsedMs).toISOString()}${i.key === key ? "  (current)" : ""}`);
+      lines.push(...(await snapshotLines(i.dir)));
     }
     for (const i of await listDebianImages(opts.cacheDir)) {
       const config = [i.files.length ? `files: ${i.files.join(" ")}` : "", i.setup ? "a setup script" : ""].filter(Boolean).join("; ");
       lines.push(`${i.key}  debian   ${mib(i.bytes).padStart(10)}  last used ${new Date(i.lastUsedMs).toISOString()}  packages: ${i.packages.join(" ") || "(base only)"}${config ? `; ${config}` : ""}`);
+      lines.push(...(await snapshotLines(i.dir)));
     }
     process.stdout.write(lines.length ? lines.join("\n") + "\n" : `no images in ${root}\n`);
     return 0;
   } catch (e) {
     return failed(e);
   }
+}
+
+/** An image's snapshots, one line each: their disk usage (a mapped RAM file is sparse) and last use. */
+async function snapshotLines(imageDir: string): Promise<string[]> {
+  const snapshots = await listSnapshots(join(imageDir, "snapshots"));
+  return snapshots.map((s) => `  snapshot ${basename(s.file, ".zst")}  ${mib(s.bytes).padStart(10)} on disk  last used ${new Date(s.lastUsedMs).toISOString()}${s.otherQemu ? "  (saved by another QEMU)" : ""}`);
 }
 
 function failed(e: unknown): number {

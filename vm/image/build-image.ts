@@ -5,9 +5,10 @@ import { createHash } from "node:crypto";
 import { withGuestIdentity } from "./guest-identity.ts";
 import { access, chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { downloadPackages, ImageBuildError, resolveGuestPackages, type AptOptions, type ResolvedPackage } from "./apt-packages.ts";
+import { resolvedWhileAptUnchanged } from "./apt-resolve-cache.ts";
 import { GUEST_MODULES, installGuestModules } from "./guest-modules.ts";
 import { packInitramfs, requireCpio } from "./initramfs.ts";
 import { packageFile as shippedFile } from "../../package-root.ts";
@@ -190,7 +191,8 @@ export async function removeStaleScratch(root: string, log?: (line: string) => v
 
 /** What goes into the image, and the cache key that names it. */
 export async function imageInputs(apt: AptOptions = {}) {
-  const packages = await resolveGuestPackages(apt);
+  // Kept while apt's state is unchanged (apt-resolve-cache.ts); apt options of their own (tests) ask apt every time.
+  const packages = apt.aptArgs?.length ? await resolveGuestPackages(apt) : await resolvedWhileAptUnchanged(join(dirname(defaultImageCacheRoot()), "apt-resolved.json"), () => resolveGuestPackages(apt));
   const kernelVersion = kernelRelease(packages[0]!.name);
   const libs = await hostLibs();
   const initScript = withGuestIdentity(await readFile(INIT_SCRIPT, "utf8"));

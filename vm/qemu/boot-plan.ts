@@ -2,8 +2,7 @@ import type { NodeOptions } from "../types.ts";
 import { guestAppend } from "../image/guest-params.ts";
 import { QEMU_BINARY, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import type { QemuRuntime } from "./qemu-runtime.ts";
-import { IDENTITY_DEVICES, planSnapshotBoot, snapshotEligible, type SnapshotBoot } from "./snapshot-boot.ts";
-import { restoreArgs } from "./snapshot-format.ts";
+import { IDENTITY_DEVICES, planSnapshotBoot, snapshotArgs, snapshotEligible, type SnapshotBoot } from "./snapshot-boot.ts";
 import { startScriptArgs } from "./start-script.ts";
 import { debianImageFor, planDebianBoot } from "./debian-boot.ts";
 
@@ -66,6 +65,7 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
         extraArgs,
         append: o.append ?? "",
         allowReboot: base.allowReboot === true,
+        ...(p.rt.restoreAsBefore?.streamedRam ? {} : { ramLayout: "mapped" as const }),
       },
       { restore: p.snapshots === "any" },
     );
@@ -75,7 +75,7 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
     const append = snapshot ? guestAppend({}, o.append) : p.ownAppend();
     const built: QemuArgvOptions = { ...base, extraArgs, shellPort: "named", kernel: p.rt.kernel, initrd: p.rt.initrd, append };
     const args = buildQemuArgv(built);
-    if (snapshot?.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
+    if (snapshot) args.push(...snapshotArgs(snapshot, base.memoryMiB, p.dir));
     return { file: QEMU_BINARY, args, env: {}, snapshot, built };
   }
   const useOwnKernel = !o.diskImage || o.kernel;

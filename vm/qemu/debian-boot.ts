@@ -21,8 +21,7 @@ import { debianSpecOf } from "../node-options.ts";
 import type { NodeOptions } from "../types.ts";
 import type { BootPlan, BootPlanInput } from "./boot-plan.ts";
 import { QEMU_BINARY, buildQemuArgv } from "./qemu-argv.ts";
-import { IDENTITY_DEVICES, planSnapshotBoot } from "./snapshot-boot.ts";
-import { restoreArgs } from "./snapshot-format.ts";
+import { IDENTITY_DEVICES, planSnapshotBoot, snapshotArgs } from "./snapshot-boot.ts";
 import type { QemuRuntime } from "./qemu-runtime.ts";
 
 /** The Debian image a node asks for, as the main thread prepared it; throws why there is none. */
@@ -73,6 +72,7 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
         append: extraAppend(o),
         allowReboot: base.allowReboot === true,
         atRest: AT_REST_RULE,
+        ...(p.rt.restoreAsBefore?.streamedRam ? {} : { ramLayout: "mapped" as const }),
       },
       { restore: p.snapshots === "any" },
     );
@@ -84,9 +84,10 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
       // Booted (or saved) with the generic identity; the machine's own comes through the shell.
       const built = { ...base, extraArgs, append: guestAppend({}, extraAppend(o)), diskImage: { path: overlay, format: "qcow2" as const, snapshot: false } };
       const args = buildQemuArgv(built);
-      if (snapshot.mode === "restore") args.push(...restoreArgs(snapshot.slot.file));
+      const boot = { ...snapshot, disk: overlay };
+      args.push(...snapshotArgs(boot, base.memoryMiB, p.dir));
       // `built` is what a bundle records (saved-machine.ts): the restore options are not the machine's.
-      return { file: QEMU_BINARY, args, env: {}, snapshot: { ...snapshot, disk: overlay }, built };
+      return { file: QEMU_BINARY, args, env: {}, snapshot: boot, built };
     }
   }
   const built = { ...base, append: p.ownAppend(extraAppend(o)), diskImage: { path: image.rootfs, format: "raw" as const, snapshot: true } };

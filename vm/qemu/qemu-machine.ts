@@ -4,7 +4,7 @@ import { keptDiskImage } from "./kept-disk.ts";
 import { mkdir, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
+import { BackdoorShell, ShellClosedError, type ShellReply } from "../backdoor-shell.ts";
 import type { MachineContext } from "../machine.ts";
 import { GuestMachine } from "../guest-machine.ts";
 import { DEFAULT_MEMORY_MIB, type ResolvedNode } from "../node-options.ts";
@@ -24,7 +24,7 @@ import { inOwnNetNamespace } from "./net-namespace.ts";
 import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand, reseedWaitMs } from "../image/guest-personalize.ts";
-import { saveForLater } from "./snapshot-boot.ts";
+import { saveForLater, snapshotQmpReady } from "./snapshot-boot.ts";
 import { planBoot, type BootPlan } from "./boot-plan.ts";
 import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { diskChain, saveDiskWrites, type DiskChain } from "./saved-disk.ts";
@@ -234,6 +234,7 @@ export class QemuMachine extends GuestMachine {
         if (e.event === "RESET" && this.startOptions.allowReboot) this.onGuestReset();
       });
       this.killPort = await GuestKillPort.connect(sock("kill.sock"));
+      if (snapshot?.mode === "save") await snapshotQmpReady(this.qmp, snapshot);
       if (revived) {
         // Loaded and left stopped: the breakpoint's freeze finds it frozen as it was saved.
         const fed = feedIncoming(sock("incoming.sock"), revived.state, {
@@ -249,6 +250,7 @@ export class QemuMachine extends GuestMachine {
       }
       if (snapshot?.mode === "restore") {
         try {
+          await snapshotQmpReady(this.qmp, snapshot);
           // The digest is checked while QEMU loads, and before the guest runs.
           await waitRestored(this.qmp, 60_000, {
             beforeStart: async () => {
@@ -264,10 +266,11 @@ export class QemuMachine extends GuestMachine {
         }
         step("running");
       }
-      // The setup round trip stays for a restored guest too, though its bash was set up before
-      // the save: without it the identity command is the first the waking guest reads, and
-      // under load it ran seconds after it was sent, its clock that far behind (bench/vm).
-      await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore");
+      // A restored guest's identity command goes with its shell's setup, one round trip: under
+      // load the waking guest ran it seconds after it was sent, so its clock comes from QEMU's
+      // RTC, not from the host's time at sending (guest-personalize.ts).
+      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identity ? this.identityCommand(true) : undefined;
+      const first = await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore", true, identity);
       step("shell");
       if (snapshot?.mode === "save") {
         // A systemd guest is saved once it has booted up and is at rest (guest-at-rest.ts), so
@@ -279,14 +282,14 @@ export class QemuMachine extends GuestMachine {
           this.log(`snapshot not saved (${restLine || `the at-rest check exited with status ${rest.status}`}); later machines of this shape boot cold`);
         } else {
           if (restLine) this.log(`guest ${restLine}`);
-          await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk);
+          await saveForLater(this.qmp, snapshot.slot, (m) => this.log(m), snapshot.disk, snapshot.ram);
         }
       }
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.identityByShell = snapshot !== undefined;
       if (snapshot) {
-        steps.reseedWait = await this.personalize(snapshot.mode === "restore");
+        steps.reseedWait = identity ? this.identityApplied(first!) : await this.personalize(snapshot.mode === "restore");
         step("identity");
       }
     } catch (e) {
@@ -379,9 +382,16 @@ export class QemuMachine extends GuestMachine {
 
   /** This run's identity for a guest that booted with the generic one (snapshot boots). */
   private async personalize(restored: boolean): Promise<number | undefined> {
+    return this.identityApplied(await this.shell!.run(this.identityCommand(restored), 30_000));
+  }
+
+  private identityCommand(restored: boolean): string {
     const nics = this.net?.needed ? this.net.nics(this.name).map((n) => ({ mac: n.mac, ip: `${n.address}/24` })) : [];
-    const cmd = personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored });
-    const r = await this.shell!.run(cmd, 30_000);
+    return personalizeCommand({ hostname: this.name, hosts: this.net?.needed ? this.net.hosts(this.name) : undefined, nics }, { restored, byPrograms: this.rt.restoreAsBefore?.identity === "programs" });
+  }
+
+  /** The identity command's reply: how long the guest waited for its CRNG's reseed. */
+  private identityApplied(r: ShellReply): number | undefined {
     if (r.status !== 0) throw this.error(`cannot give the guest its identity after a snapshot boot (exit code ${r.status})`);
     return reseedWaitMs(r.stdout.toString());
   }
@@ -397,7 +407,7 @@ export class QemuMachine extends GuestMachine {
    * `personalizedLater`: the NICs are set up by personalize(); `restored`: the shell is
    * already up in the snapshot and prints no marker.
    */
-  private async connectShell(personalizedLater = false, restored = false, init = true): Promise<void> {
+  private async connectShell(personalizedLater = false, restored = false, init = true, first = "true"): Promise<ShellReply | undefined> {
     const bootTimeout = this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
     const ready = restored
       ? await this.shellListener!.waitForConnection(30_000, this.qemuGone.signal)
@@ -406,13 +416,14 @@ export class QemuMachine extends GuestMachine {
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
     // A revived guest's bash has `__hp` from its first life (and is stopped now).
-    if (init) await this.shell.init("/tmp/.hp-out", 30_000, "true", RUNNING_FILE);
+    const reply = init ? await this.shell.init("/tmp/.hp-out", 30_000, first, RUNNING_FILE) : undefined;
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
     const more = this.net?.needed && !personalizedLater ? this.net.nics(this.name).slice(1) : [];
     if (more.length) {
       const r = await this.shell.run(vlanSetupCommand(more), 30_000);
       if (r.status !== 0) throw this.error(`cannot configure the NICs of vlans ${more.map((n) => n.vlan).join(", ")} (exit code ${r.status})`);
     }
+    return reply;
   }
 
   /** The guest reset itself (allowReboot): its old shell is gone, a new one will come up

@@ -15,4 +15,11 @@ export interface QemuRuntime {
   reviveRunAs?: RunAs;
   /** Debian guests (node option `image`), by debianSpecId of their packages: the image, or why there is none. */
   debian?: Record<string, DebianImage | { error: string }>;
+  /**
+   * bench/vm and bench/debian only: restore the way haltpoint did before a change, to measure
+   * the change against it in the same bench run. `streamedRam`: the RAM in the zstd stream
+   * (not mapped, mapped-ram.ts); `identity`: the identity step in a round trip of its own after
+   * the shell's setup, with a program per fact or (`"own-round-trip"`) the builtins of now.
+   */
+  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" };
 }

@@ -4,9 +4,11 @@
 // the same argv plus `-incoming exec:zstd -dc`. Chardev paths need not match, so a restored
 // guest reconnects to the new machine's sockets.
 
+import { ignoreSharedRam } from "./mapped-ram.ts";
 import type { QmpClient } from "./qmp.ts";
 
-/** Bumped when what a snapshot holds or how it is applied changes: older ones are not used. */
+/** Bumped when what a snapshot holds or how it is applied changes: older ones are not used.
+ *  (Mapped-RAM snapshots, mapped-ram.ts, differ in their shape's `ramLayout`.) */
 export const SNAPSHOT_FORMAT_VERSION = 2;
 
 /** A path as one word for /bin/sh, which QEMU runs `exec:` commands with. */
@@ -14,9 +16,14 @@ function shellWord(path: string): string {
   return `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The migration URI that reads the stream saved in `file`. */
+export function restoreUri(file: string): string {
+  return `exec:zstd -dc ${shellWord(file)}`;
+}
+
 /** The arguments that make a new QEMU load `file` instead of booting. */
 export function restoreArgs(file: string): string[] {
-  return ["-incoming", `exec:zstd -dc ${shellWord(file)}`];
+  return ["-incoming", restoreUri(file)];
 }
 
 interface MigrateInfo {
@@ -37,17 +44,19 @@ async function pollMigration(qmp: QmpClient, timeoutMs: number): Promise<void> {
 
 /**
  * Write the stopped guest's state to `file` (through zstd). The guest must be stopped;
- * it stays stopped (status `postmigrate`) until the caller sends `cont`.
+ * it stays stopped (status `postmigrate`) until the caller sends `cont`. `mappedRam`: leave
+ * out the RAM, which is in its shared file (mapped-ram.ts); otherwise the stream has all of
+ * it, also when this QEMU once loaded or saved a mapped-RAM snapshot (a bundle needs its RAM).
  */
-export async function saveSnapshot(qmp: QmpClient, file: string, timeoutMs = 120_000): Promise<void> {
-  await qmp.execute("migrate", { uri: `exec:zstd -q -1 > ${shellWord(file)}` });
-  await pollMigration(qmp, timeoutMs);
+export async function saveSnapshot(qmp: QmpClient, file: string, o: { timeoutMs?: number; mappedRam?: boolean } = {}): Promise<void> {
+  await migrateTo(qmp, `exec:zstd -q -1 > ${shellWord(file)}`, o);
 }
 
 /** Migrate the stopped guest to `uri` (a QEMU migration URI), until it is completed. */
-export async function migrateTo(qmp: QmpClient, uri: string, timeoutMs = 120_000): Promise<void> {
+export async function migrateTo(qmp: QmpClient, uri: string, o: { timeoutMs?: number; mappedRam?: boolean } = {}): Promise<void> {
+  await ignoreSharedRam(qmp, o.mappedRam === true);
   await qmp.execute("migrate", { uri });
-  await pollMigration(qmp, timeoutMs);
+  await pollMigration(qmp, o.timeoutMs ?? 120_000);
 }
 
 /**

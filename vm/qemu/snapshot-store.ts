@@ -4,7 +4,7 @@
 // was booted from, so `haltpoint image prune` removing an image removes its snapshots too.
 
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, unlinkSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { sha256File } from "../file-digest.ts";
@@ -31,6 +31,8 @@ export interface SnapshotShape {
   /** The rule that said the guest was at rest when it was saved (systemd guests): a snapshot
    *  saved under another (older) rule may hold a service mid-start. */
   atRest?: string;
+  /** "mapped": the RAM is a file of its own that restores map (mapped-ram.ts); else it is in the stream. */
+  ramLayout?: "mapped";
 }
 
 function fileIdentity(path: string): string {
@@ -79,19 +81,33 @@ export class SnapshotSlot {
 
   /** The disk overlay saved with the snapshot, for shapes with a disk. */
   readonly diskFile: string;
+  /** The guest's RAM, for mapped-RAM shapes (mapped-ram.ts); `file` then holds the devices' state only. */
+  readonly ramFile: string;
+  private readonly onRelease: Array<() => void> = [];
 
   constructor(
     readonly dir: string,
     readonly key: string,
     readonly hasDisk = false,
+    readonly mappedRam = false,
   ) {
     this.file = join(dir, `${key}.zst`);
     this.lock = join(dir, `${key}.lock`);
     this.diskFile = diskFileOf(this.file);
+    this.ramFile = ramFileOf(this.file);
   }
 
   static forShape(shape: SnapshotShape): SnapshotSlot {
-    return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape), shape.disk !== undefined);
+    return new SnapshotSlot(snapshotDirOf(shape.kernel), snapshotKey(shape), shape.disk !== undefined, shape.ramLayout === "mapped");
+  }
+
+  get partialRamFile(): string {
+    return `${this.ramFile}.partial-${process.pid}`;
+  }
+
+  /** Run `fn` when the claim is released (the saver's RAM file goes with it). */
+  whenReleased(fn: () => void): void {
+    this.onRelease.push(fn);
   }
 
   get partialDiskFile(): string {
@@ -120,6 +136,16 @@ export class SnapshotSlot {
       closeSync(fd);
     }
     if (!magic.equals(ZSTD_MAGIC)) return { damaged: "not a zstd stream" };
+    if (this.mappedRam) {
+      const want = readRecord(this.sizeFile)?.ram?.bytes;
+      let ram: number | undefined;
+      try {
+        ram = statSync(this.ramFile).size;
+      } catch {
+        return { damaged: "its RAM file is missing" };
+      }
+      if (ram !== want) return { damaged: `its RAM file has ${ram} bytes, ${want ? `${want} were saved` : "its size record is missing"}` };
+    }
     if (this.hasDisk) {
       try {
         statSync(this.diskFile);
@@ -136,26 +162,43 @@ export class SnapshotSlot {
     return recordFileOf(this.file);
   }
 
-  /** Move a completely written snapshot into place, with its size and digest beside it. */
-  async commit(): Promise<void> {
+  /**
+   * Move a completely written snapshot into place, with its size and digest beside it.
+   * `ramSha256`: the digest of the RAM file (partialRamFile) as it was copied, for mapped-RAM shapes.
+   */
+  async commit(ramSha256?: string): Promise<void> {
     const size = statSync(this.partialFile).size;
     const sha256 = await sha256File(this.partialFile);
-    writeFileSync(this.sizeFile, JSON.stringify({ bytes: size, qemu: qemuBinaryIdentity(), sha256 } satisfies SnapshotRecord));
-    // The disk first: the snapshot file appearing is what makes the slot usable.
+    const ram = this.mappedRam ? { bytes: statSync(this.partialRamFile).size, sha256: ramSha256 ?? (await sha256File(this.partialRamFile)) } : undefined;
+    writeFileSync(this.sizeFile, JSON.stringify({ bytes: size, qemu: qemuBinaryIdentity(), sha256, ...(ram ? { ram } : {}) } satisfies SnapshotRecord));
+    // The disk and RAM first: the snapshot file appearing is what makes the slot usable.
     if (this.hasDisk) await rename(this.partialDiskFile, this.diskFile);
+    if (ram) {
+      await rename(this.partialRamFile, this.ramFile);
+      writeRamStamp(this.ramFile, ram.sha256);
+    }
     await rename(this.partialFile, this.file);
   }
 
   /**
-   * Whether the snapshot's bytes are the ones saved (its digest): why not, or undefined when
-   * they are. Run beside the restore (it reads the whole file, ~0.1 s per 40 MiB): a corrupt
-   * stream of the right size loads into QEMU without an error, its guest's memory garbage.
+   * Whether the snapshot's bytes are the ones saved: why not, or undefined when they are. Run
+   * beside the restore: a corrupt stream of the right size loads into QEMU without an error,
+   * its guest's memory garbage. The state stream is read whole every time (its sha256, a few
+   * ms for the devices' state). A mapped RAM file (hundreds of MiB) is read whole only when it
+   * is not the file that was last found whole: see ramUnchanged().
    */
   async verify(): Promise<string | undefined> {
-    const recorded = readRecord(this.sizeFile)?.sha256;
-    if (!recorded) return "its digest record is missing";
+    const record = readRecord(this.sizeFile);
+    if (!record?.sha256) return "its digest record is missing";
     const actual = await sha256File(this.file).catch((e: Error) => `unreadable: ${e.message}`);
-    return actual === recorded ? undefined : actual.startsWith("unreadable") ? actual : "its bytes differ from the saved ones (sha256)";
+    if (actual !== record.sha256) return actual.startsWith("unreadable") ? actual : "its bytes differ from the saved ones (sha256)";
+    if (!this.mappedRam) return undefined;
+    if (!record.ram?.sha256) return "its RAM digest record is missing";
+    if (ramUnchanged(this.ramFile, record.ram.sha256)) return undefined;
+    const ram = await sha256File(this.ramFile).catch((e: Error) => `unreadable: ${e.message}`);
+    if (ram !== record.ram.sha256) return ram.startsWith("unreadable") ? `its RAM file is ${ram}` : "its RAM file's bytes differ from the saved ones (sha256)";
+    writeRamStamp(this.ramFile, ram);
+    return undefined;
   }
 
   /**
@@ -192,6 +235,7 @@ export class SnapshotSlot {
   }
 
   release(): void {
+    for (const fn of this.onRelease.splice(0)) fn();
     if (!this.locked) return;
     this.locked = false;
     try {
@@ -203,7 +247,7 @@ export class SnapshotSlot {
 
   /** A snapshot that failed to load is removed, so the next machine saves a good one. */
   discard(): void {
-    for (const f of [this.file, this.sizeFile, this.diskFile]) {
+    for (const f of partsOf(this.file)) {
       try {
         unlinkSync(f);
       } catch {
@@ -220,10 +264,52 @@ interface SnapshotRecord {
   qemu: string;
   /** Of the whole file: see verify(). */
   sha256: string;
+  /** The mapped RAM file (mapped-ram.ts): its size and digest. */
+  ram?: { bytes: number; sha256: string };
 }
 
 const recordFileOf = (file: string) => `${file}.json`;
 const diskFileOf = (file: string) => file.replace(/\.zst$/, ".disk.qcow2");
+const ramFileOf = (file: string) => file.replace(/\.zst$/, ".ram");
+const stampFileOf = (ramFile: string) => `${ramFile}.whole`;
+
+/**
+ * What a RAM file was when its whole digest last matched the record: its inode and the times
+ * the kernel sets on every change (mtime on every write, ctime on every write, truncation,
+ * rename, chmod or utimes; nobody but root can set ctime back). Same inode, size, mtime and
+ * ctime to the nanosecond: nothing has written to the file since it was read whole.
+ */
+interface RamStamp {
+  dev: string;
+  ino: string;
+  size: string;
+  mtimeNs: string;
+  ctimeNs: string;
+  sha256: string;
+}
+
+function ramStampOf(file: string, sha256: string): RamStamp {
+  const s = statSync(file, { bigint: true });
+  return { dev: String(s.dev), ino: String(s.ino), size: String(s.size), mtimeNs: String(s.mtimeNs), ctimeNs: String(s.ctimeNs), sha256 };
+}
+
+function writeRamStamp(file: string, sha256: string): void {
+  const stamp = stampFileOf(file);
+  const tmp = `${stamp}.partial-${process.pid}`;
+  writeFileSync(tmp, JSON.stringify(ramStampOf(file, sha256)));
+  renameSync(tmp, stamp);
+}
+
+/** Whether `file` is still the file whose digest was found to be `sha256` (see RamStamp). */
+function ramUnchanged(file: string, sha256: string): boolean {
+  try {
+    const was = JSON.parse(readFileSync(stampFileOf(file), "utf8")) as RamStamp;
+    const now = ramStampOf(file, sha256);
+    return (Object.keys(now) as (keyof RamStamp)[]).every((k) => was[k] === now[k]);
+  } catch {
+    return false;
+  }
+}
 
 function readRecord(path: string): SnapshotRecord | undefined {
   try {
@@ -250,8 +336,12 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Every file of the snapshot whose state stream is `file`. */
+const partsOf = (file: string) => [file, recordFileOf(file), diskFileOf(file), ramFileOf(file), stampFileOf(ramFileOf(file))];
+
 export interface CachedSnapshot {
   file: string;
+  /** Disk usage of all its files. */
   bytes: number;
   lastUsedMs: number;
   /** Saved by another QEMU binary than the one on PATH now (so never used again). */
@@ -266,7 +356,11 @@ export async function listSnapshots(dir: string): Promise<CachedSnapshot[]> {
     if (!/\.zst$/.test(n)) continue;
     const file = join(dir, n);
     const s = await stat(file).catch(() => undefined);
-    if (s) out.push({ file, bytes: s.size, lastUsedMs: s.mtimeMs, otherQemu: readRecord(recordFileOf(file))?.qemu !== qemuBinaryIdentity() });
+    if (!s) continue;
+    // On disk: a mapped RAM file is sparse (its zero blocks are holes).
+    let bytes = 0;
+    for (const part of partsOf(file)) bytes += ((await stat(part).catch(() => undefined))?.blocks ?? 0) * 512;
+    out.push({ file, bytes, lastUsedMs: s.mtimeMs, otherQemu: readRecord(recordFileOf(file))?.qemu !== qemuBinaryIdentity() });
   }
   return out;
 }
@@ -279,9 +373,7 @@ export async function pruneSnapshots(dir: string, cutoffMs: number): Promise<Cac
   const removed: CachedSnapshot[] = [];
   for (const s of await listSnapshots(dir)) {
     if (!s.otherQemu && s.lastUsedMs >= cutoffMs) continue;
-    await rm(s.file, { force: true });
-    await rm(recordFileOf(s.file), { force: true });
-    await rm(diskFileOf(s.file), { force: true });
+    for (const part of partsOf(s.file)) await rm(part, { force: true });
     removed.push(s);
   }
   for (const n of await readdir(dir).catch(() => [] as string[])) {
