@@ -45,11 +45,12 @@ export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; no
   if (o.byPrograms) return personalizeByPrograms(id, o);
   const name = id.hostname ?? "haltpoint";
   const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
-  // The time from QEMU's RTC, which follows the host's clock (also while the guest was saved,
-  // stopped or not yet running): right to within its one-second resolution however late the
-  // command runs, so it can be the waking guest's first. The host's time when the command
-  // was sent where the guest has no RTC.
-  const parts: string[] = [`read -r hp_t < /sys/class/rtc/rtc0/since_epoch 2>/dev/null || hp_t=${Math.round((o.nowMs ?? Date.now()) / 1000)}; date -s @$hp_t > /dev/null`];
+  // The later of two clocks, each of which can only be behind: QEMU's RTC, which follows the
+  // host's clock (also while the guest was saved, stopped or not yet running), so it is right
+  // however late the command runs — but a restored guest's RTC was seen 2 s behind on a loaded
+  // host (test/snapshot-boot.test.ts) — and the host's time when the command was made.
+  const hostNow = Math.round((o.nowMs ?? Date.now()) / 1000);
+  const parts: string[] = [`hp_t=${hostNow}; read -r hp_r < /sys/class/rtc/rtc0/since_epoch 2>/dev/null && ((hp_r > hp_t)) && hp_t=$hp_r; date -s @$hp_t > /dev/null`];
   if (o.restored) {
     const bytes = [...randomBytes(32)].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
     parts.push(

@@ -266,10 +266,10 @@ export class QemuMachine extends GuestMachine {
         }
         step("running");
       }
-      // A restored guest's identity command goes with its shell's setup, one round trip: under
-      // load the waking guest ran it seconds after it was sent, so its clock comes from QEMU's
-      // RTC, not from the host's time at sending (guest-personalize.ts).
-      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identity ? this.identityCommand(true) : undefined;
+      // A restored guest's identity command goes with its shell's setup, one round trip. It is
+      // made once the guest's shell has connected (the guest runs), so the host's time in it is
+      // fresh; its clock is the later of that and QEMU's RTC (guest-personalize.ts).
+      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identity ? () => this.identityCommand(true) : undefined;
       const first = await this.connectShell(snapshot !== undefined, snapshot?.mode === "restore", true, identity);
       step("shell");
       if (snapshot?.mode === "save") {
@@ -407,7 +407,7 @@ export class QemuMachine extends GuestMachine {
    * `personalizedLater`: the NICs are set up by personalize(); `restored`: the shell is
    * already up in the snapshot and prints no marker.
    */
-  private async connectShell(personalizedLater = false, restored = false, init = true, first = "true"): Promise<ShellReply | undefined> {
+  private async connectShell(personalizedLater = false, restored = false, init = true, first: string | (() => string) = "true"): Promise<ShellReply | undefined> {
     const bootTimeout = this.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
     const ready = restored
       ? await this.shellListener!.waitForConnection(30_000, this.qemuGone.signal)
@@ -416,7 +416,7 @@ export class QemuMachine extends GuestMachine {
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
     // A revived guest's bash has `__hp` from its first life (and is stopped now).
-    const reply = init ? await this.shell.init("/tmp/.hp-out", 30_000, first, RUNNING_FILE) : undefined;
+    const reply = init ? await this.shell.init("/tmp/.hp-out", 30_000, typeof first === "function" ? first() : first, RUNNING_FILE) : undefined;
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
     const more = this.net?.needed && !personalizedLater ? this.net.nics(this.name).slice(1) : [];
     if (more.length) {
