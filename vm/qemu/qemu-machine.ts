@@ -1,8 +1,8 @@
 import type { ResultPromise } from "execa";
-import { chownSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { keptDiskImage } from "./kept-disk.ts";
-import { mkdir, rm } from "node:fs/promises";
-import { createServer, type Server, type Socket } from "node:net";
+import { mkdir } from "node:fs/promises";
+import type { Socket } from "node:net";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError } from "../backdoor-shell.ts";
 import type { MachineContext } from "../machine.ts";
@@ -13,7 +13,7 @@ import { ConnectionLostError } from "../errors.ts";
 import { QemuScreenAndKeys } from "./screen-and-keys.ts";
 import { QmpEventLog } from "./qmp-event-log.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { QEMU_BINARY, QEMU_IDS, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
+import { QEMU_IDS, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import { QmpClient } from "./qmp.ts";
 import { ShellListener } from "./shell-listener.ts";
 import { vlanNics, vlanSetupCommand, type RunNetwork } from "./run-network.ts";
@@ -25,11 +25,13 @@ import { GuestKillPort, RUNNING_FILE } from "./kill-port.ts";
 import { spawnMachineProcess } from "../machine-process.ts";
 import { personalizeCommand, reseedWaitMs } from "../image/guest-personalize.ts";
 import { saveForLater } from "./snapshot-boot.ts";
-import { planBoot, type BootPlan } from "./boot-plan.ts";
-import { migrateTo, saveSnapshot, waitRestored } from "./snapshot-format.ts";
+import { planBoot } from "./boot-plan.ts";
+import { revivePlan } from "./revive-plan.ts";
+import { savedShape, saveRevivedState, unsaveableBecause, type SavedShape } from "./bundle-shape.ts";
+import { SerialConsole } from "./serial-console.ts";
+import { saveSnapshot, waitRestored } from "./snapshot-format.ts";
 import { diskChain, saveDiskWrites, type DiskChain } from "./saved-disk.ts";
-import { REVIVE_SANDBOX, handOverRevived, revivedArgvOptions, savedParams, type RevivedMachine, type SavedQemuParams } from "./saved-machine.ts";
-import { drainOutgoing, feedIncoming, incomingArgs } from "./incoming-stream.ts";
+import { feedIncoming } from "./incoming-stream.ts";
 import { asUnprivileged } from "./unprivileged-qemu.ts";
 import type { QemuRuntime } from "./qemu-runtime.ts";
 import type { SnapshotSlot } from "./snapshot-store.ts";
@@ -73,7 +75,6 @@ export class QemuMachine extends GuestMachine {
   protected readonly processName = "qemu";
   private shellListener: ShellListener | undefined;
   private killPort: GuestKillPort | undefined;
-  private serialServer: Server | undefined;
   private stopping = false;
   /** A kept disk (--keep-machine-state): QEMU must flush it before it is killed. */
   private keepsDisk = false;
@@ -85,7 +86,7 @@ export class QemuMachine extends GuestMachine {
   private coldNextStart = false;
   /** What the argv builder took for the running QEMU (not for a start script): what a bundle records. */
   private startedWith: QemuArgvOptions | undefined;
-  private serialSocket: Socket | undefined;
+  private readonly serial = new SerialConsole((c) => this.console.append(c));
   private readonly events = new QmpEventLog();
   private readonly screen = new QemuScreenAndKeys(this.name, () => this.requireQmp(), (m) => this.log(m));
   /** Set before start: give the guest a vhost-user vsock device served by vhost-device-vsock. */
@@ -151,7 +152,7 @@ export class QemuMachine extends GuestMachine {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const sock = (n: string) => join(this.dir, n);
     this.shellListener = await ShellListener.listen(sock("shell.sock"));
-    await this.listenSerial(sock("serial.sock"));
+    await this.serial.listen(sock("serial.sock"));
     const hub = this.net?.needed ? await this.net.hub(this.net.vlansOf(this.name)[0]) : undefined;
     const moreVlans = hub ? await vlanNics(this.net!, this.name) : [];
     const o = this.options;
@@ -178,7 +179,8 @@ export class QemuMachine extends GuestMachine {
       allowReboot: this.startOptions.allowReboot === true,
     };
     const revived = this.rt.revive?.[this.name];
-    const plan = revived ? Promise.resolve().then(() => this.revivePlan(revived, base, [hub?.path, ...moreVlans.map((n) => n.hubPath)])) : planBoot({
+    const hubs = [hub?.path, ...moreVlans.map((n) => n.hubPath)];
+    const plan = revived ? Promise.resolve().then(() => revivePlan({ revived, base, hubs, dir: this.dir, runAs: this.rt.reviveRunAs })) : planBoot({
       options: o,
       rt: this.rt,
       base,
@@ -301,42 +303,21 @@ export class QemuMachine extends GuestMachine {
   }
 
   /**
-   * `haltpoint revive`: the argv built again by the same builder from the bundle's typed
-   * parameters and this run's own sockets and NICs (`base`), under QEMU's seccomp sandbox,
-   * listening for its state on a socket (incoming-stream.ts). As root, the machine's
-   * directory, a copy of its kernel and initrd and its sockets are handed to the
-   * unprivileged uid QEMU will run as.
-   */
-  private revivePlan(r: RevivedMachine, base: QemuArgvOptions, hubs: Array<string | undefined>): BootPlan {
-    const want = r.params.vlans.length;
-    const have = hubs.filter((h) => h !== undefined).length;
-    if (want !== have) throw new Error(`it was saved with ${want} NIC(s) on the run network and this run has ${have} for it`);
-    const runAs = this.rt.reviveRunAs;
-    const sockets = [join(this.dir, "shell.sock"), join(this.dir, "serial.sock"), ...hubs.filter((h): h is string => h !== undefined)];
-    const built = revivedArgvOptions(base, runAs ? handOverRevived(runAs, this.dir, r, sockets) : r);
-    return { file: QEMU_BINARY, args: [...buildQemuArgv(built), ...REVIVE_SANDBOX, ...incomingArgs(join(this.dir, "incoming.sock"))], env: {}, built };
-  }
-
-  /**
-   * Why this machine cannot go into a bundle, or undefined when it can: its RAM and devices
-   * are saved, so it must hold no state outside QEMU (a disk, a vsock daemon, a start
-   * script), and it must have been started from the argv builder's typed options only.
+   * Why this machine cannot go into a bundle, or undefined when it can (bundle-shape.ts).
    */
   get unsaveableBecause(): string | undefined {
-    if (!this.startedWith) return this.options.startScript ? "it was started by a start script" : "it is not running";
-    if (this.rt.revive?.[this.name]?.disk) return "it was revived with a disk, which a bundle does not carry again yet";
-    if (this.vsockUdsPath) return "it has a vhost-device-vsock daemon, whose state is outside QEMU";
-    const p = this.savedShape();
-    return "unsaveable" in p ? p.unsaveable : undefined;
+    return unsaveableBecause({
+      startedWith: this.startedWith,
+      startScript: Boolean(this.options.startScript),
+      revivedWithDisk: Boolean(this.rt.revive?.[this.name]?.disk),
+      hasVsock: this.vsockUdsPath !== undefined,
+      shape: () => this.savedShape(),
+    });
   }
 
   /** For a bundle: the argv builder's typed parameters (saved-machine.ts) and the kernel and initrd files they name. */
-  savedShape(): { params: SavedQemuParams; kernel?: string; initrd?: string } | { unsaveable: string } {
-    const w = this.startedWith;
-    if (!w) return { unsaveable: "it is not running" };
-    const params = savedParams(w, w.vnet ? this.net!.vlansOf(this.name) : []);
-    if ("unsaveable" in params) return params;
-    return { params, ...(w.kernel ? { kernel: w.kernel } : {}), ...(w.initrd ? { initrd: w.initrd } : {}) };
+  savedShape(): SavedShape {
+    return savedShape(this.startedWith, () => this.net!.vlansOf(this.name));
   }
 
   /** For a bundle: its disk's chain (saved-disk.ts), or why it cannot be carried; undefined: it has no disk. */
@@ -360,9 +341,7 @@ export class QemuMachine extends GuestMachine {
     if (why) throw this.error(`cannot save it: ${why}`);
     const qmp = this.requireQmp();
     if (!this.rt.revive?.[this.name]) return saveSnapshot(qmp, file);
-    // A revived QEMU may not run zstd (`-sandbox …,spawn=deny`): haltpoint compresses what it sends.
-    const runAs = this.rt.reviveRunAs;
-    await drainOutgoing(join(this.dir, "outgoing.sock"), file, (uri) => migrateTo(qmp, uri), runAs ? (p) => chownSync(p, runAs.uid, runAs.gid) : undefined);
+    await saveRevivedState(qmp, this.dir, file, this.rt.reviveRunAs);
   }
 
   /** The kernel command line that gives this machine its identity at boot (cold boots). */
@@ -428,20 +407,6 @@ export class QemuMachine extends GuestMachine {
       .then(() => this.log("backdoor shell ready (after reboot)"))
       .finally(() => (this.reconnecting = undefined));
     this.reconnecting.catch((e: Error) => this.log(`no backdoor shell after the reboot: ${e.message}`));
-  }
-
-  private async listenSerial(path: string): Promise<void> {
-    await rm(path, { force: true });
-    const server = createServer((s) => {
-      this.serialSocket = s;
-      s.on("data", (c: Buffer) => this.console.append(c));
-      s.on("error", () => {});
-    });
-    this.serialServer = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(path, () => resolve());
-    });
   }
 
   /** A rebooting guest's commands wait for its new shell. */
@@ -558,10 +523,9 @@ export class QemuMachine extends GuestMachine {
 
   /** Type on the serial console (the guest's ttyS0), as NixOS `send_console`. */
   override async sendConsole(text: string): Promise<void> {
-    if (!this.serialSocket || this.serialSocket.destroyed) throw this.error("sendConsole: the serial console is not connected (is the machine running?)");
+    if (!this.serial.connected) throw this.error("sendConsole: the serial console is not connected (is the machine running?)");
     this.log(`sending to the serial console: ${JSON.stringify(text)}`);
-    const s = this.serialSocket;
-    await new Promise<void>((resolve, reject) => s.write(text, (e) => (e ? reject(e) : resolve())));
+    await this.serial.send(text);
   }
 
   override getScreenText(): Promise<string> {
@@ -589,8 +553,7 @@ export class QemuMachine extends GuestMachine {
     this.qmp?.close();
     this.killPort?.close();
     if (this.shellListener) await bestEffort((m) => this.log(m), "closing the shell listener", this.shellListener.close());
-    this.serialServer?.close();
-    this.serialSocket?.destroy();
+    this.serial.close();
     this.events.clear();
   }
 
