@@ -228,9 +228,7 @@ export abstract class QemuLifecycle extends GuestMachine {
       // under load it ran seconds after it was sent, its clock that far behind (bench/vm).
       await this.shellLink.connect(snapshot !== undefined, snapshot?.mode === "restore");
       step("shell");
-      if (snapshot?.mode === "save") {
-        await saveWhenAtRest(this.shell!, this.qmp, snapshot, this.options, (m) => this.log(m));
-      }
+      if (snapshot?.mode === "save") await saveWhenAtRest(this.shell!, this.qmp, snapshot, this.options, (m) => this.log(m));
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.shellLink.identityByShell = snapshot !== undefined;
@@ -305,7 +303,7 @@ export abstract class QemuLifecycle extends GuestMachine {
     await this.kill();
   }
 
-  protected async kill(): Promise<void> {
+  private async kill(): Promise<void> {
     const pid = this.proc?.pid;
     if (pid !== undefined) {
       for (const target of [-pid, pid]) {
@@ -318,7 +316,6 @@ export abstract class QemuLifecycle extends GuestMachine {
     }
     await this.exited;
   }
-
 
   protected async waitForExit(timeoutMs: number, what: string): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
