@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, fileInBundle, readManifest, validateManifest } from "../../hooks/bundles/bundle-format.ts";
 import { buildQemuArgv } from "../../vm/qemu/qemu-argv.ts";
-import { revivedArgvOptions, savedParams } from "../../vm/qemu/saved-machine.ts";
+import { REVIVE_SANDBOX, revivedArgvOptions, savedParams } from "../../vm/qemu/saved-machine.ts";
+import { revivePlan } from "../../vm/qemu/revive-plan.ts";
+import { savedShape, unsaveableBecause } from "../../vm/qemu/bundle-shape.ts";
 import { qcow2Refusal } from "../../vm/qemu/qcow2-header.ts";
 
 const sha = "a".repeat(64);
@@ -78,6 +80,33 @@ test("revive builds the argv with the same builder from the saved parameters: wh
   const again = buildQemuArgv(revivedArgvOptions(base, { params: p, kernel: "/cache/k", initrd: "/cache/i" }));
   assert.deepEqual(again, buildQemuArgv(started));
   assert.deepEqual(savedParams({ ...started, extraArgs: ["-pidfile", "/tmp/x"] }, []), { unsaveable: "it has extra QEMU arguments (qemuArgs), which a bundle never carries" });
+});
+
+test("revive's plan: the saved parameters' argv under the seccomp sandbox, listening for its state; refused when this run's NICs differ from the saved ones", () => {
+  const base = { name: "vm", memoryMiB: 1, cores: 1, accel: "tcg" as const, qmpSocket: "/s/vm/qmp.sock", shellSocket: "/s/vm/shell.sock", killSocket: "/s/vm/kill.sock", serial: { type: "socket" as const, path: "/s/vm/serial.sock" } };
+  const started = { ...base, memoryMiB: 256, shellPort: "named" as const, kernel: "/cache/k", append: "console=ttyS0" };
+  const params = savedParams(started, []);
+  assert.ok(!("unsaveable" in params));
+  const revived = { params, kernel: "/cache/k", state: "/b/vm/state.zst", maxStreamBytes: 1 << 30 };
+  const plan = revivePlan({ revived, base, hubs: [undefined], dir: "/s/vm", runAs: undefined });
+  assert.deepEqual(plan.args, [...buildQemuArgv(started), ...REVIVE_SANDBOX, "-incoming", "unix:/s/vm/incoming.sock"]);
+  assert.throws(() => revivePlan({ revived, base, hubs: ["/s/hub-1.sock"], dir: "/s/vm", runAs: undefined }), /saved with 0 NIC\(s\) on the run network and this run has 1 for it/);
+});
+
+test("a machine's bundle shape: why it cannot be saved, the first reason first; its parameters and boot files when it can", () => {
+  const started = { name: "vm", memoryMiB: 256, cores: 1, accel: "tcg" as const, qmpSocket: "/q", shellSocket: "/s", killSocket: "/k", serial: { type: "socket" as const, path: "/c" }, shellPort: "named" as const, kernel: "/cache/k", initrd: "/cache/i" };
+  const shape = () => savedShape(started, () => []);
+  const m = { startedWith: started, startScript: false, revivedWithDisk: false, hasVsock: false, shape };
+  assert.equal(unsaveableBecause(m), undefined);
+  assert.equal(unsaveableBecause({ ...m, startedWith: undefined, startScript: true }), "it was started by a start script");
+  assert.equal(unsaveableBecause({ ...m, startedWith: undefined }), "it is not running");
+  assert.equal(unsaveableBecause({ ...m, revivedWithDisk: true, hasVsock: true }), "it was revived with a disk, which a bundle does not carry again yet");
+  assert.equal(unsaveableBecause({ ...m, hasVsock: true }), "it has a vhost-device-vsock daemon, whose state is outside QEMU");
+  const s = shape();
+  assert.ok("params" in s);
+  assert.equal(s.kernel, "/cache/k");
+  assert.equal(s.initrd, "/cache/i");
+  assert.deepEqual(savedShape(undefined, () => []), { unsaveable: "it is not running" });
 });
 
 test("a bundle's files are its own: a symbolic link anywhere on the path, a directory or a missing file is refused", () => {

@@ -88,7 +88,7 @@ export class VhostVsockDaemon {
   async stop(): Promise<void> {
     this.proc.kill("SIGKILL");
     await this.proc.catch(() => {}); // killed: its rejection is the kill we asked for
-    // Both sockets are tried; what failed is the caller's to log (qemu-machine.ts).
+    // Both sockets are tried; what failed is the caller's to log (qemu-lifecycle.ts).
     const failed = (await Promise.allSettled([rm(this.vhostSocket, { force: true }), rm(this.udsPath, { force: true })])).filter((r) => r.status === "rejected");
     if (failed.length) throw new Error(failed.map((r) => String((r as PromiseRejectedResult).reason?.message ?? r)).join("; "));
   }
