@@ -129,9 +129,10 @@ const ways = [
         { label: "before: RAM streamed (zstd), identity by programs", rt: asBefore },
         { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
         { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
+        { label: "+ identity sent with the setup", rt: { ...qemu, restoreAsBefore: { identity: "with-setup" as const } } },
       ]
     : []),
-  { label: "+ identity sent with the setup (now)", rt: qemu },
+  { label: "+ shell prepared before the save (now)", rt: qemu },
 ];
 const variants: RestoreVariant[] = ways.map((w) => ({ label: w.label, samples: [] }));
 const bare: number[] = [];

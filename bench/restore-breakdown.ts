@@ -77,7 +77,7 @@ export function printRestoreBreakdown(title: string, variants: RestoreVariant[],
     ["spawn → QMP answers", "qmp"],
     ["incoming migration: state read, decompressed, loaded (RAM mapped or streamed)", "loaded"],
     ["digest checked, guest running (cont)", "running"],
-    ["backdoor shell answers (setup round trip; with the identity when it goes along)", "shell"],
+    ["backdoor shell answers its first command (setup + `true`, or the identity: with the setup, or alone in the prepared shell)", "shell"],
     ["identity applied (clock, hostname, hosts, MACs, CRNG reseeded) = `restored in`", "identity"],
   ];
   const prev = new Map<RestoreVariant, number>();

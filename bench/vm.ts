@@ -53,9 +53,10 @@ const ways: { label: string; rt: QemuRuntime }[] = [
         { label: "before: RAM streamed (zstd), identity by programs", rt: { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } } },
         { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
         { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
+        { label: "+ identity sent with the setup", rt: { ...qemu, restoreAsBefore: { identity: "with-setup" as const } } },
       ]
     : []),
-  { label: "+ identity sent with the setup (now)", rt: qemu },
+  { label: "+ shell prepared before the save (now)", rt: qemu },
 ];
 
 async function bootTimes(make: (i: number) => BaseMachine): Promise<{ boots: number[]; last: BaseMachine }> {

@@ -120,7 +120,27 @@ export class BackdoorShell {
    * runs) and the call fails.
    */
   run(cmd: string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
-    const p = this.queue.then(() => this.send(cmd, timeoutMs, onTimeout));
+    return this.enqueue(cmd, (id) => `__hp ${id} ${ansiCQuote(cmd)}\n`, timeoutMs, onTimeout);
+  }
+
+  /**
+   * Run `cmd` in the shell itself: no subshell (a fork saved: a restored guest's first command,
+   * vm/image/guest-restore-prep.ts), no `set -e` (a failure must not end the shell: `cmd` chains
+   * its steps itself), stdin /dev/null, stdout discarded (the reply is the status only). What
+   * it sets stays set; it cannot be killed through the kill port, so each of its waits must
+   * have a timeout of its own. Needs no `__hp`: usable before the setup, or instead of it.
+   */
+  runInShell(cmd: string, timeoutMs: number): Promise<ShellReply> {
+    return this.enqueue(cmd, (id) => `eval ${ansiCQuote(cmd)} </dev/null >/dev/null; printf '\\036HP %s %s E\\n' ${id} "$?"\n`, timeoutMs);
+  }
+
+  /** Send a raw line to the shell (run by the shell itself); nothing answers it. */
+  writeLine(line: string): void {
+    this.input.write(line.endsWith("\n") ? line : `${line}\n`);
+  }
+
+  private enqueue(cmd: string, line: (id: number) => string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
+    const p = this.queue.then(() => this.send(cmd, line, timeoutMs, onTimeout));
     this.queue = p.catch(() => {}); // the caller awaits p and sees its error; the queue just goes on
     return p;
   }
@@ -136,7 +156,7 @@ export class BackdoorShell {
     return this.closedWith !== undefined;
   }
 
-  private send(cmd: string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
+  private send(cmd: string, line: (id: number) => string, timeoutMs: number, onTimeout?: (id: number) => void): Promise<ShellReply> {
     if (this.closedWith) return Promise.reject(this.closedWith);
     if (cmd.includes("\0")) return Promise.reject(new Error("a command cannot contain a NUL byte"));
     const id = this.nextId++;
@@ -156,7 +176,7 @@ export class BackdoorShell {
         resolve: (r) => (clearTimeout(timer), resolve(r)),
         reject: (e) => (clearTimeout(timer), reject(e)),
       });
-      this.input.write(`__hp ${id} ${ansiCQuote(cmd)}\n`);
+      this.input.write(line(id));
     });
   }
 

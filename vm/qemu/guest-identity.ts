@@ -19,7 +19,7 @@ export function identityAppend(name: string, net: RunNetwork | undefined, onVnet
 }
 
 /** The shell command that gives a snapshot-booted guest machine `name`'s identity. */
-export function identityCommand(name: string, net: RunNetwork | undefined, restored: boolean, byPrograms = false): string {
+export function identityCommand(name: string, net: RunNetwork | undefined, restored: boolean, byPrograms = false, prepared = false): string {
   const nics = net?.needed ? net.nics(name).map((n) => ({ mac: n.mac, ip: `${n.address}/24` })) : [];
-  return personalizeCommand({ hostname: name, hosts: net?.needed ? net.hosts(name) : undefined, nics }, { restored, byPrograms });
+  return personalizeCommand({ hostname: name, hosts: net?.needed ? net.hosts(name) : undefined, nics }, { restored, byPrograms, prepared });
 }

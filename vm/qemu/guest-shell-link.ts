@@ -1,6 +1,7 @@
 import { BackdoorShell, type ShellReply } from "../backdoor-shell.ts";
 import { ConnectionLostError } from "../errors.ts";
 import { reseedWaitMs } from "../image/guest-personalize.ts";
+import { GUEST_OUT_FILE } from "../image/guest-restore-prep.ts";
 import type { NodeOptions } from "../types.ts";
 import { identityCommand } from "./guest-identity.ts";
 import { RUNNING_FILE } from "./kill-port.ts";
@@ -47,9 +48,12 @@ export class GuestShellLink {
   /**
    * Wait for the guest's backdoor shell on hvc0 (at boot, and again after a reboot).
    * `personalizedLater`: the NICs are set up by personalize(); `restored`: the shell is
-   * already up in the snapshot and prints no marker.
+   * already up in the snapshot and prints no marker. `init`: send the shell's setup, then
+   * `first` as a command; "kept": the snapshot's shell was set up (and prepared,
+   * guest-restore-prep.ts) before it was saved, so `first` runs in the shell itself at once;
+   * false: neither (a revived guest's bash has `__hp` from its first life, and is stopped now).
    */
-  async connect(personalizedLater = false, restored = false, init = true, first: string | (() => string) = "true"): Promise<ShellReply | undefined> {
+  async connect(personalizedLater = false, restored = false, init: boolean | "kept" = true, first: string | (() => string) = "true"): Promise<ShellReply | undefined> {
     const bootTimeout = this.m.options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S;
     const ready = restored
       ? await this.listener!.waitForConnection(30_000, this.qemuGone)
@@ -58,8 +62,8 @@ export class GuestShellLink {
     this.m.setShell(shell);
     if (ready.rest.length) ready.socket.unshift(ready.rest);
     ready.socket.resume();
-    // A revived guest's bash has `__hp` from its first life (and is stopped now).
-    const reply = init ? await shell.init("/tmp/.hp-out", 30_000, typeof first === "function" ? first() : first, RUNNING_FILE) : undefined;
+    const cmd = () => (typeof first === "function" ? first() : first);
+    const reply = init === "kept" ? await shell.runInShell(cmd(), 30_000) : init ? await shell.init(GUEST_OUT_FILE, 30_000, cmd(), RUNNING_FILE) : undefined;
     // The image's /init configures eth1 (hp.ip); a machine on more vlans gets the rest here.
     const net = this.m.net;
     const more = net?.needed && !personalizedLater ? net.nics(this.m.name).slice(1) : [];
@@ -75,9 +79,10 @@ export class GuestShellLink {
     return this.identityApplied(await this.m.shell()!.run(this.identityCommand(restored), 30_000));
   }
 
-  /** The command that gives this guest its identity (bench/vm can ask for the old, one-program-a-fact way). */
-  identityCommand(restored: boolean): string {
-    return identityCommand(this.m.name, this.m.net, restored, this.m.identityByPrograms);
+  /** The command that gives this guest its identity (bench/vm can ask for the old, one-program-a-fact way).
+   *  `prepared`: run in the restored shell itself, with what it prepared before its snapshot. */
+  identityCommand(restored: boolean, prepared = false): string {
+    return identityCommand(this.m.name, this.m.net, restored, this.m.identityByPrograms, prepared);
   }
 
   /** The identity command's reply: how long the guest waited for its CRNG's reseed. */

@@ -4,6 +4,7 @@
 
 import type { BackdoorShell } from "../backdoor-shell.ts";
 import { AT_REST_SCRIPT } from "../image/guest-at-rest.ts";
+import { RESTORE_PREP_CHECK, RESTORE_PREP_SCRIPT, RESTORE_PREP_UNDO } from "../image/guest-restore-prep.ts";
 import type { NodeOptions } from "../types.ts";
 import { feedIncoming } from "./incoming-stream.ts";
 import type { QmpClient } from "./qmp.ts";
@@ -70,6 +71,30 @@ export async function saveWhenAtRest(shell: BackdoorShell, qmp: QmpClient, snaps
     log(`snapshot not saved (${restLine || `the at-rest check exited with status ${rest.status}`}); later machines of this shape boot cold`);
   } else {
     if (restLine) log(`guest ${restLine}`);
+    if (!(await prepareForRestores(shell, log))) {
+      snapshot.slot.release();
+      return;
+    }
     await saveForLater(qmp, snapshot.slot, log, snapshot.disk, snapshot.ram);
+    // This guest goes on as a machine of its own: its commands need not inherit the prep's descriptors.
+    shell.writeLine(RESTORE_PREP_UNDO);
   }
+}
+
+/**
+ * What every restore of this snapshot will use (guest-restore-prep.ts), prepared by the shell
+ * itself just before the save. Its restores call `__hp_restored` first: without it the shape is
+ * not saved (logged; its machines boot cold). Without the descriptors they fall back to the
+ * programs (dmesg, date).
+ */
+async function prepareForRestores(shell: BackdoorShell, log: (m: string) => void): Promise<boolean> {
+  shell.writeLine(RESTORE_PREP_SCRIPT);
+  const r = await shell.run(RESTORE_PREP_CHECK, 30_000).catch((e: Error) => ({ status: -1, stdout: Buffer.from(e.message) }));
+  const what = r.stdout.toString().trim();
+  if (r.status === 0 && what.startsWith("identity")) {
+    log(`shell prepared for restores: ${what}`);
+    return true;
+  }
+  log(`snapshot not saved: the shell could not be prepared for restores (${what || `status ${r.status}`}); later machines of this shape boot cold`);
+  return false;
 }

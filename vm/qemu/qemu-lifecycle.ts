@@ -227,11 +227,15 @@ export abstract class QemuLifecycle extends GuestMachine {
         }
         step("running");
       }
-      // A restored guest's identity command goes with its shell's setup, one round trip. It is
-      // made once the guest's shell has connected (the guest runs), so the host's time in it is
-      // fresh; its clock is the later of that and QEMU's RTC (guest-personalize.ts).
-      const identity = snapshot?.mode === "restore" && !this.rt.restoreAsBefore?.identity ? () => this.shellLink.identityCommand(true) : undefined;
-      const first = await this.shellLink.connect(snapshot !== undefined, snapshot?.mode === "restore", true, identity);
+      // A restored guest's identity command is its shell's first, one round trip: the shell was
+      // set up and prepared before the snapshot was saved (guest-restore-prep.ts), so it runs in
+      // the shell itself with nothing sent before it. It is made once the guest's shell has
+      // connected (the guest runs), so the host's time in it is fresh; its clock is the later of
+      // that and QEMU's RTC (guest-personalize.ts).
+      const before = this.rt.restoreAsBefore?.identity;
+      const restoring = snapshot?.mode === "restore";
+      const identity = restoring && (before === undefined || before === "with-setup") ? () => this.shellLink.identityCommand(true, before === undefined) : undefined;
+      const first = await this.shellLink.connect(snapshot !== undefined, restoring, restoring && before === undefined ? "kept" : true, identity);
       step("shell");
       if (snapshot?.mode === "save") await saveWhenAtRest(this.shell!, this.qmp, snapshot, this.options, (m) => this.log(m));
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.

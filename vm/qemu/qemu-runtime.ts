@@ -19,7 +19,9 @@ export interface QemuRuntime {
    * bench/vm and bench/debian only: restore the way haltpoint did before a change, to measure
    * the change against it in the same bench run. `streamedRam`: the RAM in the zstd stream
    * (not mapped, mapped-ram.ts); `identity`: the identity step in a round trip of its own after
-   * the shell's setup, with a program per fact or (`"own-round-trip"`) the builtins of now.
+   * the shell's setup, with a program per fact or (`"own-round-trip"`) with builtins; or
+   * (`"with-setup"`) sent along with the shell's setup, in a command's subshell, with `dmesg`
+   * and `date` (not what the snapshot's shell prepared, guest-restore-prep.ts).
    */
-  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" };
+  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" | "with-setup" };
 }

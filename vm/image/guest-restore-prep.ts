@@ -1,0 +1,66 @@
+// What a guest's backdoor shell prepares just before its snapshot is saved, so that every guest
+// restored from it gets its identity (guest-personalize.ts) with the least work. Under TCG a
+// restored guest runs every code path with a cold translation cache: its first program costs
+// about 40 ms (exec, then busybox's start), a fork about 20 ms, and `dmesg` reads and formats
+// the whole kernel log (~490 records). Prepared here, while the guest is still booting cold:
+//   - `hp_kmsg`: a descriptor on /dev/kmsg, read to its end now, so that after a restore it
+//     holds only the records logged since: the CRNG's reseed among the first (bash's `read`
+//     reads /dev/kmsg a record at a time, checked on this guest's kernel);
+//   - `hp_ai`/`hp_ao`: the pipes of a busybox shell (haltpoint's own image only; a Debian guest
+//     has no busybox). Busybox's shell runs its `date` applet in a fork of itself, without an
+//     exec, so the restored guest's clock is set without loading a program.
+// Both are the backdoor bash's own shell variables (the prep runs in the shell itself, not in
+// a command's subshell), so every later command's subshell has them. The identity command falls
+// back to `dmesg` and a `date` program when either is missing or does not answer. The snapshot
+// key holds SHELL_PREP_KEY (snapshot-store.ts): a snapshot saved without this prep, or with
+// another version of it or of the shell's setup, is never restored with these assumptions.
+
+import { createHash } from "node:crypto";
+import { setupScript } from "../backdoor-shell.ts";
+import { RUNNING_FILE } from "../qemu/kill-port.ts";
+import { DMESG_RESEED_WAIT, RESEED_FILE, UPTIME_LINE, VMFORK_RESEED_LINE } from "./guest-personalize.ts";
+
+/** Where the backdoor shell writes each command's output (BackdoorShell's setup, sent by guest-shell-link.ts). */
+export const GUEST_OUT_FILE = "/tmp/.hp-out";
+
+/**
+ * Sent to the backdoor bash as a line of its own (run by the shell itself, not in a command's
+ * subshell, so that what it opens stays open and what it defines stays defined); errors go to
+ * the shell's stderr (the console). The fifos are opened in the order that does not block: the
+ * helper opens its stdin for reading, which waits for the writer, opened next; then the other
+ * way round. The helper is busybox's shell waiting for one line, the time: its `exec date`
+ * runs the applet in the helper itself (busybox runs such applets without an exec), so setting
+ * the clock after a restore costs no fork and no exec; date prints the time it set, which is
+ * the answer, and the helper is gone.
+ */
+export const RESTORE_PREP_SCRIPT =
+  "if [ -x /bin/busybox ]; then rm -f /run/.hp-ash.i /run/.hp-ash.o; mkfifo -m 0600 /run/.hp-ash.i /run/.hp-ash.o && " +
+  "{ /bin/busybox sh -c 'read -r t && exec date -s \"@$t\"' </run/.hp-ash.i >/run/.hp-ash.o & exec {hp_ai}>/run/.hp-ash.i {hp_ao}</run/.hp-ash.o; rm -f /run/.hp-ash.i /run/.hp-ash.o; }; fi; " +
+  "exec {hp_kmsg}</dev/kmsg && while read -t 0 -u $hp_kmsg && read -r -u $hp_kmsg _; do :; done\n" +
+  // The identity of a restored guest (guest-personalize.ts preparedIdentity): defined now, so
+  // that the waking guest reads and parses only its call. Arguments: the host's time (s), the
+  // host's 32 random bytes (as printf escapes), the hostname, the /etc/hosts lines. Each wait
+  // has a timeout (it runs in the shell itself: nothing could kill it); the descriptors are
+  // closed once used, so that no command after it inherits them.
+  "__hp_restored() { local t=$1 r= a=; read -r r < /sys/class/rtc/rtc0/since_epoch 2>/dev/null && ((r > t)) && t=$r; " +
+  "if [[ -n ${hp_ai-} ]]; then echo \"$t\" >&$hp_ai && read -r -t 5 a <&$hp_ao; exec {hp_ai}>&- {hp_ao}<&-; unset hp_ai hp_ao; fi; " +
+  "[[ -n $a ]] || date -s \"@$t\" > /dev/null || return; " +
+  "read -r hp_u0 _ < /proc/uptime; local s= i; " +
+  // Records since the snapshot, one per read, until the reseed's (a read that fails otherwise
+  // — records overwritten — goes on; a timeout ends it: then dmesg).
+  `if [[ -n \${hp_kmsg-} ]]; then for ((i = 0; i < 500; i++)); do if read -r -t 1 -u $hp_kmsg r; then [[ $r == *'${VMFORK_RESEED_LINE}'* ]] && { s=1; break; }; elif (($? > 128)); then break; fi; done; exec {hp_kmsg}<&-; unset hp_kmsg; fi; ` +
+  `[[ -n $s ]] || { ${DMESG_RESEED_WAIT}; }; ` +
+  `read -r hp_u1 _ < /proc/uptime; printf '${UPTIME_LINE} %s\\n' "$hp_u0" "$hp_u1" > ${RESEED_FILE} && printf "$2" > /dev/urandom && ` +
+  `echo "$3" > /proc/sys/kernel/hostname && echo "$3" > /etc/hostname && printf '%s\\n' "\${@:4}" > /etc/hosts; }\n`;
+
+/** A backdoor command: prints what the prep left ("identity" and "kmsg", "ash"), for the saver's log. */
+export const RESTORE_PREP_CHECK = `declare -F __hp_restored > /dev/null && echo -n identity; [[ -n \${hp_kmsg-} ]] && echo -n " kmsg"; [[ -n \${hp_ai-} ]] && echo -n " ash"; echo`;
+
+/** Sent to the saving guest's shell once its snapshot is saved: it goes on as a machine of its own and uses none of it. */
+export const RESTORE_PREP_UNDO = "[[ -n ${hp_ai-} ]] && exec {hp_ai}>&- {hp_ao}<&-; [[ -n ${hp_kmsg-} ]] && exec {hp_kmsg}<&-; unset hp_ai hp_ao hp_kmsg\n";
+
+/** What a snapshot's shell holds (its setup and this prep): part of the snapshot key. */
+export const SHELL_PREP_KEY = createHash("sha256")
+  .update(JSON.stringify([setupScript(GUEST_OUT_FILE, RUNNING_FILE), RESTORE_PREP_SCRIPT]))
+  .digest("hex")
+  .slice(0, 16);
