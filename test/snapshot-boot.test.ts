@@ -31,6 +31,10 @@ interface Facts {
   random: string;
   mac: string;
   ip: string;
+  /** Descriptors of the restore prep (guest-restore-prep.ts) a command inherits: none. */
+  prepFds: number;
+  /** Lines of the CRNG-reseed record a restored guest's identity leaves (2), 0 for the saver. */
+  reseedLines: number;
 }
 
 async function run(extra: string[], name: string) {
@@ -46,11 +50,15 @@ test("the first machine saves, the rest restore, and every restored guest is its
   assert.equal(saved.size, 1, `one snapshot saved:\n${r.all}`);
   assert.equal((r.all.match(/starting qemu \([^)]*from snapshot/g) ?? []).length, 5, `the other five machines restored:\n${r.all}`);
   assert.match(r.all, /backdoor shell ready \(restored in \d+\.\d\d s\)/);
+  // The saver prepared its shell for the restores (a drained /dev/kmsg, the clock helper, __hp_restored).
+  assert.match(r.all, /shell prepared for restores: identity kmsg ash/);
   assert.equal((r.all.match(/PINGS OK/g) ?? []).length, 3, "two nodes from one snapshot reach each other by name, in every run");
   assert.equal(r.facts.length, 6);
+  assert.equal(r.facts.filter((f) => f.reseedLines === 2).length, 5, `the five restored guests waited for their CRNG's reseed before their first command: ${r.facts.map((f) => f.reseedLines).join(" ")}`);
   assert.equal(new Set(r.facts.map((f) => f.random)).size, 6, `/dev/urandom differs on every guest: ${r.facts.map((f) => f.random).join(" ")}`);
   for (const f of r.facts) {
     assert.equal(f.hostname, f.node, "the node's hostname");
+    assert.equal(f.prepFds, 0, `${f.node}: no command inherits the prep's descriptors (the saver closes them, a restore once used)`);
     assert.ok(f.guestEpoch >= Math.floor(f.hostBeforeMs / 1000) - 1 && f.guestEpoch <= Math.ceil(f.hostAfterMs / 1000) + 1, `${f.node}'s clock (${f.guestEpoch}) is the host's (${f.hostBeforeMs / 1000}–${f.hostAfterMs / 1000}) within a second`);
   }
   for (let i = 0; i < 6; i += 2) {
