@@ -109,8 +109,7 @@ function nicAndKeyParts(id: GuestIdentity, restored: boolean): string[] {
 function preparedIdentity(id: GuestIdentity, o: { restored: boolean; nowMs?: number }): string {
   const name = id.hostname ?? "haltpoint";
   const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
-  const bytes = [...randomBytes(32)].map((b) => `\\x${b.toString(16).padStart(2, "0")}`).join("");
-  const call = `__hp_restored ${Math.round((o.nowMs ?? Date.now()) / 1000)} '${bytes}' ${[name, ...hosts].map(q).join(" ")}`;
+  const call = `__hp_restored ${Math.round((o.nowMs ?? Date.now()) / 1000)} ${randomBytes(32).toString("hex")} ${[name, ...hosts].map(q).join(" ")}`;
   return [call, ...nicAndKeyParts(id, o.restored)].map((p) => `{ ${p}\n}`).join(" &&\n");
 }
 

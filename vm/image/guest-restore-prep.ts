@@ -27,30 +27,37 @@ export const GUEST_OUT_FILE = "/tmp/.hp-out";
  * Sent to the backdoor bash as a line of its own (run by the shell itself, not in a command's
  * subshell, so that what it opens stays open and what it defines stays defined); errors go to
  * the shell's stderr (the console). The fifos are opened in the order that does not block: the
- * helper opens its stdin for reading, which waits for the writer, opened next; then the other
- * way round. The helper is busybox's shell waiting for one line, the time: its `exec date`
- * runs the applet in the helper itself (busybox runs such applets without an exec), so setting
- * the clock after a restore costs no fork and no exec; date prints the time it set, which is
- * the answer, and the helper is gone.
+ * helper opens its stdin for reading, which waits for a writer, opened next; then the other
+ * way round. The shell opens the helper's stdin read-write: a write to it can never raise
+ * SIGPIPE, which would end the backdoor shell, even were the helper gone (its answer is then
+ * an end of file at once, and `date` runs as a program). The helper is busybox's shell waiting
+ * for one line, the time: its `exec date` runs the applet in the helper itself (busybox runs
+ * such applets without an exec), so setting the clock after a restore costs no fork and no
+ * exec; date prints the time it set, which is the answer, and the helper is gone.
  */
 export const RESTORE_PREP_SCRIPT =
   "if [ -x /bin/busybox ]; then rm -f /run/.hp-ash.i /run/.hp-ash.o; mkfifo -m 0600 /run/.hp-ash.i /run/.hp-ash.o && " +
-  "{ /bin/busybox sh -c 'read -r t && exec date -s \"@$t\"' </run/.hp-ash.i >/run/.hp-ash.o & exec {hp_ai}>/run/.hp-ash.i {hp_ao}</run/.hp-ash.o; rm -f /run/.hp-ash.i /run/.hp-ash.o; }; fi; " +
+  "{ /bin/busybox sh -c 'read -r t && exec date -s \"@$t\"' </run/.hp-ash.i >/run/.hp-ash.o & exec {hp_ai}<>/run/.hp-ash.i {hp_ao}</run/.hp-ash.o; rm -f /run/.hp-ash.i /run/.hp-ash.o; }; fi; " +
   "exec {hp_kmsg}</dev/kmsg && while read -t 0 -u $hp_kmsg && read -r -u $hp_kmsg _; do :; done\n" +
   // The identity of a restored guest (guest-personalize.ts preparedIdentity): defined now, so
   // that the waking guest reads and parses only its call. Arguments: the host's time (s), the
-  // host's 32 random bytes (as printf escapes), the hostname, the /etc/hosts lines. Each wait
+  // host's 32 random bytes (hex, made printf escapes by bash 5.2's `&` in a substitution: the
+  // waking guest reads a third of the bytes), the hostname, the /etc/hosts lines. Each wait
   // has a timeout (it runs in the shell itself: nothing could kill it); the descriptors are
-  // closed once used, so that no command after it inherits them.
+  // closed once used, so that no command after it inherits them. The helper gets the time
+  // first and its answer is read after the reseed: it sets the clock while the shell waits for
+  // the kernel's record (a single CPU: the wait is the only time it can run beside the shell).
   "__hp_restored() { local t=$1 r= a=; read -r r < /sys/class/rtc/rtc0/since_epoch 2>/dev/null && ((r > t)) && t=$r; " +
-  "if [[ -n ${hp_ai-} ]]; then echo \"$t\" >&$hp_ai && read -r -t 5 a <&$hp_ao; exec {hp_ai}>&- {hp_ao}<&-; unset hp_ai hp_ao; fi; " +
-  "[[ -n $a ]] || date -s \"@$t\" > /dev/null || return; " +
+  "[[ -n ${hp_ai-} ]] && echo \"$t\" >&$hp_ai; " +
   "read -r hp_u0 _ < /proc/uptime; local s= i; " +
   // Records since the snapshot, one per read, until the reseed's (a read that fails otherwise
   // — records overwritten — goes on; a timeout ends it: then dmesg).
   `if [[ -n \${hp_kmsg-} ]]; then for ((i = 0; i < 500; i++)); do if read -r -t 1 -u $hp_kmsg r; then [[ $r == *'${VMFORK_RESEED_LINE}'* ]] && { s=1; break; }; elif (($? > 128)); then break; fi; done; exec {hp_kmsg}<&-; unset hp_kmsg; fi; ` +
   `[[ -n $s ]] || { ${DMESG_RESEED_WAIT}; }; ` +
-  `read -r hp_u1 _ < /proc/uptime; printf '${UPTIME_LINE} %s\\n' "$hp_u0" "$hp_u1" > ${RESEED_FILE} && printf "$2" > /dev/urandom && ` +
+  "read -r hp_u1 _ < /proc/uptime; " +
+  "if [[ -n ${hp_ai-} ]]; then read -r -t 5 a <&$hp_ao; exec {hp_ai}>&- {hp_ao}<&-; unset hp_ai hp_ao; fi; " +
+  '[[ -n $a ]] || date -s "@$t" > /dev/null || return; ' +
+  `printf '${UPTIME_LINE} %s\\n' "$hp_u0" "$hp_u1" > ${RESEED_FILE} && printf "\${2//??/\\\\x&}" > /dev/urandom && ` +
   `echo "$3" > /proc/sys/kernel/hostname && echo "$3" > /etc/hostname && printf '%s\\n' "\${@:4}" > /etc/hosts; }\n`;
 
 /** A backdoor command: prints what the prep left ("identity" and "kmsg", "ash"), for the saver's log. */
