@@ -7,13 +7,13 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-adm-"));
+const dir = tempDir("hp-adm-");
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test("--cpu-overcommit takes a factor of at least 1, from the flag, HALTPOINT_CPU_OVERCOMMIT or the config file's cpuOvercommit; bad ones are one line", async () => {

@@ -1,13 +1,14 @@
 // Breakpoints through the real CLI, attached to with real telnet and nc clients.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync, existsSync } from "node:fs";
+import { readFileSync, rmSync, statSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 import { emptied, settled } from "./helpers/settled.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 
 
@@ -32,7 +33,7 @@ async function ncSession(port: number, lines: string[], waitFor: RegExp): Promis
 // Each is removed when the file's tests are done (they used to be left in /var/tmp).
 const ticksDirs: string[] = [];
 const ticksDir = (): string => {
-  const d = mkdtempSync(join("/var/tmp", "hp-ticks-"));
+  const d = tempDir("hp-ticks-", "/var/tmp");
   ticksDirs.push(d);
   return d;
 };

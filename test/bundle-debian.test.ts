@@ -8,17 +8,17 @@
 // disk image revives with its write and the image, the image itself gone from the host.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 import { signBundle } from "../hooks/bundles/bundle-signature.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const base = mkdtempSync(join(tmpdir(), "hp-bundle-debian-"));
+const base = tempDir("hp-bundle-debian-");
 after(() => rmSync(base, { recursive: true, force: true }));
 const emptyCache = join(base, "empty-cache");
 mkdirSync(emptyCache);

@@ -5,16 +5,16 @@
 // that (live) breakpoint writes another bundle; damaged and other-QEMU bundles are refused.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
 import { signBundle } from "../hooks/bundles/bundle-signature.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const base = mkdtempSync(join(tmpdir(), "hp-bundle-"));
+const base = tempDir("hp-bundle-");
 after(() => rmSync(base, { recursive: true, force: true }));
 const emptyCache = join(base, "empty-cache");
 mkdirSync(emptyCache);

@@ -3,13 +3,13 @@
 // `--rerun-failed` with a merge that counts both attempts of a rerun run once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { shardOf } from "../orchestrator/selection/shard.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-ci-"));
+const tmp = () => tempDir("hp-ci-");
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));
 const SHARD_FIXTURES = "test/fixtures/shard";
 const SHARD_NAMES = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"];

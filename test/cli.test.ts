@@ -1,14 +1,14 @@
 // The real CLI, spawned as a user would run it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, existsSync, readdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { processesMatching } from "./helpers/machine-context.ts";
 import { emptied, settled } from "./helpers/settled.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-cli-"));
+const tmp = () => tempDir("hp-cli-");
 
 test("--help and --version exit 0; bad usage exits 2 with a one-line error naming the flag", async () => {
   const help = await haltpoint(["run", "--help"]);
@@ -131,7 +131,7 @@ test("SIGINT stops the run: reports are written, exit status 130, no process lef
 test("an orchestrator killed with SIGKILL leaves no sandbox process behind (parent-death signal)", async () => {
   const marker = `hp-kill-${process.pid}-${Date.now()}`;
   // Its own state root: a SIGKILLed orchestrator cannot remove its state dir, the test does.
-  const stateDir = mkdtempSync(join("/var/tmp", "hp-cli-state-"));
+  const stateDir = tempDir("hp-cli-state-", "/var/tmp");
   const child = haltpoint(["run", "test/fixtures/interrupt/hang.vmtest.ts"], { env: { HP_TEST_MARKER: marker, HALTPOINT_STATE_DIR: stateDir } });
   let seen = "";
   child.all!.on("data", (c) => (seen += c));

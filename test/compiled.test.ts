@@ -2,26 +2,26 @@
 // `import "haltpoint"` follows, and V8's flags are haltpoint's own choice (orchestrator/v8-flags.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { distIsFresh } from "../bin/dist-is-fresh.mjs";
 import { v8FlagsFor } from "../orchestrator/v8-flags.ts";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const FIXTURE = "test/fixtures/identity/identity.vmtest.ts";
 
 test("from dist/, a test file's haltpoint is the compiled copy the worker runs (instanceof MachineError holds)", async () => {
   assert.ok(distIsFresh(pathToFileURL(ROOT + "/")), "dist/ is older than the sources: run `npm run build` (npm test does)");
-  const r = await haltpoint(["run", FIXTURE, "--log-dir", mkdtempSync(join(tmpdir(), "hp-compiled-"))]);
+  const r = await haltpoint(["run", FIXTURE, "--log-dir", tempDir("hp-compiled-")]);
   assert.equal(r.exitCode, 0, r.all);
   assert.match(r.all, new RegExp(`identity#1: haltpoint is ${pathToFileURL(join(ROOT, "dist/index.js")).href}\\n`));
   assert.match(r.all, /identity#1: caught a MachineError/);
 });
 
 test("HALTPOINT_FROM_SOURCE=1 runs the TypeScript sources, and test files get index.ts", async () => {
-  const r = await haltpoint(["run", FIXTURE, "--log-dir", mkdtempSync(join(tmpdir(), "hp-compiled-"))], { env: { HALTPOINT_FROM_SOURCE: "1" } });
+  const r = await haltpoint(["run", FIXTURE, "--log-dir", tempDir("hp-compiled-")], { env: { HALTPOINT_FROM_SOURCE: "1" } });
   assert.equal(r.exitCode, 0, r.all);
   assert.match(r.all, new RegExp(`identity#1: haltpoint is ${pathToFileURL(join(ROOT, "index.ts")).href}\\n`));
   assert.match(r.all, /identity#1: caught a MachineError/);
@@ -32,12 +32,12 @@ test("HALTPOINT_V8_JIT=1 keeps V8's compilers; by default haltpoint runs V8's in
   assert.ok(v8FlagsFor({}).includes("--no-sparkplug"));
   assert.ok(!v8FlagsFor({ HALTPOINT_V8_JIT: "1" }).some((f) => f.startsWith("--no-")));
   assert.ok(v8FlagsFor({ HALTPOINT_V8_JIT: "1" }).includes("--optimize-for-size"));
-  const r = await haltpoint(["run", FIXTURE, "--log-dir", mkdtempSync(join(tmpdir(), "hp-compiled-"))], { env: { HALTPOINT_V8_JIT: "1" } });
+  const r = await haltpoint(["run", FIXTURE, "--log-dir", tempDir("hp-compiled-")], { env: { HALTPOINT_V8_JIT: "1" } });
   assert.equal(r.exitCode, 0, r.all);
 });
 
 test("distIsFresh: dist/ counts only when every source has a compiled file at least as new", () => {
-  const root = mkdtempSync(join(tmpdir(), "hp-fresh-"));
+  const root = tempDir("hp-fresh-");
   const url = pathToFileURL(root + "/");
   const write = (rel: string, mtime: number) => {
     const p = join(root, rel);

@@ -3,9 +3,8 @@
 // clients connect to it: the `telnet` and `nc` binaries, and `haltpoint attach`'s code.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PassThrough } from "node:stream";
@@ -15,6 +14,7 @@ import { ConsoleServer, type ConsoleServerOptions } from "../hooks/console/conso
 import { ControlServer } from "../hooks/control/control-server.ts";
 import { attachCommand, type AttachIo } from "../orchestrator/commands/control.ts";
 import { Peer } from "./fixtures/hooks/peer.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const HOST = "127.0.0.1";
 // Well away from the 4444 of a real orchestrator someone may be running next to the tests.
@@ -224,7 +224,7 @@ test("ConsoleServer.close() says goodbye, ends clients and stops listening", asy
 
 /** A ControlServer in a private XDG_RUNTIME_DIR that lists one breakpoint: this console. */
 async function withBreakpoint(t: { after(fn: () => Promise<void>): void }, tcpPort: number, extra: { token?: string } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), "hp-attach-"));
+  const dir = tempDir("hp-attach-");
   const savedXdg = process.env.XDG_RUNTIME_DIR;
   process.env.XDG_RUNTIME_DIR = dir;
   const info = {
@@ -297,7 +297,7 @@ const AS_NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"];
 test("another user's nc is refused with one line and nothing it sends is evaluated; the owner is served", async (t) => {
   const refusals: string[] = [];
   const c = await startConsole(t, { onRefused: (m) => refusals.push(m) });
-  const dir = mkdtempSync(join(tmpdir(), "hp-gate-"));
+  const dir = tempDir("hp-gate-");
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const marker = join(dir, "evaluated");
   const code = `require("fs").writeFileSync(${JSON.stringify(marker)}, "x")\n`;
@@ -358,7 +358,7 @@ test("another user who writes and closes at once (a time-wait row reads uid 0) i
   const refusals: string[] = [];
   let refused = (): void => {};
   const c = await startConsole(t, { onRefused: (m) => (refusals.push(m), refused()) });
-  const dir = mkdtempSync(join(tmpdir(), "hp-gate-"));
+  const dir = tempDir("hp-gate-");
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const marker = join(dir, "evaluated");
   const wasRefused = new Promise<void>((r) => (refused = r));

@@ -5,16 +5,16 @@
 // saves the shapes' snapshots and the fixture's guests restore them.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { image } from "../examples/nixos/image.ts";
 import { applyNodeConfig, debianImageKey, debianSpecId } from "../vm/image/debian-image.ts";
 import { haltpoint } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-debcfg-"));
+const dir = tempDir("hp-debcfg-");
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const spec = { packages: [...image.packages].sort(), files: image.files, setup: image.setup };

@@ -7,14 +7,14 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-debian-"));
+const dir = tempDir("hp-debian-");
 const PACKAGES = "curl,lighttpd";
 // An unused kernel word: this file's machines have a snapshot shape of their own.
 const env = { HP_DEB_APPEND: `hp.debtest=${randomBytes(6).toString("hex")}` };

@@ -2,8 +2,7 @@
 // flake statistics (Wilson interval, failure groups), GitHub annotations, colour rules.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
 import { Z95, flakeStats, wilsonInterval } from "../orchestrator/flake-stats.ts";
@@ -14,8 +13,9 @@ import type { PlannedRun, PlannedTest } from "../orchestrator/selection/plan.ts"
 import { runCommand } from "../orchestrator/commands/run.ts";
 import { colorEnabled } from "../orchestrator/reporters/colors.ts";
 import { annotation, escapeData, escapeProperty, lineInFile } from "../orchestrator/reporters/github.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-flake-"));
+const tmp = () => tempDir("hp-flake-");
 const near = (a: number, b: number, eps: number, what: string) => assert.ok(Math.abs(a - b) <= eps, `${what}: ${a} vs ${b}`);
 
 test("the Wilson interval matches the closed formula and published values", () => {

@@ -2,7 +2,7 @@
 // haltpoint processes as hosts (local machines: quick), BullMQ's leases between them.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { Queue } from "bullmq";
@@ -229,7 +229,7 @@ test("--until-fail on a 3-host hunt: the first failure stops all three, its bund
   const dir = tmp();
   const q = r.url("hunt");
   // Local machines have a private /tmp: the gate is where they can see it (removed at the end).
-  const gateDir = mkdtempSync("/var/tmp/haltpoint-fleet-gate-");
+  const gateDir = tempDir("haltpoint-fleet-gate-", "/var/tmp");
   after(() => rmSync(gateDir, { recursive: true, force: true }));
   const gate = join(gateDir, "open");
   // Earlier durations put the hunt first in the queue; the gated tests keep the other hosts busy.

@@ -3,8 +3,7 @@
 // its screenshot, the timeline, the flake chart, halted time, filters, merge, Ctrl-C.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching } from "./helpers/machine-context.ts";
@@ -15,8 +14,9 @@ import { percent } from "../orchestrator/reporters/format.ts";
 import { html, relativeUrl } from "../orchestrator/reporters/html/html-template.ts";
 import { ImageBudget, TAIL_LINES, attemptArtifacts } from "../orchestrator/reporters/html/artifacts.ts";
 import { runSection } from "../orchestrator/reporters/html/run-section.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-html-"));
+const dir = tempDir("hp-html-");
 after(closeBrowser);
 
 /** Nothing but the page's own file and data: URIs was requested; no script error, no CSP violation. */

@@ -1,11 +1,11 @@
 // The guest image cache's housekeeping (vm/image/image-cache.ts) and `haltpoint image prune`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { tmpdir } from "node:os";
 import { listCachedImages, markUsed, pruneImages } from "../vm/image/image-cache.ts";
 import { haltpoint } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const DAY = 86_400_000;
 
@@ -22,7 +22,7 @@ function fakeImage(root: string, key: string, daysAgo: number, bytes = 1000): st
 }
 
 test("images are listed newest use first; markUsed makes an old image recent", async () => {
-  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  const root = tempDir("hp-imgcache-");
   try {
     fakeImage(root, "aaaaaaaaaaaaaaaa", 40);
     const b = fakeImage(root, "bbbbbbbbbbbbbbbb", 2);
@@ -42,7 +42,7 @@ test("images are listed newest use first; markUsed makes an old image recent", a
 });
 
 test("pruneImages keeps the current image, and with an age only removes images unused that long", async () => {
-  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  const root = tempDir("hp-imgcache-");
   try {
     fakeImage(root, "1111111111111111", 60);
     fakeImage(root, "2222222222222222", 5);
@@ -60,7 +60,7 @@ test("pruneImages keeps the current image, and with an age only removes images u
 });
 
 test("haltpoint image prune removes every image but the current one and says what it freed", async () => {
-  const root = mkdtempSync(join(tmpdir(), "hp-imgcache-"));
+  const root = tempDir("hp-imgcache-");
   try {
     fakeImage(root, "4444444444444444", 1, 2 ** 20);
     fakeImage(root, "5555555555555555", 100, 2 ** 20);
@@ -77,7 +77,7 @@ test("haltpoint image prune removes every image but the current one and says wha
 
 test("pruneSnapshots removes snapshots saved by another QEMU or unused too long, and keeps the rest", async () => {
   const { pruneSnapshots, listSnapshots } = await import("../vm/qemu/snapshot-store.ts");
-  const dir = mkdtempSync(join(tmpdir(), "hp-snapcache-"));
+  const dir = tempDir("hp-snapcache-");
   try {
     // A record written by this QEMU: the same identity snapshotKey uses (commit() writes it).
     const { SnapshotSlot } = await import("../vm/qemu/snapshot-store.ts");
@@ -106,7 +106,7 @@ test("pruneSnapshots removes snapshots saved by another QEMU or unused too long,
 
 test("a mapped-RAM snapshot: its RAM file checked by size and digest (again after any write), listed by disk usage, pruned with every file", async () => {
   const { SnapshotSlot, pruneSnapshots, listSnapshots } = await import("../vm/qemu/snapshot-store.ts");
-  const dir = mkdtempSync(join(tmpdir(), "hp-snapcache-"));
+  const dir = tempDir("hp-snapcache-");
   try {
     const slot = new SnapshotSlot(dir, "eeeeeeeeeeeeeeee", false, true);
     writeFileSync(slot.partialFile, Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), Buffer.alloc(2044)]));

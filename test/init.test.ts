@@ -4,17 +4,18 @@
 // questions on a real pseudo-terminal (`script`).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN } from "./helpers/cli.ts";
 import { freshProject, inProject, packHaltpoint } from "./helpers/packed.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 describe("haltpoint init, from the npm pack tarball", () => {
   let base: string;
   let tarball: string;
   before(async () => {
-    base = mkdtempSync(join("/var/tmp", "hp-init-"));
+    base = tempDir("hp-init-", "/var/tmp");
     tarball = await packHaltpoint(base);
     // Both projects install at once (the installs wait mostly on the network and the disk).
     mkdirSync(join(base, "cjs"));

@@ -2,14 +2,14 @@
 // plus Surefire's flakyFailure/rerunFailure), checked by a real validator: xmllint.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { haltpoint, ROOT } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const XSD = join(ROOT, "test/fixtures/junit/junit.xsd");
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-junit-"));
+const tmp = () => tempDir("hp-junit-");
 
 async function validate(file: string): Promise<{ ok: boolean; output: string }> {
   const r = await execa("xmllint", ["--noout", "--schema", XSD, file], { reject: false, all: true }).catch((e: Error) => ({ exitCode: -1, all: e.message }));

@@ -3,17 +3,17 @@
 // one line naming the flag, the path and the file system's type.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { UsageError } from "../orchestrator/selection/discovery.ts";
 import { fileSystemType } from "../orchestrator/settings/file-system-type.ts";
 import { ensureWritableDir } from "../orchestrator/settings/output-paths.ts";
 import { haltpoint } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-outpaths-"));
-const shm = mkdtempSync(join("/dev/shm", "hp-outpaths-"));
+const dir = tempDir("hp-outpaths-");
+const shm = tempDir("hp-outpaths-", "/dev/shm");
 const mounts: string[] = [];
 after(async () => {
   for (const m of mounts.reverse()) {

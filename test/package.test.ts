@@ -4,11 +4,11 @@
 // Local machines only: what is tested is the package, not a backend.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { ROOT } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const NOBODY = 65534;
 const TSC = join(ROOT, "node_modules/.bin/tsc");
@@ -119,7 +119,7 @@ describe("haltpoint installed from its npm pack tarball", () => {
 
   before(async () => {
     // Not under /tmp: a local machine has a private /tmp, and the hold test waits for a file here.
-    base = mkdtempSync(join("/var/tmp", "hp-package-"));
+    base = tempDir("hp-package-", "/var/tmp");
     chmodSync(base, 0o755); // the unprivileged user reads the tarball and owns its project here
     const pack = await execa("npm", ["pack", "--pack-destination", base], { cwd: ROOT, reject: false, all: true, env: { npm_config_update_notifier: "false" } });
     assert.equal(pack.exitCode, 0, pack.all);
@@ -173,7 +173,7 @@ describe("haltpoint installed from its npm pack tarball", () => {
     const line = await printed;
     // Pasted into a shell in another directory, with no haltpoint on PATH, it reaches the machine.
     assert.doesNotMatch(line, /ProxyCommand='haltpoint /, "haltpoint is named by its path, not looked up on PATH");
-    const elsewhere = mkdtempSync(join(tmpdir(), "hp-elsewhere-"));
+    const elsewhere = tempDir("hp-elsewhere-");
     chownSync(elsewhere, NOBODY, NOBODY);
     const ssh = await as("nobody", "sh", ["-c", `${line} -o BatchMode=yes -o LogLevel=ERROR 'echo reached $(hostname)'`], { cwd: elsewhere });
     rmSync(elsewhere, { recursive: true, force: true });

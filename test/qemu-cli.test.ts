@@ -1,14 +1,14 @@
 // The qemu backend through the real CLI: examples, admission by memory, interrupts.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
 import { emptied, settled } from "./helpers/settled.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-qcli-"));
+const tmp = () => tempDir("hp-qcli-");
 
 test("every example passes on real VMs, including two guests talking by name", async () => {
   const dir = tmp();

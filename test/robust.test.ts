@@ -1,19 +1,19 @@
 // Hostile input and faults (issue #17): each test reproduces one defect through the real CLI.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { execa } from "execa";
 import { haltpoint, watchOutput } from "./helpers/cli.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 /** Mounts made under a scratch dir: unmounted before it is removed. */
 const mountsOf = new Map<string, string[]>();
 
 /** A scratch dir with `<dir>/suite/<file>` test files; removed (after its mounts) after the test. */
 function scratch(t: { after(fn: () => Promise<void>): void }, files: Record<string, string>): { dir: string; suite: string } {
-  const dir = mkdtempSync(join(tmpdir(), "hp-robust-"));
+  const dir = tempDir("hp-robust-");
   mountsOf.set(dir, []);
   t.after(async () => {
     for (const m of mountsOf.get(dir)!.reverse()) await execa("umount", [m], { reject: false });
@@ -224,7 +224,7 @@ test("a full log disk truncates the logs with one notice; results and reports su
 });
 
 test("a late error from a finished test is a notice naming it; the run goes on and the next test on that worker is not failed", async (t) => {
-  const marks = mkdtempSync(join(tmpdir(), "hp-robust-marks-"));
+  const marks = tempDir("hp-robust-marks-");
   t.after(() => rmSync(marks, { recursive: true, force: true }));
   const m = (name: string) => JSON.stringify(join(marks, name));
   // The late one's timer fires while the next test runs: the next test waits for its mark.
@@ -255,7 +255,7 @@ test("a late error from a finished test is a notice naming it; the run goes on a
 
 test("the next run sweeps the state dir of a SIGKILLed orchestrator, and only dirs whose owner is gone", async (t) => {
   // Under /var/tmp as the real state root is (a local sandbox has a private /tmp).
-  const base = mkdtempSync(join("/var/tmp", "hp-robust-state-"));
+  const base = tempDir("hp-robust-state-", "/var/tmp");
   t.after(() => rmSync(base, { recursive: true, force: true }));
   const startOf = (pid: number) => { const s = readFileSync(`/proc/${pid}/stat`, "utf8"); return s.slice(s.lastIndexOf(")") + 2).split(" ")[19]; };
   const dead = { pid: spawnSync("true").pid };

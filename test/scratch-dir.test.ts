@@ -3,15 +3,16 @@
 // Debian build with EBUSY, and a recursive rm must never walk into the host's /proc or /sys).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { removeStaleScratch } from "../vm/image/build-image.ts";
 import { mountsUnder } from "../vm/image/scratch-dir.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 test("a stale build dir with proc, sysfs and tmpfs still mounted in its chroot is unmounted and removed", async (t) => {
   if (process.getuid?.() !== 0) return t.skip("mounting needs root");
-  const root = mkdtempSync("/var/tmp/hp-scratch-test-");
+  const root = tempDir("hp-scratch-test-", "/var/tmp");
   const stale = join(root, ".build-0123456789abcdef-XXXXXX");
   const chroot = join(stale, "root");
   for (const d of ["proc", "sys", "dev/shm"]) mkdirSync(join(chroot, d), { recursive: true });

@@ -6,9 +6,8 @@
 // In the same run the owner's telnet, nc, `haltpoint attach` and both printed ssh lines work.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { readdir } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { findOnPath } from "../vm/find-on-path.ts";
@@ -16,6 +15,7 @@ import { Peer } from "./fixtures/hooks/peer.ts";
 import { ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { processesMatching, TEST_MARK } from "./helpers/machine-context.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 const SSH_OPTS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=10";
@@ -59,7 +59,7 @@ function listenersInNamespaceOf(pid: number): number[] {
 const paste = (line: string, more: string) => execa("bash", ["-c", `${line} ${SSH_OPTS} ${more}`], { reject: false, timeout: 60_000, stdin: "ignore" });
 
 test("a halted run lets only its owner in: console and SSH refused to uid 65534 on every port, the owner's ways in all work", async (t) => {
-  const work = mkdtempSync(join(tmpdir(), "hp-security-"));
+  const work = tempDir("hp-security-");
   t.after(() => rmSync(work, { recursive: true, force: true }));
   const child = haltpoint(["run", "test/fixtures/ssh/halt.vmtest.ts", "--debug-hook", "--no-save-breakpoints", "--ssh-backdoor", "--debug-port", "47600", "--log-dir", join(work, "logs")], {
     env: { HP_SSH_GUEST: "qemu" },

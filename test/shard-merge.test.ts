@@ -2,13 +2,13 @@
 // reports gives the report of the unsharded run.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { fnv1a32, inShard, parseShard, shardOf } from "../orchestrator/selection/shard.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-shard-"));
+const tmp = () => tempDir("hp-shard-");
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));
 
 test("parseShard takes K/N with 1 ≤ K ≤ N, with a one-line error otherwise", () => {

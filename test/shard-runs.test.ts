@@ -3,14 +3,14 @@
 // `haltpoint merge` of the shards equals one run's report, flake statistics included.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { expandRuns, type PlannedTest } from "../orchestrator/selection/plan.ts";
 import { runsInShard, runsInShardByDuration, shardOfRun, stressRunNumber } from "../orchestrator/selection/shard-runs.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const tmp = () => mkdtempSync(join(tmpdir(), "hp-shard-runs-"));
+const tmp = () => tempDir("hp-shard-runs-");
 const readJson = (f: string) => JSON.parse(readFileSync(f, "utf8"));
 const testOf = (name: string): PlannedTest => ({ file: `${name}.vmtest.ts`, name, nodes: [], globalTimeout: 60, enableDebugHook: false });
 

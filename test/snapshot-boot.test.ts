@@ -4,13 +4,13 @@
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { qemuProcesses } from "./helpers/qemu.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-snapshot-"));
+const dir = tempDir("hp-snapshot-");
 const env = { HP_SNAP_APPEND: `hp.snaptest=${randomBytes(6).toString("hex")}` };
 const saved = new Set<string>();
 

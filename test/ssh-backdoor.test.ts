@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -18,6 +18,7 @@ import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { BIN, ROOT, haltpoint, watchOutput } from "./helpers/cli.ts";
 import { haltpointCommand } from "../hooks/ssh/ssh-lines.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 const baseOpts = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30"];
 const via = (socket: string, how: "proxy" | "nc" = "proxy") => ["-o", `ProxyCommand=${how === "proxy" ? `${BIN} proxy ${socket}` : `nc -U ${socket}`}`, ...baseOpts];
@@ -56,7 +57,7 @@ describe("qemu helpers", () => {
   });
 
   test("vhost-device-vsock: used where installed, for guests that bring their own kernel or disk; its QEMU arguments", () => {
-    const bin = mkdtempSync(join("/tmp", "hp-bin-"));
+    const bin = tempDir("hp-bin-", "/tmp");
     try {
       writeFileSync(join(bin, "vhost-device-vsock"), "#!/bin/sh\n", { mode: 0o755 });
       const on = { PATH: `${bin}:/usr/bin` };

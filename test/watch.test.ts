@@ -4,19 +4,20 @@
 // and started again on a second change, and `q` quitting with nothing left behind.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN } from "./helpers/cli.ts";
 import { processesMatching } from "./helpers/machine-context.ts";
 import { emptied, settled } from "./helpers/settled.ts";
+import { tempDir } from "./helpers/temp-dirs.ts";
 
 let dir: string;
 const MARK = `hp-watch-hold-${process.pid}`;
 const testFile = (body: string, imports = ""): string => `import { defineTest } from "haltpoint";\n${imports}\nexport default defineTest({ nodes: { m: { backend: "local" } }, async testScript({ m }) { ${body} } });\n`;
 
 before(() => {
-  dir = mkdtempSync(join("/var/tmp", "hp-watch-"));
+  dir = tempDir("hp-watch-", "/var/tmp");
   mkdirSync(join(dir, "tests", "lib"), { recursive: true });
   writeFileSync(join(dir, "tests", "lib", "helper.ts"), `export const word = (): string => "first-word";\n`);
   writeFileSync(join(dir, "tests", "a.vmtest.ts"), testFile("await m.succeed(`echo ${word()}`);", `import { word } from "./lib/helper.ts";`));

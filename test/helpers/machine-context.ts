@@ -1,10 +1,11 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { MachineContext } from "../../vm/machine.ts";
+import { tempDir } from "./temp-dirs.ts";
 
 /** A MachineContext for driving machines directly in a test: logs and processes are recorded. */
 export function testMachineContext() {
-  const root = mkdtempSync(join("/var/tmp", "hp-t-"));
+  const root = tempDir("hp-t-", "/var/tmp");
   const logs: string[] = [];
   const processes = new Map<number, boolean>();
   const ctx: MachineContext = {

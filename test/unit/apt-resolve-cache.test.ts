@@ -1,13 +1,13 @@
 // The guest image's package versions, kept while apt's state is unchanged (vm/image/apt-resolve-cache.ts).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolvedWhileAptUnchanged } from "../../vm/image/apt-resolve-cache.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 test("apt is asked again only when its lists, config or dpkg status changed, or the cache is unreadable", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-aptcache-"));
+  const dir = tempDir("hp-aptcache-");
   try {
     const lists = join(dir, "lists");
     mkdirSync(lists);

@@ -2,13 +2,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { BackdoorShell, ShellClosedError, ShellTimeoutError, ansiCQuote } from "../../vm/backdoor-shell.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 function startShell(prelude = "") {
-  const dir = mkdtempSync(join(tmpdir(), "hp-bs-"));
+  const dir = tempDir("hp-bs-");
   const proc = spawn("bash", ["-c", `${prelude}exec bash --norc --noprofile -s`], { stdio: ["pipe", "pipe", "pipe"], detached: true });
   let stderr = "";
   proc.stderr.on("data", (c) => (stderr += c));

@@ -3,10 +3,9 @@
 // is checked, and one this haltpoint cannot map back to its argv builder's parameters is refused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { execaSync } from "execa";
 import { checkSignature, ownKeyFile, readKey, signBundle } from "../../hooks/bundles/bundle-signature.ts";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUNDLE_FORMAT, BUNDLE_VERSION, fileInBundle, readManifest, validateManifest } from "../../hooks/bundles/bundle-format.ts";
 import { buildQemuArgv } from "../../vm/qemu/qemu-argv.ts";
@@ -14,6 +13,7 @@ import { REVIVE_SANDBOX, revivedArgvOptions, savedParams } from "../../vm/qemu/s
 import { revivePlan } from "../../vm/qemu/revive-plan.ts";
 import { savedShape, unsaveableBecause } from "../../vm/qemu/bundle-shape.ts";
 import { qcow2Refusal } from "../../vm/qemu/qcow2-header.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 const sha = "a".repeat(64);
 const manifest = (machine: Record<string, unknown>, top: Record<string, unknown> = {}) => ({
@@ -110,7 +110,7 @@ test("a machine's bundle shape: why it cannot be saved, the first reason first; 
 });
 
 test("a bundle's files are its own: a symbolic link anywhere on the path, a directory or a missing file is refused", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-bundle-files-"));
+  const dir = tempDir("hp-bundle-files-");
   try {
     mkdirSync(join(dir, "vm"));
     writeFileSync(join(dir, "vm", "state.zst"), "12345");
@@ -132,7 +132,7 @@ test("a bundle's files are its own: a symbolic link anywhere on the path, a dire
 });
 
 test("a bundle's signature: the user's own key and --trust-key keys are trusted; a changed, unsigned or stranger's bundle is refused unless --allow-unsigned", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-bundle-sig-"));
+  const dir = tempDir("hp-bundle-sig-");
   const saved = process.env.XDG_CONFIG_HOME;
   try {
     process.env.XDG_CONFIG_HOME = join(dir, "config");
@@ -164,7 +164,7 @@ test("a bundle's signature: the user's own key and --trust-key keys are trusted;
 });
 
 test("a disk from a bundle names exactly the bundle's image as its backing file, and no other file: its qcow2 header is checked", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-bundle-qcow2-"));
+  const dir = tempDir("hp-bundle-qcow2-");
   try {
     const img = (name: string, ...args: string[]) => execaSync("qemu-img", ["create", "-q", "-f", "qcow2", ...args, join(dir, name), "64M"]);
     mkdirSync(join(dir, "images"));

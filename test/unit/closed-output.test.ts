@@ -2,14 +2,14 @@
 // itself with its own status and writes its report (before: EPIPE crashed it, no report).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { execa } from "execa";
 import { BIN, ROOT } from "../helpers/cli.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 test("a reader that goes away (| head -1) neither crashes the run nor loses its report", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-epipe-"));
+  const dir = tempDir("hp-epipe-");
   try {
     const report = join(dir, "r.json");
     const r = await execa("bash", ["-c", `set -o pipefail; node ${BIN} run test/fixtures/suite --log-dir ${dir}/l --json ${report} 2>${dir}/err | head -1; echo "status \${PIPESTATUS[0]}"`], {

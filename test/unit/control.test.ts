@@ -3,19 +3,19 @@
 import { test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, rmdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { controlRequest, findBreakpoint, listBreakpoints, listOrchestratorSockets } from "../../hooks/control/control-client.ts";
 import { controlDir, controlSocketPath } from "../../hooks/control/control-paths.ts";
 import { decodeReply, decodeRequest, encodeRequest, type BreakpointInfo, type ControlReply, type ControlRequest } from "../../hooks/control/control-protocol.ts";
 import { ControlServer } from "../../hooks/control/control-server.ts";
 import { formatAge, lsCommand, releaseCommand } from "../../orchestrator/commands/control.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 /** Point controlDir() at a fresh private runtime dir for this test. */
 function runtimeDir(t: TestContext): string {
-  const base = mkdtempSync(join(tmpdir(), "hp-ctl-"));
+  const base = tempDir("hp-ctl-");
   const saved = process.env.XDG_RUNTIME_DIR;
   process.env.XDG_RUNTIME_DIR = base;
   t.after(() => {
@@ -136,7 +136,7 @@ test("controlDir without XDG_RUNTIME_DIR is /tmp/haltpoint-<uid>", (t) => {
   process.env.XDG_RUNTIME_DIR = "/nonexistent/run/user/0";
   assert.equal(controlDir(), expected);
   if (process.getuid?.() === 0) {
-    const foreign = mkdtempSync(join(tmpdir(), "hp-foreign-run-"));
+    const foreign = tempDir("hp-foreign-run-");
     chownSync(foreign, 4242, 4242);
     process.env.XDG_RUNTIME_DIR = foreign;
     try {
@@ -170,7 +170,7 @@ test("round trip: ls, release, errors, socket 0600, removed on close", async (t)
 
 test("a socket file that cannot be removed on close is said in one line naming it, not swallowed", async (t) => {
   if (process.getuid?.() !== 0) return t.skip("an immutable directory (chattr +i) needs root");
-  const dir = mkdtempSync(join(tmpdir(), "hp-ctl-imm-"));
+  const dir = tempDir("hp-ctl-imm-");
   t.after(() => {
     spawnSync("chattr", ["-i", dir]);
     rmSync(dir, { recursive: true, force: true });

@@ -2,13 +2,13 @@
 // through nested helpers, require() and JSON; a file that stops parsing keeps what it loaded.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ImportGraph } from "../../orchestrator/watch/import-graph.ts";
 import { ChangeDebouncer } from "../../orchestrator/watch/change-debouncer.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hp-import-graph-"));
+const dir = tempDir("hp-import-graph-");
 after(() => rmSync(dir, { recursive: true, force: true }));
 const f = (p: string, text: string): string => {
   mkdirSync(join(dir, p, ".."), { recursive: true });

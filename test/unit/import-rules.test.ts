@@ -1,17 +1,17 @@
 // The folder rules `npm run lint` checks (tools/import-rules.ts, tools/check-imports.ts):
 // this repository keeps them, and a forbidden import makes the lint command fail, naming it.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
 import { describeForbidden, forbiddenImports } from "../../tools/check-imports.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 
 function tree(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), "hp-imports-"));
+  const dir = tempDir("hp-imports-");
   for (const [f, text] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, f)), { recursive: true });
     writeFileSync(join(dir, f), text);

@@ -2,11 +2,11 @@
 // its shape is checked down to the fields the readers use, and its size before it is read.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { readReport } from "../../orchestrator/commands/merge.ts";
 import { MAX_REPORT_BYTES } from "../../orchestrator/reporters/report-shape.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 const good = {
   format: "haltpoint-report",
@@ -19,7 +19,7 @@ const good = {
 };
 
 test("a report from elsewhere: each wrong field is one line naming the file and the field; an oversized one is not read", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hp-report-shape-"));
+  const dir = tempDir("hp-report-shape-");
   try {
     const file = join(dir, "r.json");
     const write = (edit: (r: any) => void): string => {

@@ -1,16 +1,17 @@
 // The test context's types say what exists: `machine` (NixOS's single-node alias) only in a
 // test with one node; a screen only on a qemu node. tsc itself checks a fixture and must report exactly that error.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 const ROOT = join(import.meta.dirname, "..", "..");
 const FIXTURE = "test/fixtures/broken/types/machine-alias.ts";
 
 test("a two-node test that uses `machine` does not type-check, nor a local node's `screenshot`; a one-node test and a qemu node's screen do", async (t) => {
-  const dir = mkdtempSync(join(ROOT, ".tsc-types-"));
+  const dir = tempDir(".tsc-types-", ROOT);
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, "tsconfig.json");
   writeFileSync(config, JSON.stringify({ extends: "../tsconfig.json", compilerOptions: { noEmit: true, rootDir: ".." }, include: [], files: [`../${FIXTURE}`] }));

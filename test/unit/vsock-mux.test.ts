@@ -2,13 +2,14 @@
 // (hooks/ssh/ssh-backdoor-socket.ts), against real UNIX sockets.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, statSync, existsSync } from "node:fs";
+import { rmSync, statSync, existsSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
 import { HandshakeParser, connectVsockMux, okLine, readHandshake, type VsockMuxError } from "../../hooks/ssh/vsock-mux.ts";
 import { BackdoorSocket, MAX_SOCKET_PATH, type BridgeTarget } from "../../hooks/ssh/ssh-backdoor-socket.ts";
 import { sleep } from "../helpers/machine-context.ts";
+import { tempDir } from "../helpers/temp-dirs.ts";
 
 describe("HandshakeParser", () => {
   const parse = (...chunks: string[]) => {
@@ -54,7 +55,7 @@ describe("HandshakeParser", () => {
 
 describe("readHandshake", () => {
   test("a CONNECT that arrived while the thread was stalled past the silence timeout is still a CONNECT, not a raw client", async () => {
-    const dir = mkdtempSync(join("/tmp", "hp-vsock-stall-"));
+    const dir = tempDir("hp-vsock-stall-", "/tmp");
     const path = join(dir, "s");
     const accepted = new Promise<Socket>((resolve) => {
       const srv: Server = createServer((s) => {
@@ -152,7 +153,7 @@ describe("BackdoorSocket", () => {
   const target = echoTarget();
 
   before(async () => {
-    dir = mkdtempSync("/tmp/hp-vm-");
+    dir = tempDir("hp-vm-", "/tmp");
     path = join(dir, "m_host.socket");
     server = await BackdoorSocket.listen(path, target, { log: (m) => logs.push(m), silenceMs: 300 });
   });
@@ -245,7 +246,7 @@ describe("connectVsockMux", () => {
   let srv: Server;
   let reply = "";
   before(async () => {
-    dir = mkdtempSync("/tmp/hp-vm-");
+    dir = tempDir("hp-vm-", "/tmp");
     srv = createServer((s) => {
       s.once("data", () => {
         if (reply === "close") return void s.destroy();
