@@ -44,8 +44,7 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export function personalizeCommand(id: GuestIdentity, o: { restored: boolean; nowMs?: number; byPrograms?: boolean; prepared?: boolean }): string {
   if (o.byPrograms) return personalizeByPrograms(id, o);
   if (o.prepared) return preparedIdentity(id, o);
-  const name = id.hostname ?? "haltpoint";
-  const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
+  const { name, hosts } = nameAndHosts(id);
   // The later of two clocks, each of which can only be behind: QEMU's RTC, which follows the
   // host's clock (also while the guest was saved, stopped or not yet running), so it is right
   // however late the command runs — but a restored guest's RTC was seen 2 s behind on a loaded
@@ -80,6 +79,12 @@ function reseedDone(): string[] {
   ];
 }
 
+/** The guest's hostname and its /etc/hosts lines. */
+function nameAndHosts(id: GuestIdentity): { name: string; hosts: string[] } {
+  const name = id.hostname ?? "haltpoint";
+  return { name, hosts: ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)] };
+}
+
 function nameParts(name: string, hosts: string[]): string[] {
   return [`echo ${q(name)} > /proc/sys/kernel/hostname`, `echo ${q(name)} > /etc/hostname`, `printf '%s\\n' ${hosts.map(q).join(" ")} > /etc/hosts`];
 }
@@ -107,16 +112,14 @@ function nicAndKeyParts(id: GuestIdentity, restored: boolean): string[] {
  * first failing part's.
  */
 function preparedIdentity(id: GuestIdentity, o: { restored: boolean; nowMs?: number }): string {
-  const name = id.hostname ?? "haltpoint";
-  const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
+  const { name, hosts } = nameAndHosts(id);
   const call = `__hp_restored ${Math.round((o.nowMs ?? Date.now()) / 1000)} ${randomBytes(32).toString("hex")} ${[name, ...hosts].map(q).join(" ")}`;
   return [call, ...nicAndKeyParts(id, o.restored)].map((p) => `{ ${p}\n}`).join(" &&\n");
 }
 
 /** The identity step as it was before issue #26: a program per fact (bench/vm compares). */
 function personalizeByPrograms(id: GuestIdentity, o: { restored: boolean; nowMs?: number }): string {
-  const name = id.hostname ?? "haltpoint";
-  const hosts = ["127.0.0.1 localhost", `127.0.1.1 ${name}`, ...Object.entries(id.hosts ?? {}).map(([n, a]) => `${a} ${n}`)];
+  const { name, hosts } = nameAndHosts(id);
   // First, so that the time is the host's when the command is sent, to within its latency.
   // Also for the guest that saved the snapshot: its clock stood still while it was saved.
   const parts: string[] = [`date -s @${Math.round((o.nowMs ?? Date.now()) / 1000)} > /dev/null`];
