@@ -77,6 +77,11 @@ test("the queue format against a real Redis: one host makes the suite, jobs long
     const moreRepeats = await suiteFingerprint("1.0.0", tests, { repeat: 3, flakyFails: false });
     await assert.rejects(joinQueue(conn, queue, "fmt", address.shown, { ...suite, fingerprint: moreRepeats }, order), /the run options .* differ/);
     assert.throws(() => checkResult({ format: QUEUE_FORMAT, version: 99, host: "a", key: "k", lostOn: [], bundles: [] }, "7"), /job 7: result record: queue format version 99 is newer/);
+    // A suite record whose host has not added its runs yet is not a suite with no runs: the report waits.
+    await conn.set(queueKeys("half").suite, JSON.stringify({ ...suite, createdBy: "slow" }));
+    const early = await haltpoint(["queue", "report", r.url("half", "hunter2"), "--timeout", "2s", "--host-wait", "1m"], { timeout: HOST_TIMEOUT });
+    assert.equal(early.exitCode, 2, early.all);
+    assert.match(early.all, /still not done after 2 s \(0 of 6 runs done, 0 running, 6 waiting\)/);
   } finally {
     await queue.close();
     conn.disconnect();
@@ -112,11 +117,12 @@ test("three hosts share a suite dynamically: every run reported exactly once; a 
   assert.match(odd.all, /^haltpoint: redis:\/\/127\.0\.0\.1:\d+\/three: this host refuses to join: test files differ from the queue's suite: test\/fixtures\/fleet\/t2\.vmtest\.ts \(not here\), .* and \d+ more \(a queue is one suite run: give each run its own NAME\)$/m);
 });
 
-test("kill -9 of a host mid-run loses no run: its lease expires, another host runs it, the report names the dead host", async () => {
+test("kill -9 of a host mid-run loses no run: its closed connection is seen at once (long before its lease), another host runs it, the report names the dead host", async () => {
   const r = await redis();
   const dir = tmp();
   const q = r.url("kill");
-  const args = (h: string) => ["run", "test/fixtures/fleet", "--repeat", "2", "-j", "1", "--queue", q, "--queue-host", h, "--queue-lease", "2s", "--log-dir", join(dir, h), "--json", join(dir, `${h}.json`)];
+  // A lease far longer than the suite: only the closed connection can hand the run over in time.
+  const args = (h: string) => ["run", "test/fixtures/fleet", "--repeat", "2", "-j", "1", "--queue", q, "--queue-host", h, "--queue-lease", "10m", "--log-dir", join(dir, h), "--json", join(dir, `${h}.json`)];
   const env = { CI: "true", NO_COLOR: "1", HP_FLEET_SLEEP: "1.5" };
   // The victim leads its own process group: kill -9 takes its machines' shells with it.
   const victim = execa("node", [BIN, ...args("victim")], { cwd: ROOT, reject: false, all: true, env, detached: true });
@@ -127,6 +133,10 @@ test("kill -9 of a host mid-run loses no run: its lease expires, another host ru
   await victim;
   const done = await Promise.all(others);
   for (const h of done) assert.equal(h.exitCode, 0, h.all);
+  // The victim's heartbeat (renewed for a 10 min lease) has not expired: the lease did not hand it over.
+  const client = new Redis({ port: r.port, host: "127.0.0.1" });
+  assert.ok((await client.pttl(queueKeys("kill").alive("victim"))) > 0, "the victim's lease still runs");
+  client.disconnect();
   sweepAbandonedStateRoots(); // the victim's state dir (its owner is gone)
   const rep = await haltpoint(["queue", "report", q, "--json", join(dir, "merged.json")], { timeout: HOST_TIMEOUT });
   assert.equal(rep.exitCode, 0, rep.all);
@@ -136,7 +146,11 @@ test("kill -9 of a host mid-run loses no run: its lease expires, another host ru
   assert.equal(new Set(runs.map((x) => x.split("@")[0])).size, 12, "none twice");
   const handedOver = merged.tests.flatMap((t: any) => t.runs).filter((x: any) => x.attempts[0].lostHosts?.includes("victim"));
   assert.equal(handedOver.length, 1, "the run the victim held is recorded as handed over");
-  assert.match(rep.all, new RegExp(`${handedOver[0].key.replace("#", "#")}: host victim died holding it \\(lease expired\\); run on (a|b)`));
+  const key = handedOver[0].key;
+  assert.match(rep.all, new RegExp(`^${key}: host victim died holding it \\(its connection closed\\); run on (a|b)$`, "m"));
+  // One host that saw it said so, naming the run.
+  const told = done.map((h) => h.all).join("\n");
+  assert.match(told, new RegExp(`queue redis://127\\.0\\.0\\.1:\\d+/kill: host victim is gone \\(its connection closed\\) holding ${key}: back in the queue, the next free host runs it$`, "m"));
 });
 
 test("the only host killed (kill -9) mid-run: queue report does not hang — after --host-wait the dead host's run is lost (one line naming it), the runs done stay, exit 1; a host arriving later is stopped with a line, exit 1", async () => {
@@ -200,7 +214,8 @@ test("the only host killed, a new one comes (a restarted pod): the dead host's r
   assert.equal(new Set(runs.map((x) => x.split("@")[0])).size, 6, "none twice");
   const handedOver = merged.tests.flatMap((t: any) => t.runs).filter((x: any) => x.attempts[0].lostHosts?.includes("victim"));
   assert.equal(handedOver.length, 1, rep.all);
-  assert.match(rep.all, new RegExp(`^${handedOver[0].key}: host victim died holding it \\(lease expired\\); run on phoenix$`, "m"));
+  // The new host's first stalled-job check (the lease) or its look at the victim's connection: whichever comes first.
+  assert.match(rep.all, new RegExp(`^${handedOver[0].key}: host victim died holding it \\((lease expired|its connection closed)\\); run on phoenix$`, "m"));
 });
 
 test("a Redis that goes away mid-suite: one clear error (exit 5), the runs done are in the host's reports", async () => {

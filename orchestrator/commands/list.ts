@@ -48,10 +48,11 @@ export async function listCommand(o: ListOptions): Promise<number> {
   const err = o.err ?? process.stderr;
   const paths = o.paths.length ? o.paths : ["."];
   const files = await discoverTestFiles(paths);
-  const pool = createPool({ threads: Math.min(Math.max(files.length, 1), availableParallelism()) });
+  const threads = Math.min(Math.max(files.length, 1), availableParallelism());
+  const pool = createPool({ threads });
   let collected;
   try {
-    collected = await collectTests(pool, files, o.backend);
+    collected = await collectTests(pool, files, o.backend, threads);
   } finally {
     await bestEffort(stderrTeardownLog, "stopping the worker pool", pool.destroy());
   }

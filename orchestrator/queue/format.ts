@@ -6,7 +6,8 @@
 //   failures, the tail of a failed attempt's log), which host ran it, which hosts died
 //   holding it, where its bundles are;
 // - the stop record (--until-fail/--max-fail: why, and which host), the failure count,
-//   each job's hosts so far, each host's facts, each host's heartbeat.
+//   each job's hosts so far, each host's facts, each host's heartbeat and presence channel,
+//   each held run's lock token, how dead hosts were found.
 // BullMQ's keys live under `haltpoint:NAME:`; ours under `haltpoint-fleet:NAME:`.
 import type { StopReason } from "../../common/failure-kinds.ts";
 import type { JsonRun } from "../reporters/json-report.ts";
@@ -29,6 +30,12 @@ export function queueKeys(name: string) {
     hosts: k("hosts"),
     /** A host's heartbeat (orchestrator/queue/host-liveness.ts): expires with its lease. */
     alive: (host: string) => k(`alive:${host}`),
+    /** A host's channel, subscribed while its process lives (orchestrator/queue/host-presence.ts). */
+    present: (host: string) => k(`present:${host}`),
+    /** Each held run's BullMQ lock token, as its last holder took it (host-presence.ts hands back only that lock). */
+    locks: k("locks"),
+    /** How each host found dead was found (host → words), when not by its lease. */
+    gone: k("gone"),
   };
 }
 

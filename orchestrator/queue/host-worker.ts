@@ -19,6 +19,7 @@ import { buildJsonReport, type JsonRun } from "../reporters/json-report.ts";
 import { redisOptions, type QueueAddress } from "./address.ts";
 import { BULL_PREFIX, REPORT_HOST, QUEUE_FORMAT, QUEUE_FORMAT_VERSION, checkPayload, decodeStop, queueKeys, type HostRecord, type JobPayload, type ResultRecord, type StopRecord, type SuiteRecord } from "./format.ts";
 import { Heartbeat } from "./host-liveness.ts";
+import { CONNECTION_CLOSED, GoneHostWatch, Presence } from "./host-presence.ts";
 import { joinQueue } from "./producer.ts";
 
 export interface QueueHostOptions {
@@ -38,7 +39,12 @@ export interface QueueHostOptions {
   giveUpMs?: number;
   /** The run's shared output lines (a reporter before this one): a failed attempt's tail goes into its record. */
   lines: AttemptLines;
+  /** A line for the user (a dead host's runs handed back to the queue). */
+  say?: (line: string) => void;
 }
+
+/** A run whose hosts died this many times holding it is not handed out again: it fails, naming them. */
+export const MAX_HOSTS_LOST = 3;
 
 /** A run taken from the queue and not yet ended. */
 interface Held {
@@ -75,6 +81,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
   onStop: (stop: StopReason) => void = () => {};
   private lastError: string | undefined;
   private readonly heartbeat: Heartbeat;
+  private readonly presence: Presence;
+  private readonly goneHosts: GoneHostWatch;
 
   constructor(private readonly o: QueueHostOptions) {
     this.keys = queueKeys(o.address.name);
@@ -85,6 +93,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     this.queue = new Queue(o.address.name, { connection: opts, prefix: BULL_PREFIX });
     this.queue.on("error", (e: Error) => (this.lastError = e.message));
     this.heartbeat = new Heartbeat(this.redis, this.keys.alive(o.host), o.leaseMs, (e) => (this.lastError = e.message));
+    this.presence = new Presence(opts, o.address.name, o.host, (e) => (this.lastError = e.message));
+    this.goneHosts = new GoneHostWatch(this.redis, this.queue, o.address.name, o.host, (line) => this.o.say?.(line));
   }
 
   /** Why another host (or `queue report`) stopped the suite, if it did: this host then fails too. */
@@ -110,6 +120,8 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     }
     // Alive from here on (making the queue may take a while): `queue report` waits for a host alive.
     await this.heartbeat.start();
+    // Present before this host takes a run: a run it holds is never without its channel.
+    await this.presence.start();
   }
 
   /** Make or join the queue's suite; throws QueueRefusal. */
@@ -123,7 +135,7 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
 
   /** Start taking runs. */
   start(): void {
-    this.worker = new Worker(this.o.address.name, (job) => this.process(job), {
+    this.worker = new Worker(this.o.address.name, (job, token) => this.process(job, token), {
       connection: redisOptions(this.o.address, this.o.giveUpMs),
       prefix: BULL_PREFIX,
       concurrency: this.o.jobs,
@@ -137,24 +149,30 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     // The end of the work is seen as the last run is stored, not at the next look.
     this.worker.on("completed", () => void this.look());
     this.watch = setInterval(() => void this.look(), 200);
+    // A host that joins a queue whose work is done (a replacement that came late) leaves at once.
+    void this.look();
   }
 
-  private async process(job: Job): Promise<ResultRecord> {
+  private async process(job: Job, token: string | undefined): Promise<ResultRecord> {
     this.taking++;
     try {
-      return await this.take(job);
+      return await this.take(job, token);
     } finally {
       this.taking--;
     }
   }
 
-  private async take(job: Job): Promise<ResultRecord> {
+  private async take(job: Job, token: string | undefined): Promise<ResultRecord> {
     const payload = checkPayload(job.data, String(job.id));
     if (!this.runs.has(payload.key)) throw new UnrecoverableError(`${payload.key} is not in this host's suite`);
     const before = (await this.redis.hget(this.keys.holders, String(job.id))) ?? "[]";
     // Whoever took this run before and did not finish it died holding it (its lease expired).
     const lostOn = JSON.parse(before) as string[];
-    await this.redis.hset(this.keys.holders, String(job.id), JSON.stringify([...lostOn, this.o.host]));
+    // A run that takes its hosts down with it (it exhausts the machine, say) would go round forever.
+    if (lostOn.length >= MAX_HOSTS_LOST) throw new UnrecoverableError(`${lostOn.length} hosts died holding it`);
+    // This host holds it now, under this lock: if this host dies, the hosts alive hand it back under this lock only.
+    const holding = this.redis.multi().hset(this.keys.holders, String(job.id), JSON.stringify([...lostOn, this.o.host]));
+    await (token ? holding.hset(this.keys.locks, String(job.id), token) : holding.hdel(this.keys.locks, String(job.id))).exec();
     // Only a stop ends this host while the worker still takes jobs (the end of the work pauses it first).
     if (this.stopped || this.fatal) return this.notRun(payload, lostOn);
     return new Promise<ResultRecord>((settle) => {
@@ -210,6 +228,9 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     try {
       const stop = decodeStop(await this.redis.get(this.keys.stop));
       if (stop) return this.stopHere(stop);
+      for (const h of await this.goneHosts.check()) {
+        this.o.say?.(`queue ${this.o.address.shown}: host ${h.host} is gone (${CONNECTION_CLOSED}) holding ${h.runs.join(", ")}: back in the queue, the next free host runs ${h.runs.length === 1 ? "it" : "them"}`);
+      }
       const c = await this.queue.getJobCounts("wait", "prioritized", "delayed", "active");
       const waiting = (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
       // Runs other hosts hold may come back (their host dies): stay until none is held elsewhere.
@@ -306,6 +327,7 @@ export class QueueHost implements Reporter, AsyncIterable<PlannedRun> {
     await quick(this.queue.close(), "queue");
     // Leaving is not dying: the heartbeat goes at once (a killed host's expires with its lease).
     await quick(this.heartbeat.stop(!this.fatal), "heartbeat");
+    this.presence.stop();
     if (this.fatal) this.redis.disconnect();
     else await quick(this.redis.quit(), "connection");
   }

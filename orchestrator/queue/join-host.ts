@@ -71,6 +71,7 @@ export async function joinAsHost(o: JoinOptions, tests: PlannedTest[], runs: Pla
     ...(o.maxFail !== undefined ? { maxFail: o.maxFail } : {}),
     flakyFails: o.flakyFails,
     lines: o.lines,
+    say,
   });
   try {
     await qh.connect();

@@ -64,7 +64,9 @@ export async function queueReportCommand(o: QueueReportOptions): Promise<number>
         suite ??= decodeSuite(text, address.shown);
         const stop = decodeStop(await redis.get(keys.stop));
         const c = await queue.getJobCounts("wait", "prioritized", "delayed", "active", "completed", "failed");
-        const waiting = (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0);
+        // The host that made the suite record adds its runs next: until it has, none waiting is not the end.
+        const filled = (await redis.get(keys.filled)) !== null;
+        const waiting = filled ? (c.wait ?? 0) + (c.prioritized ?? 0) + (c.delayed ?? 0) : suite.runs;
         if ((c.active ?? 0) === 0 && (waiting === 0 || stop)) break;
         // Work is left: is a host alive to do it? (A dead host's runs stay active until a live host's check moves them.)
         const verdict = await watch.check(waiting, Boolean(stop));
@@ -81,11 +83,11 @@ export async function queueReportCommand(o: QueueReportOptions): Promise<number>
         }
         say(`waiting for ${address.shown}: ${(c.completed ?? 0) + (c.failed ?? 0)} of ${suite.runs} runs done, ${c.active ?? 0} running, ${waiting} waiting${stop ? ` (stopped: ${stopText(stop.stop)})` : ""}`);
       } else say(`waiting for a host to make ${address.shown}`);
-      if (Date.now() > end) throw new UsageError(`${address.shown}: still not done after ${Math.round((o.waitMs ?? 0) / 1000)} s (${said.replace(/^waiting for [^:]*: /, "")})`);
+      if (Date.now() > end) throw new UsageError(`${address.shown}: still not done after ${Math.round((o.waitMs ?? 0) / 1000)} s (${said.replace(`waiting for ${address.shown}: `, "")})`);
       await new Promise((r) => setTimeout(r, 250));
     }
     const files = await collect(redis, queue, address, suite!, lost);
-    for (const line of handovers(files.records)) out.write(`${line}\n`);
+    for (const line of handovers(files.records, await redis.hgetall(queueKeys(address.name).gone))) out.write(`${line}\n`);
     const hosts = [...new Set(files.records.map((r) => r.host))];
     const status = await reportMerged(files.reports, {
       json: o.json,
@@ -107,12 +109,18 @@ export async function queueReportCommand(o: QueueReportOptions): Promise<number>
   }
 }
 
-/** Lines saying which runs were handed over from a dead host or lost with it, and where bundles are. */
-function handovers(records: ResultRecord[]): string[] {
+/**
+ * Lines saying which runs were handed over from a dead host or lost with it, and where
+ * bundles are. `howGone`: hosts seen dead by their connection (host-presence.ts); the others'
+ * lease expired.
+ */
+function handovers(records: ResultRecord[], howGone: Record<string, string>): string[] {
   const lines: string[] = [];
   for (const r of records) {
     const lost = r.run?.failure?.kind === "hosts-lost";
-    if (r.lostOn.length) lines.push(`${r.key}: host ${r.lostOn.join(", then ")} died holding it (lease expired); ${r.notRun ? "not run after that (the suite stopped)" : lost ? "no host ran it after that: lost (a failed run)" : `run on ${r.host}`}`);
+    const how = (h: string) => howGone[h] ?? "lease expired";
+    const died = r.lostOn.length === 1 ? `host ${r.lostOn[0]} died holding it (${how(r.lostOn[0]!)})` : `hosts ${r.lostOn.map((h) => `${h} (${how(h)})`).join(", then ")} died holding it`;
+    if (r.lostOn.length) lines.push(`${r.key}: ${died}; ${r.notRun ? "not run after that (the suite stopped)" : lost ? "no host ran it after that: lost (a failed run)" : `run on ${r.host}`}`);
     for (const b of r.bundles) lines.push(`${r.key}: bundle on host ${r.host}: ${b}`);
   }
   return lines;

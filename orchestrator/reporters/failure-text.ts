@@ -27,7 +27,7 @@ export function causeText(c: FailureCause): string {
     case "leftovers":
       return `killed leftover processes of ${c.machines.join(", ")}`;
     case "hosts-lost":
-      return `every host that took it died holding it (${c.hosts.join(", ")}): its lease expired each time`;
+      return `every host that took it died holding it (${c.hosts.join(", ")})`;
     case "command-failed":
       return "a machine command failed";
     case "boot-failed":

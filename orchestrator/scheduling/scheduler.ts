@@ -75,7 +75,7 @@ export class Scheduler {
 
   /** Load every file in a worker and learn what it declares. */
   collect(files: string[]): Promise<{ tests: PlannedTest[]; loadErrors: LoadError[] }> {
-    return collectTests(this.o.pool, files, this.o.defaultBackend);
+    return collectTests(this.o.pool, files, this.o.defaultBackend, this.o.jobs);
   }
 
   /**
