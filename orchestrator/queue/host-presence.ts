@@ -25,14 +25,13 @@ export const CONNECTION_CLOSED = "its connection closed";
 /** This host's presence: a subscriber connection that lives exactly as long as the process. */
 export class Presence {
   private readonly sub: Redis;
+  private readonly channel: string;
 
   constructor(options: RedisOptions, name: string, host: string, onError: (e: Error) => void) {
     this.sub = new Redis({ ...options, lazyConnect: true, connectionName: `haltpoint-presence:${host}` });
     this.sub.on("error", onError);
     this.channel = queueKeys(name).present(host);
   }
-
-  private readonly channel: string;
 
   async start(): Promise<void> {
     await this.sub.connect();
