@@ -16,7 +16,7 @@
 // mode within 1.10x of the best possible. A second ratio gives each host the start it really
 // took: what is left is the scheduling's own loss (the lease, the tail), apart from the cost
 // of starting a haltpoint process. Also: runs reported, runs started.
-//   npm run bench:fleet                      (2 rounds, about 10 minutes on a quiet machine)
+//   npm run bench:fleet                      (2 rounds, about 6 minutes)
 //   HP_BENCH_SMOKE=1 npm run bench:fleet     (1 round of seconds of sleeps: CI's smoke run, bench/smoke.ts)
 //   HP_BENCH_ROUNDS=N                        (more rounds)
 //   HP_BENCH_MODES=queue                     (only these modes, comma-separated: a quicker look at one)
