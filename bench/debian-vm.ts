@@ -20,7 +20,7 @@ import { knob, SMOKE } from "./smoke.ts";
 import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { benchContext } from "./machine-context.ts";
-import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreVariant } from "./restore-breakdown.ts";
+import { bareQemuStart, oneWayPerSnapshot, printRestoreBreakdown, restoreWays, sampleRestore, type RestoreVariant } from "./restore-breakdown.ts";
 
 applyV8Flags();
 
@@ -116,24 +116,13 @@ if (!SMOKE) {
 }
 
 // Where a restore's time goes, each way beside a bare QEMU start (taken in turns, under the same load).
-const asBefore = { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } };
-if (BEFORE) {
-  // The old layout's snapshot of the shape (streamed RAM is another snapshot), saved if missing.
-  const oldSaver = new QemuMachine("deb", options, ctx("save-before"), asBefore, undefined);
-  await oldSaver.start();
-  await oldSaver.cleanup();
+const ways = restoreWays(qemu, BEFORE, { perlClock: true });
+// The snapshots of the ways before (streamed RAM, the prep without perl: snapshots of their own), saved if missing.
+for (const [i, w] of oneWayPerSnapshot(ways).entries()) {
+  const saver = new QemuMachine("deb", options, ctx(`save-before${i}`), w.rt, undefined);
+  await saver.start();
+  await saver.cleanup();
 }
-const ways = [
-  ...(BEFORE
-    ? [
-        { label: "before: RAM streamed (zstd), identity by programs", rt: asBefore },
-        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
-        { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
-        { label: "+ identity sent with the setup", rt: { ...qemu, restoreAsBefore: { identity: "with-setup" as const } } },
-      ]
-    : []),
-  { label: "+ shell prepared before the save (now)", rt: qemu },
-];
 const variants: RestoreVariant[] = ways.map((w) => ({ label: w.label, samples: [] }));
 const bare: number[] = [];
 for (let i = 0; i < RESTORES; i++) {

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { QemuMachine, StartSteps } from "../vm/qemu/qemu-machine.ts";
+import type { QemuRuntime } from "../vm/qemu/qemu-runtime.ts";
 import { QmpClient } from "../vm/qemu/qmp.ts";
 import { RESEED_FILE, reseedWaitMs } from "../vm/image/guest-personalize.ts";
 import { QEMU_BINARY } from "../vm/qemu/qemu-argv.ts";
@@ -13,7 +14,40 @@ import { fmt, percentile, printTable } from "./table.ts";
 
 const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 0.5);
 
-/** ms from spawning a bare QEMU (-S, same machine type, accelerator and memory) until its QMP answers. */
+/**
+ * How haltpoint restored before each change of issue #26 (with `before`), every change on top of
+ * the one before; the last is haltpoint as it is. `perlClock`: the guest has no busybox (a Debian
+ * guest), so the perl clock helper is a change of its own (for haltpoint's guest it changes nothing).
+ */
+export function restoreWays(qemu: QemuRuntime, before: boolean, o: { perlClock?: boolean } = {}): { label: string; rt: QemuRuntime }[] {
+  // Until QMP was tried every 2 ms, every start looked for QEMU's QMP socket every 50 ms.
+  const was = (a: QemuRuntime["restoreAsBefore"]) => ({ ...qemu, restoreAsBefore: { ...a, qmpRetryMs: 50, ...(o.perlClock ? { noPerlClock: true } : {}) } });
+  const qmpNow = "+ QMP tried every 2 ms, not 50";
+  return [
+    ...(before
+      ? [
+          { label: "before: RAM streamed (zstd), identity by programs", rt: was({ streamedRam: true, identity: "programs" }) },
+          { label: "+ RAM mapped", rt: was({ identity: "programs" }) },
+          { label: "+ identity by builtins", rt: was({ identity: "own-round-trip" }) },
+          { label: "+ identity sent with the setup", rt: was({ identity: "with-setup" }) },
+          { label: "+ shell prepared before the save", rt: was({}) },
+          ...(o.perlClock ? [{ label: qmpNow, rt: { ...qemu, restoreAsBefore: { noPerlClock: true } } }] : []),
+        ]
+      : []),
+    o.perlClock ? { label: "+ the clock set by a waiting perl (now)", rt: qemu } : { label: `${qmpNow} (now)`, rt: qemu },
+  ];
+}
+
+/** One way of each snapshot the ways restore (the RAM's layout and the shell's prep make a snapshot of their own): start one of each first, so that each is saved if missing. */
+export const oneWayPerSnapshot = <W extends { rt: QemuRuntime }>(ways: W[]): W[] => {
+  const seen = new Set<string>();
+  return ways.filter((w) => {
+    const key = `${!!w.rt.restoreAsBefore?.streamedRam} ${!!w.rt.restoreAsBefore?.noPerlClock}`;
+    return !seen.has(key) && !!seen.add(key);
+  });
+};
+
+/** ms from spawning a bare QEMU (-S, same machine type, accelerator and memory) until its QMP answers (its socket tried every 2 ms). */
 export async function bareQemuStart(dir: string, o: { accel: string; memoryMiB: number }): Promise<number> {
   mkdirSync(dir, { recursive: true });
   const qmpPath = join(dir, "qmp.sock");
@@ -96,7 +130,7 @@ export function printRestoreBreakdown(title: string, variants: RestoreVariant[],
   const firstOf = (v: RestoreVariant) => median(v.samples.map((s) => s.first - s.beforeSpawn));
   rows.push(["first command answered", ...cells((v) => `${fmt(firstOf(v), 0)} (+${fmt(firstOf(v) - (prev.get(v) ?? 0), 0)})`)]);
   rows.push(["(before the spawn: sockets, boot plan; not in the figures above)", ...cells((v) => `(${fmt(at(v, "beforeSpawn"), 0)})`)]);
-  rows.push([`bare QEMU: same machine type, -S, until QMP answers (median of ${bare.length}, taken in turns)`, ...cells(() => fmt(bareMs, 0))]);
+  rows.push([`bare QEMU: same machine type, -S, until QMP answers, its socket tried every 2 ms (median of ${bare.length}, taken in turns)`, ...cells(() => fmt(bareMs, 0))]);
   const ratios = variants.map((v) => at(v, "first") / bareMs);
   rows.push(["start() → first command, ms", ...cells((v) => fmt(at(v, "first"), 0))]);
   rows.push([`start() → first command / bare QEMU start (target ≤ ${target}x)`, ...ratios.map((r) => `${fmt(r, 1)}x`)]);

@@ -22,8 +22,7 @@ import { scratchDir } from "./scratch.ts";
 import { fmt, percentile, printTable } from "./table.ts";
 import { largeOutputRow, printLargeOutput } from "./large-output.ts";
 import { benchContext } from "./machine-context.ts";
-import { bareQemuStart, printRestoreBreakdown, sampleRestore, type RestoreVariant } from "./restore-breakdown.ts";
-import type { QemuRuntime } from "../vm/qemu/qemu-runtime.ts";
+import { bareQemuStart, oneWayPerSnapshot, printRestoreBreakdown, restoreWays, sampleRestore, type RestoreVariant } from "./restore-breakdown.ts";
 
 applyV8Flags(); // as the CLI runs (orchestrator/v8-flags.ts)
 
@@ -46,18 +45,7 @@ const prepareMs = performance.now() - tPrepare;
 const tResolve = performance.now();
 await resolveGuestPackages();
 const resolveMs = performance.now() - tResolve;
-/** Each change of issue #26 on top of the one before; the last is haltpoint as it is. */
-const ways: { label: string; rt: QemuRuntime }[] = [
-  ...(BEFORE
-    ? [
-        { label: "before: RAM streamed (zstd), identity by programs", rt: { ...qemu, restoreAsBefore: { streamedRam: true, identity: "programs" as const } } },
-        { label: "+ RAM mapped", rt: { ...qemu, restoreAsBefore: { identity: "programs" as const } } },
-        { label: "+ identity by builtins", rt: { ...qemu, restoreAsBefore: { identity: "own-round-trip" as const } } },
-        { label: "+ identity sent with the setup", rt: { ...qemu, restoreAsBefore: { identity: "with-setup" as const } } },
-      ]
-    : []),
-  { label: "+ shell prepared before the save (now)", rt: qemu },
-];
+const ways = restoreWays(qemu, BEFORE);
 
 async function bootTimes(make: (i: number) => BaseMachine): Promise<{ boots: number[]; last: BaseMachine }> {
   const boots: number[] = [];
@@ -98,7 +86,7 @@ const cold = { ...qemu, snapshotBoot: false };
 const coldQemu = await bootTimes((i) => new QemuMachine("vm", { memory: 256 }, ctx(`c${i}`), cold, undefined));
 // The first snapshot-booted machine saves the snapshot (if none is cached): not counted. One
 // per snapshot layout (streamed and mapped RAM are different snapshots of the shape).
-for (const [i, w] of ways.filter((w, i) => i === 0 || !!w.rt.restoreAsBefore?.streamedRam !== !!ways[i - 1]!.rt.restoreAsBefore?.streamedRam).entries()) {
+for (const [i, w] of oneWayPerSnapshot(ways).entries()) {
   const saver = new QemuMachine("vm", { memory: 256 }, ctx(`save${i}`), w.rt, undefined);
   await saver.start();
   await saver.cleanup();

@@ -116,6 +116,13 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
   const f = first.facts;
   assert.equal(f.pid1, "systemd");
   assert.deepEqual(f.hostnames, ["server", "client"]);
+  // The saver's shell prepared the perl clock helper (Debian has no busybox; perl-base is Essential).
+  assert.match(first.all, /shell prepared for restores: identity kmsg clock-helper/);
+  const clock = f.clientClock as { epoch: number; hostBeforeMs: number; hostAfterMs: number; reseed: string[] };
+  assert.ok(clock.epoch >= Math.floor(clock.hostBeforeMs / 1000) - 1 && clock.epoch <= Math.ceil(clock.hostAfterMs / 1000) + 1, `the restored client's clock (${clock.epoch}) is the host's within a second: ${JSON.stringify(clock)}`);
+  // Two uptimes: the wait read on through the clock's jump (bash times `read -t` by the wall
+  // clock), not the rest of a kernel record left in bash's read buffer.
+  assert.equal(clock.reseed.filter((l) => /^hp-reseed-uptime \d+\.\d+$/.test(l)).length, 2, `the CRNG wait's uptimes: ${JSON.stringify(clock.reseed)}`);
   assert.equal(f.page, "hello from debian", "the client fetched the server's lighttpd page by the server's name");
   assert.deepEqual(f.info, { Id: "lighttpd.service", ActiveState: "active", UnitFileState: "enabled" }, "enabled as Debian enables it");
   assert.ok(typeof f.mainPid === "number" && f.mainPid > 0 && f.mainPid === f.pidofLighttpd, `MainPID ${f.mainPid} is lighttpd's pid ${f.pidofLighttpd}`);

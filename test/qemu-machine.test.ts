@@ -6,6 +6,8 @@ import { readFileSync, writeFileSync, mkdirSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
+import { waitForRecord } from "../vm/image/guest-restore-prep.ts";
+import { VMFORK_RESEED_LINE } from "../vm/image/guest-personalize.ts";
 import { sleep, testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
@@ -140,6 +142,23 @@ describe("a qemu guest", () => {
     await assert.rejects(m.execute("sleep 900", { timeout: 1 }), /timed out after 1 s/);
     assert.deepEqual(await m.execute("echo and again", { timeout: 30 }), { status: 0, stdout: "and again\n" });
     await assert.rejects(m.waitForUnit("sshd"), /does not run systemd/);
+  });
+
+  test("a restore's wait for the CRNG's kernel record reads on when the clock jumps forward under it", async () => {
+    // The restored guest's clock is set (by a helper, vm/image/guest-restore-prep.ts) while its
+    // shell waits for the reseed's record, and bash times `read -t` by the wall clock: a read
+    // under way when the clock jumps ends at once. Here the jump (a day) comes while the wait
+    // reads a fifo, the record after it; the wait must still see the record.
+    const record = `6,1,1,-;random: ${VMFORK_RESEED_LINE}`;
+    const out = await m.succeed(
+      [
+        "f=/tmp/hp-records; rm -f $f; mkfifo $f; exec {fd}<>$f",
+        `( sleep 0.3; date -s @$(( $(date +%s) + 86400 )) > /dev/null; sleep 0.3; echo '${record}' > $f ) &`,
+        `r= s= i= o=0; ${waitForRecord("$fd", VMFORK_RESEED_LINE)}`,
+        `wait; exec {fd}<&-; rm -f $f; date -s @${Math.round(Date.now() / 1000)} > /dev/null; echo "record seen: \${s:-no}, timeouts: $o"`,
+      ].join("\n"),
+    );
+    assert.equal(out.trim(), "record seen: 1, timeouts: 1", "the jump ended one read; the wait read on and found the record");
   });
 
   test("shutdown powers the guest off cleanly", async () => {

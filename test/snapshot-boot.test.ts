@@ -51,7 +51,7 @@ test("the first machine saves, the rest restore, and every restored guest is its
   assert.equal((r.all.match(/starting qemu \([^)]*from snapshot/g) ?? []).length, 5, `the other five machines restored:\n${r.all}`);
   assert.match(r.all, /backdoor shell ready \(restored in \d+\.\d\d s\)/);
   // The saver prepared its shell for the restores (a drained /dev/kmsg, the clock helper, __hp_restored).
-  assert.match(r.all, /shell prepared for restores: identity kmsg ash/);
+  assert.match(r.all, /shell prepared for restores: identity kmsg clock-helper/);
   assert.equal((r.all.match(/PINGS OK/g) ?? []).length, 3, "two nodes from one snapshot reach each other by name, in every run");
   assert.equal(r.facts.length, 6);
   assert.equal(r.facts.filter((f) => f.reseedLines === 2).length, 5, `the five restored guests waited for their CRNG's reseed before their first command: ${r.facts.map((f) => f.reseedLines).join(" ")}`);

@@ -1,6 +1,6 @@
 import type { NodeOptions } from "../types.ts";
 import { guestAppend } from "../image/guest-params.ts";
-import { SHELL_PREP_KEY } from "../image/guest-restore-prep.ts";
+import { restorePrep } from "../image/guest-restore-prep.ts";
 import { QEMU_BINARY, buildQemuArgv, type DiskImage, type QemuArgvOptions } from "./qemu-argv.ts";
 import type { QemuRuntime } from "./qemu-runtime.ts";
 import { IDENTITY_DEVICES, planSnapshotBoot, snapshotArgs, snapshotEligible, type SnapshotBoot } from "./snapshot-boot.ts";
@@ -67,7 +67,7 @@ export async function planBoot(p: BootPlanInput): Promise<BootPlan> {
         append: o.append ?? "",
         allowReboot: base.allowReboot === true,
         ...(p.rt.restoreAsBefore?.streamedRam ? {} : { ramLayout: "mapped" as const }),
-        shellPrep: SHELL_PREP_KEY,
+        shellPrep: restorePrep(p.rt).key,
       },
       { restore: p.snapshots === "any" },
     );

@@ -16,7 +16,7 @@ import { execa } from "execa";
 import { debianSpecId, type DebianImage } from "../image/debian-image.ts";
 import { DEBIAN_ROOT_APPEND } from "../image/debian-units.ts";
 import { AT_REST_RULE } from "../image/guest-at-rest.ts";
-import { SHELL_PREP_KEY } from "../image/guest-restore-prep.ts";
+import { restorePrep } from "../image/guest-restore-prep.ts";
 import { guestAppend } from "../image/guest-params.ts";
 import { debianSpecOf } from "../node-options.ts";
 import type { NodeOptions } from "../types.ts";
@@ -74,7 +74,7 @@ export async function planDebianBoot(p: BootPlanInput, image: DebianImage): Prom
         allowReboot: base.allowReboot === true,
         atRest: AT_REST_RULE,
         ...(p.rt.restoreAsBefore?.streamedRam ? {} : { ramLayout: "mapped" as const }),
-        shellPrep: SHELL_PREP_KEY,
+        shellPrep: restorePrep(p.rt).key,
       },
       { restore: p.snapshots === "any" },
     );

@@ -4,7 +4,7 @@
 
 import type { BackdoorShell } from "../backdoor-shell.ts";
 import { AT_REST_SCRIPT } from "../image/guest-at-rest.ts";
-import { RESTORE_PREP_CHECK, RESTORE_PREP_SCRIPT, RESTORE_PREP_UNDO } from "../image/guest-restore-prep.ts";
+import { RESTORE_PREP_CHECK, RESTORE_PREP_UNDO } from "../image/guest-restore-prep.ts";
 import type { NodeOptions } from "../types.ts";
 import { feedIncoming } from "./incoming-stream.ts";
 import type { QmpClient } from "./qmp.ts";
@@ -61,7 +61,8 @@ export async function loadCheckedSnapshot(qmp: QmpClient, verified: Promise<stri
 }
 
 /** A cold boot that saves its shape's snapshot: save the guest once it is at rest. */
-export async function saveWhenAtRest(shell: BackdoorShell, qmp: QmpClient, snapshot: Extract<SnapshotBoot, { mode: "save" }>, options: NodeOptions, log: (m: string) => void): Promise<void> {
+/** `prepScript`: the shell's prep for restores (guest-restore-prep.ts restorePrep), the one its snapshot key names. */
+export async function saveWhenAtRest(shell: BackdoorShell, qmp: QmpClient, snapshot: Extract<SnapshotBoot, { mode: "save" }>, options: NodeOptions, prepScript: string, log: (m: string) => void): Promise<void> {
   // A systemd guest is saved once it has booted up and is at rest (guest-at-rest.ts), so
   // that restored machines need not boot and find their services listening.
   const rest = options.image !== undefined ? await shell.run(AT_REST_SCRIPT, (options.bootTimeout ?? DEFAULT_BOOT_TIMEOUT_S) * 1000) : undefined;
@@ -71,7 +72,7 @@ export async function saveWhenAtRest(shell: BackdoorShell, qmp: QmpClient, snaps
     log(`snapshot not saved (${restLine || `the at-rest check exited with status ${rest.status}`}); later machines of this shape boot cold`);
   } else {
     if (restLine) log(`guest ${restLine}`);
-    if (!(await prepareForRestores(shell, log))) {
+    if (!(await prepareForRestores(shell, prepScript, log))) {
       snapshot.slot.release();
       return;
     }
@@ -87,8 +88,8 @@ export async function saveWhenAtRest(shell: BackdoorShell, qmp: QmpClient, snaps
  * not saved (logged; its machines boot cold). Without the descriptors they fall back to the
  * programs (dmesg, date).
  */
-async function prepareForRestores(shell: BackdoorShell, log: (m: string) => void): Promise<boolean> {
-  shell.writeLine(RESTORE_PREP_SCRIPT);
+async function prepareForRestores(shell: BackdoorShell, script: string, log: (m: string) => void): Promise<boolean> {
+  shell.writeLine(script);
   const r = await shell.run(RESTORE_PREP_CHECK, 30_000).catch((e: Error) => ({ status: -1, stdout: Buffer.from(e.message) }));
   const what = r.stdout.toString().trim();
   if (r.status === 0 && what.startsWith("identity")) {

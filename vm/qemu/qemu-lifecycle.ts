@@ -26,6 +26,7 @@ import type { QemuRuntime } from "./qemu-runtime.ts";
 import { identityAppend } from "./guest-identity.ts";
 import { snapshotQmpReady } from "./snapshot-boot.ts";
 import { CONSOLE_TAIL_LINES, SnapshotRestoreFailed, loadCheckedSnapshot, loadRevivedState, saveWhenAtRest, type StartSteps } from "./qemu-boot.ts";
+import { restorePrep } from "../image/guest-restore-prep.ts";
 
 const SHUTDOWN_TIMEOUT_MS = 60_000;
 
@@ -201,7 +202,7 @@ export abstract class QemuLifecycle extends GuestMachine {
     });
 
     try {
-      this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal });
+      this.qmp = await QmpClient.connect(sock("qmp.sock"), { timeoutMs: 30_000, signal: this.qemuGone.signal, retryMs: this.rt.restoreAsBefore?.qmpRetryMs });
       step("qmp");
       this.qmp.on("event", (e) => {
         this.events.push(e);
@@ -237,7 +238,7 @@ export abstract class QemuLifecycle extends GuestMachine {
       const identity = restoring && (before === undefined || before === "with-setup") ? () => this.shellLink.identityCommand(true, before === undefined) : undefined;
       const first = await this.shellLink.connect(snapshot !== undefined, restoring, restoring && before === undefined ? "kept" : true, identity);
       step("shell");
-      if (snapshot?.mode === "save") await saveWhenAtRest(this.shell!, this.qmp, snapshot, this.options, (m) => this.log(m));
+      if (snapshot?.mode === "save") await saveWhenAtRest(this.shell!, this.qmp, snapshot, this.options, restorePrep(this.rt).script, (m) => this.log(m));
       // The stop and cont of saving and restoring are haltpoint's, not the test's events.
       if (snapshot) this.events.clear();
       this.shellLink.identityByShell = snapshot !== undefined;

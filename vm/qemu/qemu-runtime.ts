@@ -21,7 +21,10 @@ export interface QemuRuntime {
    * (not mapped, mapped-ram.ts); `identity`: the identity step in a round trip of its own after
    * the shell's setup, with a program per fact or (`"own-round-trip"`) with builtins; or
    * (`"with-setup"`) sent along with the shell's setup, in a command's subshell, with `dmesg`
-   * and `date` (not what the snapshot's shell prepared, guest-restore-prep.ts).
+   * and `date` (not what the snapshot's shell prepared, guest-restore-prep.ts); `qmpRetryMs`:
+   * QMP's socket tried every this many ms while QEMU starts (before: 50; qmp.ts retryMs);
+   * `noPerlClock`: a guest without busybox sets its clock with a `date` program, not the perl
+   * helper its shell prepared (guest-restore-prep.ts restorePrep).
    */
-  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" | "with-setup" };
+  restoreAsBefore?: { streamedRam?: boolean; identity?: "programs" | "own-round-trip" | "with-setup"; qmpRetryMs?: number; noPerlClock?: boolean };
 }
