@@ -6,13 +6,14 @@
 //   - `hp_kmsg`: a descriptor on /dev/kmsg, read to its end now, so that after a restore it
 //     holds only the records logged since: the CRNG's reseed among the first (bash's `read`
 //     reads /dev/kmsg a record at a time, checked on this guest's kernel);
-//   - `hp_ai`/`hp_ao`: the pipes of a busybox shell (haltpoint's own image only; a Debian guest
-//     has no busybox). Busybox's shell runs its `date` applet in a fork of itself, without an
-//     exec, so the restored guest's clock is set without loading a program.
+//   - `hp_ai`/`hp_ao`: the pipes of a clock helper waiting for the time: busybox's shell in
+//     haltpoint's own image (its `exec date` runs the applet in the helper itself), perl in a
+//     Debian guest (no busybox there; perl-base is Essential), so the restored guest's clock is
+//     set without loading a program.
 // Both are the backdoor bash's own shell variables (the prep runs in the shell itself, not in
 // a command's subshell), so every later command's subshell has them. The identity command falls
 // back to `dmesg` and a `date` program when either is missing or does not answer. The snapshot
-// key holds SHELL_PREP_KEY (snapshot-store.ts): a snapshot saved without this prep, or with
+// key holds restorePrep().key (snapshot-store.ts): a snapshot saved without this prep, or with
 // another version of it or of the shell's setup, is never restored with these assumptions.
 
 import { createHash } from "node:crypto";

@@ -33,7 +33,7 @@ export interface SnapshotShape {
   atRest?: string;
   /** "mapped": the RAM is a file of its own that restores map (mapped-ram.ts); else it is in the stream. */
   ramLayout?: "mapped";
-  /** What the saved guest's backdoor shell holds (guest-restore-prep.ts SHELL_PREP_KEY): its
+  /** What the saved guest's backdoor shell holds (guest-restore-prep.ts restorePrep().key): its
    *  restores skip the shell's setup and use what the prep opened. */
   shellPrep?: string;
 }
