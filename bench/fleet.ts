@@ -246,12 +246,13 @@ try {
   const bestStatic = (round: number) => Math.min(...fleets.filter((f) => f.round === round && f.mode !== "queue").map((f) => f.ms));
   const rows = modes.map((m) => {
     const fs = fleets.filter((f) => f.mode === m);
-    const ratios = fs.map((f) => f.ms / bestStatic(f.round));
+    // Without a static mode in the round (HP_BENCH_MODES=queue) there is no best static sharding: "—".
+    const vsStatic = fs.map((f) => (Number.isFinite(bestStatic(f.round)) ? `${fmt(f.ms / bestStatic(f.round))}x` : "—"));
     return [
       m === "queue" ? "queue mode (--queue)" : m === "durations" ? "--shard K/3 --durations" : "--shard K/3 (hash)",
       fmt(median(fs.map((f) => f.ms)) / 1000, 1),
       fs.map((f) => fmt(f.ms / 1000, 1)).join(" / "),
-      ratios.map((r) => `${fmt(r)}x`).join(" / "),
+      vsStatic.join(" / "),
       fs.map((f) => `${fmt(f.ms / bests.get(f.round)!.ms)}x`).join(" / "),
       fs.map((f) => `${fmt(f.ms / bestPossible(fleets.filter((g) => g.round === f.round), f).ms)}x`).join(" / "),
       fs.map((f) => `${fmt(f.ms / bestPossible(fleets.filter((g) => g.round === f.round), f, true).ms)}x`).join(" / "),
