@@ -25,18 +25,6 @@ import { DMESG_RESEED_WAIT, RESEED_FILE, UPTIME_LINE, VMFORK_RESEED_LINE } from 
 export const GUEST_OUT_FILE = "/tmp/.hp-out";
 
 /**
- * Sent to the backdoor bash as a line of its own (run by the shell itself, not in a command's
- * subshell, so that what it opens stays open and what it defines stays defined); errors go to
- * the shell's stderr (the console). The fifos are opened in the order that does not block: the
- * helper opens its stdin for reading, which waits for a writer, opened next; then the other
- * way round. The shell opens the helper's stdin read-write: a write to it can never raise
- * SIGPIPE, which would end the backdoor shell, even were the helper gone (its answer is then
- * an end of file at once, and `date` runs as a program). The helper is busybox's shell waiting
- * for one line, the time: its `exec date` runs the applet in the helper itself (busybox runs
- * such applets without an exec), so setting the clock after a restore costs no fork and no
- * exec; date prints the time it set, which is the answer, and the helper is gone.
- */
-/**
  * Bash: read records from descriptor `fd` until one holds `line` (then s=1), at most 500; the
  * first `read -t` timeout reads on, the second ends the wait (see __hp_restored below). Uses the
  * caller's variables r, s, i and o (o=0 before).
@@ -54,6 +42,20 @@ export const waitForRecord = (fd: string, line: string): string =>
  */
 const PERL_CLOCK_HELPER = 'my $t = <STDIN>; defined $t or exit 1; chomp $t; syscall(227, 0, pack("q2", $t, 0)) == 0 or exit 1; $| = 1; print "$t\\n"';
 
+/**
+ * Sent to the backdoor bash as a line of its own (run by the shell itself, not in a command's
+ * subshell, so that what it opens stays open and what it defines stays defined); errors go to
+ * the shell's stderr (the console). The fifos are opened in the order that does not block: the
+ * helper opens its stdin for reading, which waits for a writer, opened next; then the other
+ * way round. The shell opens the helper's stdin read-write: a write to it can never raise
+ * SIGPIPE, which would end the backdoor shell, even were the helper gone (its answer is then
+ * an end of file at once, and `date` runs as a program). The helper waits for one line, the
+ * time: in haltpoint's guest busybox's shell, whose `exec date` runs the applet in the helper
+ * itself (busybox runs such applets without an exec); in a guest without busybox (Debian)
+ * PERL_CLOCK_HELPER. Either way setting the clock after a restore costs no fork and no exec;
+ * the helper answers with the time it set and is gone. `perlClock` false: the prep as it was
+ * before the perl helper (bench/debian's column before it).
+ */
 const prepScript = (perlClock: boolean): string =>
   "hp_h=(); if [ -x /bin/busybox ]; then hp_h=(/bin/busybox sh -c 'read -r t && exec date -s \"@$t\"'); " +
   (perlClock ? `elif [ -x /usr/bin/perl ]; then hp_h=(/usr/bin/perl -e '${PERL_CLOCK_HELPER}'); ` : "") +

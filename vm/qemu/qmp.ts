@@ -101,10 +101,10 @@ export class QmpClient extends EventEmitter {
   /** Connect (retrying until the socket accepts), read the greeting, negotiate capabilities. */
   static async connect(path: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
-    const deadline = Date.now() + timeoutMs;
+    const firstTry = Date.now();
+    const deadline = firstTry + timeoutMs;
     let socket: Socket | undefined;
     let lastError = "";
-    const firstTry = Date.now();
     while (!socket) {
       if (opts.signal?.aborted) throw new QmpClosedError(`QMP connect to ${path} aborted: ${String(opts.signal.reason ?? "")}`);
       try {
