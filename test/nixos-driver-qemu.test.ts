@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
-import { sleep, testMachineContext } from "./helpers/machine-context.ts";
+import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
 
@@ -35,8 +35,9 @@ describe("a qemu guest driven like a NixOS test", () => {
   });
 
   test("sendChars types into a program reading the keyboard, and changes what it prints", async () => {
-    await m.succeed(`setsid sh -c 'read -r l </dev/tty1; echo "you typed: [$l]" >/dev/tty1' </dev/null >/dev/null 2>&1 &`);
-    await sleep(500); // (only to let `read` open the tty; the check below waits on the screen, not on time)
+    // Keys typed while no process has the tty open are dropped: the reader opens it, then says so.
+    await m.succeed(`setsid sh -c 'exec 3</dev/tty1; touch /tmp/tty1-open; read -r l <&3; echo "you typed: [$l]" >/dev/tty1' </dev/null >/dev/null 2>&1 &`);
+    await m.waitForFile("/tmp/tty1-open", { timeout: 30 });
     await m.sendChars("Hello, World_1!");
     await m.sendKey("ret");
     await m.waitUntilTtyMatches(1, /you typed: \[Hello, World_1!\]/, { timeout: 60 });
@@ -47,8 +48,9 @@ describe("a qemu guest driven like a NixOS test", () => {
   });
 
   test("sendConsole writes to the guest's serial console", async () => {
-    await m.succeed("(head -n1 </dev/ttyS0 >/tmp/serial-in 2>&1 &) ");
-    await sleep(300); // (lets head open the port; the wait below is the check)
+    // As for the keyboard: what reaches a port nobody has open is dropped; head's shell opens it first.
+    await m.succeed("(sh -c 'exec 3</dev/ttyS0; touch /tmp/serial-open; head -n1 <&3 >/tmp/serial-in 2>&1' &) ");
+    await m.waitForFile("/tmp/serial-open", { timeout: 30 });
     await m.sendConsole("typed-on-serial\n");
     assert.equal(await m.waitUntilSucceeds("grep -x typed-on-serial /tmp/serial-in", { timeout: 30 }), "typed-on-serial\n");
   });
