@@ -102,6 +102,7 @@ describe("local machine", () => {
     await m.succeed("(sleep 0.3; echo 'ready: 42' >&2) &");
     assert.equal(await wait, "ready: 42");
     assert.match(m.consoleLog(), /ready: 42/);
+    assert.equal(m.getConsoleLog(), m.consoleLog(), "NixOS get_console_log, by its name");
     await assert.rejects(m.waitForConsoleText("never-printed", { timeout: 0.5 }), /timed out after 0.5 s waiting for \/never-printed\/ on the console/);
     const logged = await settled(() => readFileSync(env.ctx.consolePath("server")!, "utf8"), (t) => /ready: 42/.test(t));
     assert.match(logged, /ready: 42/, "the console is also in its own log file");
@@ -116,6 +117,11 @@ describe("local machine", () => {
     await m.succeed("mkdir -p report && echo result > report/r.txt");
     const got = await m.copyFromMachine("report", join(env.root, "back"));
     assert.equal(readFileSync(join(got, "r.txt"), "utf8"), "result\n");
+    // NixOS copy_from_host and copy_from_host_via_shell, by their names: a file to a path whose
+    // directories do not exist yet.
+    await m.copyFromHost(join(src, "sub", "f.bin"), "deep/a/f1.bin");
+    await m.copyFromHostViaShell(join(src, "sub", "f.bin"), "deep/b/f2.bin");
+    assert.equal(await m.succeed("od -An -tu1 deep/a/f1.bin deep/b/f2.bin | tr -s ' ' | tr -d '\\n'"), " 0 1 2 255 0 1 2 255");
   });
 
   test("freeze stops everything in the machine until thaw", async () => {

@@ -3,6 +3,7 @@
 // commands, QMP events and power (reboot with and without allowReboot, waitForShutdown).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
 import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
@@ -32,6 +33,16 @@ describe("a qemu guest driven like a NixOS test", () => {
     assert.equal(tty.split("\n")[0]!.length, 80);
     await m.waitUntilTtyMatches(1, /OCR-CHECK-4242/, { timeout: 30 });
     await assert.rejects(m.waitUntilTtyMatches(1, /never-on-screen/, { timeout: 2 }), /machine guest: timed out after 2 s waiting for \/never-on-screen\/ on tty 1/);
+    // NixOS get_screen_text_variants: three readings of one screendump (as one block, as lines,
+    // gray inverted and doubled); each reads the line, and no image is left in the state dir.
+    const variants = await m.getScreenTextVariants();
+    assert.equal(variants.length, 3);
+    for (const [i, v] of variants.entries()) assert.match(v, /OCR-CHECK-4242/, `variant ${i}: ${JSON.stringify(v)}`);
+    assert.deepEqual(readdirSync(env.ctx.stateDir("guest")).filter((f) => f.startsWith("ocr-")), [], "the screendump and its gray copy are removed");
+    // NixOS dump_tty_contents: the tty's rows into the log (NixOS: the guest's journal).
+    const logged = env.logs.length;
+    await m.dumpTtyContents(1);
+    assert.match(env.logs.slice(logged).join("\n"), /guest: tty 1 shows 1 line:\nguest: {3}\| OCR-CHECK-4242 printed$/);
   });
 
   test("sendChars types into a program reading the keyboard, and changes what it prints", async () => {

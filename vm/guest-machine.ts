@@ -5,7 +5,7 @@ import type { ExecuteResult, Machine, SystemdOptions, UnitWaitOptions, VmMachine
 
 /** The calls a QEMU guest has and a local sandbox does not (checked against the types below). */
 export const VM_ONLY_METHODS = [
-  "waitForUnit", "systemctl", "startJob", "stopJob", "getUnitInfo", "getUnitProperty", "requireUnitState", "waitForOpenUnixSocket", "journal", "screenshot", "sendMonitorCommand", "forwardPort", "block", "unblock", "waitForQmpEvent", "sendKey", "sendChars", "sendConsole", "getScreenText", "waitForText", "reboot", "waitForShutdown",
+  "waitForUnit", "systemctl", "startJob", "stopJob", "getUnitInfo", "getUnitProperty", "requireUnitState", "waitForOpenUnixSocket", "journal", "screenshot", "sendMonitorCommand", "forwardPort", "block", "unblock", "waitForQmpEvent", "sendKey", "sendChars", "sendConsole", "getScreenText", "getScreenTextVariants", "waitForText", "reboot", "waitForShutdown",
 ] as const satisfies readonly Exclude<keyof VmMachine, keyof Machine>[];
 // Every VmMachine-only call is in the list (a new one that is not fails to type-check here).
 const _allListed: [Exclude<Exclude<keyof VmMachine, keyof Machine>, (typeof VM_ONLY_METHODS)[number]>] extends [never] ? true : never = true;
@@ -63,6 +63,9 @@ export abstract class GuestMachine extends ShellMachine implements VmMachine {
 
   /** Text on the machine's screen, read by OCR (tesseract). */
   abstract getScreenText(): Promise<string>;
+
+  /** Several OCR readings of one screendump (NixOS `get_screen_text_variants`). */
+  abstract getScreenTextVariants(): Promise<string[]>;
 
   async waitForText(regex: RegExp | string, opts: WaitOptions = {}): Promise<string> {
     const re = typeof regex === "string" ? new RegExp(regex) : regex;

@@ -306,8 +306,27 @@ export abstract class BaseMachine implements Machine {
     throw new NotSupportedError(this.name, "the ssh backdoor", this.backend);
   }
 
+  copyFromHost(src: string, dst: string): Promise<void> {
+    return this.copyToMachine(src, dst);
+  }
+
+  copyFromHostViaShell(src: string, dst: string): Promise<void> {
+    return this.copyToMachine(src, dst);
+  }
+
   consoleLog(): string {
     return this.console.contents;
+  }
+
+  getConsoleLog(): string {
+    return this.consoleLog();
+  }
+
+  async dumpTtyContents(tty: number | string): Promise<void> {
+    const rows = (await this.getTtyText(tty)).split("\n").map((r) => r.trimEnd());
+    while (rows.length && !rows.at(-1)) rows.pop();
+    this.log(`tty ${tty} shows ${rows.length} line${rows.length === 1 ? "" : "s"}${rows.length ? ":" : ""}`);
+    for (const r of rows) this.log(`  | ${r}`);
   }
 
   /** NixOS `get_tty_text`: what virtual terminal `tty` shows, cut into its rows. */

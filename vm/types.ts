@@ -132,10 +132,18 @@ export interface Machine {
   waitForConsoleText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
   copyFromMachine(src: string, targetDir?: string): Promise<string>;
   copyToMachine(src: string, dst: string): Promise<void>;
+  /** NixOS `copy_from_host`: copyToMachine under the name a ported test calls. */
+  copyFromHost(src: string, dst: string): Promise<void>;
+  /** NixOS `copy_from_host_via_shell`: copyToMachine, which always goes through the backdoor shell (no shared folder). */
+  copyFromHostViaShell(src: string, dst: string): Promise<void>;
   freeze(): Promise<void>;
   thaw(): Promise<void>;
   consoleLog(): string;
+  /** NixOS `get_console_log`: consoleLog() under the name a ported test calls. */
+  getConsoleLog(): string;
   getTtyText(tty: number | string): Promise<string>;
+  /** NixOS `dump_tty_contents`: what `tty` shows, into the run's log (NixOS: the guest's journal), for debugging. */
+  dumpTtyContents(tty: number | string): Promise<void>;
   waitUntilTtyMatches(tty: number | string, regex: RegExp | string, opts?: WaitOptions): Promise<void>;
 }
 
@@ -176,6 +184,12 @@ export interface VmMachine extends Machine {
   sendChars(text: string, opts?: { delay?: number }): Promise<void>;
   sendConsole(text: string): Promise<void>;
   getScreenText(): Promise<string>;
+  /**
+   * Several readings of what the screen shows now, from one screendump (NixOS
+   * `get_screen_text_variants`): as getScreenText reads it, as one column of lines, and gray,
+   * inverted and doubled in size. For a screen one reading gets wrong: match against each.
+   */
+  getScreenTextVariants(): Promise<string[]>;
   waitForText(regex: RegExp | string, opts?: WaitOptions): Promise<string>;
   reboot(): Promise<void>;
   waitForShutdown(opts?: WaitOptions): Promise<void>;

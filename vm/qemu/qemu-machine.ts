@@ -86,6 +86,10 @@ export class QemuMachine extends QemuLifecycle {
     return this.withCommandChecks(() => this.screen.screenText(join(this.dir, "ocr-screen")));
   }
 
+  override getScreenTextVariants(): Promise<string[]> {
+    return this.withCommandChecks(() => this.screen.screenTextVariants(join(this.dir, "ocr-variants")));
+  }
+
   private async withCommandChecks<T>(fn: () => Promise<T>): Promise<T> {
     await this.autoStart();
     await this.ctx.aroundCommand?.(this.name);

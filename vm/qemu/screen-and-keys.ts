@@ -1,5 +1,5 @@
-import { rm } from "node:fs/promises";
-import { ocrImage } from "../screen-ocr.ts";
+import { readFile, rm } from "node:fs/promises";
+import { ocrImage, ocrVariants } from "../screen-ocr.ts";
 import { charKeys, parseKeyCombo, qmpKeys } from "./keyboard.ts";
 import type { QmpClient } from "./qmp.ts";
 
@@ -42,6 +42,18 @@ export class QemuScreenAndKeys {
       return await ocrImage(file);
     } finally {
       await rm(file, { force: true });
+    }
+  }
+
+  /** Several readings of one screendump (screen-ocr.ts ocrVariants); the images are removed afterwards. */
+  async screenTextVariants(fileBase: string): Promise<string[]> {
+    const file = `${fileBase}.ppm`;
+    try {
+      await this.qmp().screendump(file, "ppm");
+      return await ocrVariants(file, await readFile(file));
+    } finally {
+      await rm(file, { force: true });
+      await rm(`${file}.pgm`, { force: true });
     }
   }
 }
