@@ -28,6 +28,9 @@ export type TestContext<N extends Record<string, NodeOptions> = Record<string, N
 } & {
   machines: Machine[];
   startAll(): Promise<void>;
+  /** NixOS `join_all`: wait until every machine has powered itself off (each machine's
+   *  `waitForShutdown`; a local sandbox cannot, and says so). Default timeout 900 s each. */
+  joinAll(opts?: RetryOptions): Promise<void>;
   subtest<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
   /** Call `fn(lastTry)` once a second until it returns true (NixOS `retry`). */
   retry(fn: (lastTry: boolean) => boolean | Promise<boolean>, opts?: RetryOptions): Promise<void>;

@@ -5,7 +5,7 @@
 // test/unit/context-names.test.ts checks that against the real objects.
 
 /** Bound by worker/test-context.ts (the driver's three only when the run has a driver). */
-export const TEST_CONTEXT_NAMES = ["machines", "run", "attempt", "debug", "log", "startAll", "subtest", "retry", "pollingCondition", "createMachine", "serialStdout"] as const;
+export const TEST_CONTEXT_NAMES = ["machines", "run", "attempt", "debug", "log", "startAll", "joinAll", "subtest", "retry", "pollingCondition", "createMachine", "serialStdout"] as const;
 
 /** Bound by hooks/breakpoints/breakpoint-hook.ts in every console session. */
 export const CONSOLE_NAMES = ["machines", "error", "thaw", "freeze", "release"] as const;

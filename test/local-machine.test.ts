@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { LocalMachine } from "../vm/local/local-machine.ts";
 import { ConnectionLostError, MachineError, NotSupportedError } from "../vm/errors.ts";
+import { buildTestContext } from "../worker/test-context.ts";
+import type { DebugApi } from "../index.ts";
 import type { VmMachine } from "../vm/types.ts";
 import { execa } from "execa";
 import { isAlive, processesMatching, testMachineContext } from "./helpers/machine-context.ts";
@@ -156,7 +158,9 @@ describe("local machine", () => {
 
   test("methods a process sandbox cannot have are not in its type, and fail clearly when JavaScript calls them anyway", async () => {
     const js = m as unknown as VmMachine; // what an untyped script sees
-    for (const call of [() => js.waitForUnit("sshd"), () => js.screenshot("x"), () => js.sendMonitorCommand("info"), () => js.block(), () => js.unblock(), () => js.forwardPort(1, 2), () => js.reboot()]) {
+    // The script's joinAll (NixOS join_all) waits for each machine's own power-off: not a sandbox's.
+    const script = buildTestContext([m], 1, () => {}, {} as DebugApi);
+    for (const call of [() => js.waitForUnit("sshd"), () => js.screenshot("x"), () => js.sendMonitorCommand("info"), () => js.block(), () => js.unblock(), () => js.forwardPort(1, 2), () => js.reboot(), () => js.getScreenTextVariants(), () => script.joinAll()]) {
       await assert.rejects(call(), (e: Error) => e instanceof NotSupportedError && /not supported by the local backend/.test(e.message));
     }
   });

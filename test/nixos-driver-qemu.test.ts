@@ -5,9 +5,14 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdirSync } from "node:fs";
 import { QemuMachine } from "../vm/qemu/qemu-machine.ts";
+import { buildTestContext } from "../worker/test-context.ts";
+import type { DebugApi } from "../index.ts";
 import { testMachineContext } from "./helpers/machine-context.ts";
 import { qemuProcesses, qemuRuntime } from "./helpers/qemu.ts";
 import { emptied } from "./helpers/settled.ts";
+
+/** The script's debug helpers, which joinAll does not use: calling one fails the test. */
+const NO_DEBUG = new Proxy({}, { get: (_t, k) => () => assert.fail(`debug.${String(k)} called`) }) as DebugApi;
 
 describe("a qemu guest driven like a NixOS test", () => {
   const env = testMachineContext();
@@ -113,9 +118,10 @@ describe("a qemu guest driven like a NixOS test", () => {
     assert.ok(await m.waitForQmpEvent((ev) => ev.event === "RESET" && ev.data?.guest === true, { timeout: 5 }));
   });
 
-  test("waitForShutdown waits for the guest to power itself off; start() boots it again", async () => {
+  test("waitForShutdown (and the script's joinAll, NixOS join_all) waits for the guest to power itself off; start() boots it again", async () => {
     assert.deepEqual(await m.execute("poweroff", { checkOutput: false }), { status: -2, stdout: "" });
-    await m.waitForShutdown({ timeout: 120 });
+    const script = buildTestContext([m], 1, () => {}, NO_DEBUG);
+    await script.joinAll({ timeout: 120 });
     assert.equal(m.state, "stopped");
     assert.equal(m.exitDescription, "exit code 0");
     await m.start(); // allowReboot off now: -no-reboot

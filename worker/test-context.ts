@@ -1,4 +1,5 @@
 import type { DebugApi, TestContext } from "../index.ts";
+import type { VmMachine } from "../vm/types.ts";
 import type { BaseMachine } from "../vm/machine.ts";
 import { DEFAULT_WAIT_SECONDS, pollUntil } from "../vm/poll.ts";
 import { serializeError, type WorkerEvent } from "../common/events.ts";
@@ -22,6 +23,10 @@ export function buildTestContext(
     log,
     async startAll() {
       await Promise.all(machines.map((m) => m.start()));
+    },
+    async joinAll(opts: { timeout?: number } = {}) {
+      // A local sandbox's waitForShutdown is the NotSupportedError that names it and its backend.
+      await Promise.all(machines.map((m) => (m as unknown as VmMachine).waitForShutdown(opts)));
     },
     async subtest<T>(name: string, fn: () => Promise<T> | T): Promise<T> {
       const start = performance.now();

@@ -115,7 +115,7 @@ export async function replCommand(o: ReplCommandOptions): Promise<number> {
   scriptCtx = buildTestContext(machines, 1, emit, debug, 1, driver) as Record<string, unknown>;
   const names = machines.map((m) => `${m.name} (${m.backend})`).join(", ") || "none";
   print(`haltpoint repl: ${test.name} (${o.file}): machines ${names}, none started`);
-  print(`in scope: ${[...machines.map((m) => m.name), ...(machines.length === 1 ? ["machine"] : []), "machines", "startAll()", "testScript()", "subtest()", "retry()", "pollingCondition()", "createMachine()", "serialStdout()", "log()"].join(", ")}`);
+  print(`in scope: ${[...machines.map((m) => m.name), ...(machines.length === 1 ? ["machine"] : []), "machines", "startAll()", "joinAll()", "testScript()", "subtest()", "retry()", "pollingCondition()", "createMachine()", "serialStdout()", "log()"].join(", ")}`);
   print(`e.g. await startAll(), then await ${machines[0]?.name ?? "machine"}.succeed("uname -a"); Ctrl-D or .exit tears every machine down`);
 
   const input = o.input ?? process.stdin;
