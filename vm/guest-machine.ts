@@ -71,10 +71,15 @@ export abstract class GuestMachine extends ShellMachine implements VmMachine {
     const re = typeof regex === "string" ? new RegExp(regex) : regex;
     this.log(`waiting for ${re} to appear on the screen`);
     return this.wrapWait(undefined, () =>
+      // As NixOS's wait_for_text: every reading of one screendump is tried (a console's light
+      // text on black is read better by one, a scattered line by another).
       pollUntil(`${re} on the screen`, opts.timeout ?? DEFAULT_WAIT_SECONDS, async () => {
-        const text = await this.getScreenText();
-        const m = re.exec(text);
-        return m ? { done: true, value: m[0] } : { done: false, last: `OCR read: ${JSON.stringify(text.replace(/\s+/g, " ").trim().slice(-200))}` };
+        const texts = await this.getScreenTextVariants();
+        for (const text of texts) {
+          const m = re.exec(text);
+          if (m) return { done: true, value: m[0] };
+        }
+        return { done: false, last: `OCR read: ${JSON.stringify((texts[0] ?? "").replace(/\s+/g, " ").trim().slice(-200))}` };
       }),
     );
   }
