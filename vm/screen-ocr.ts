@@ -61,8 +61,8 @@ export function ppmToInvertedDoubledPgm(ppm: Buffer): Buffer {
 /**
  * Several readings of one PPM screendump (NixOS `get_screen_text_variants`): the image as it
  * is (one block, as getScreenText reads it), as one column of lines, and gray, inverted and
- * doubled (ppmToInvertedDoubledPgm). Each variant is read even when another failed to read
- * anything; a variant that cannot be made is an error.
+ * doubled (ppmToInvertedDoubledPgm). The three tesseracts run side by side; a reading that
+ * finds no text is an empty string, tesseract failing on any of them is an error.
  */
 export async function ocrVariants(ppmFile: string, ppm: Buffer): Promise<string[]> {
   const pgmFile = `${ppmFile}.pgm`;
