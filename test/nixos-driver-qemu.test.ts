@@ -143,7 +143,9 @@ describe("a qemu guest driven like a NixOS test", () => {
     const path = process.env.PATH;
     process.env.PATH = "/nonexistent";
     try {
-      await assert.rejects(m.getScreenText(), /^Error: getScreenText\(\)\/waitForText\(\) need tesseract for OCR: install it with `apt-get install tesseract-ocr`/);
+      for (const read of [() => m.getScreenText(), () => m.getScreenTextVariants()]) {
+        await assert.rejects(read(), /^Error: getScreenText\(\)\/getScreenTextVariants\(\)\/waitForText\(\) need tesseract for OCR: install it with `apt-get install tesseract-ocr`/);
+      }
     } finally {
       process.env.PATH = path;
     }

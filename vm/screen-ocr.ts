@@ -7,7 +7,7 @@ import { findOnPath } from "./find-on-path.ts";
 // to install it.
 
 export const TESSERACT_MISSING =
-  "getScreenText()/waitForText() need tesseract for OCR: install it with `apt-get install tesseract-ocr` (Debian/Ubuntu)";
+  "getScreenText()/getScreenTextVariants()/waitForText() need tesseract for OCR: install it with `apt-get install tesseract-ocr` (Debian/Ubuntu)";
 
 /**
  * The text tesseract reads in an image file (PNG or PPM/PGM). `psm` is its page segmentation:
