@@ -3,7 +3,8 @@
 // `--rerun-failed` with a merge that counts both attempts of a rerun run once.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haltpoint } from "./helpers/cli.ts";
 import { shardOf } from "../orchestrator/selection/shard.ts";
@@ -52,8 +53,11 @@ test("list --json lists every test a run runs, with its nodes, retries and timeo
   const { r, list } = await listJson(["examples", "--timeout", "90s"]);
   assert.equal(r.exitCode, 0, r.all);
   assert.equal(list.format, "haltpoint-list");
+  const copyScratch = () => readdirSync(tmpdir()).filter((f) => f.startsWith("copy-example-"));
+  const scratchBefore = copyScratch();
   const run = await haltpoint(["run", "examples", "-q", "--filter", "basics|copy-files", "--log-dir", join(dir, "l"), "--json", join(dir, "run.json")]);
   assert.equal(run.exitCode, 0, run.all);
+  assert.deepEqual(copyScratch(), scratchBefore, "examples/copy-files.vmtest.ts removes its host scratch directory (users copy the examples)");
   const { list: filtered } = await listJson(["examples", "--filter", "basics|copy-files"]);
   assert.deepEqual(filtered.tests.map((t: { name: string; file: string }) => [t.name, t.file]), readJson(join(dir, "run.json")).tests.map((t: { name: string; file: string }) => [t.name, t.file]));
   const names = list.tests.map((t: { name: string }) => t.name);
