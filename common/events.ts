@@ -83,7 +83,21 @@ export interface RunTask {
   runKey?: string;
   /** Guest image and accelerator for qemu machines, chosen once by the main thread. */
   qemu?: QemuRuntime;
+  /** Make the machines of this thread's next run of the test while this one runs (worker/machines-ahead.ts). */
+  ahead?: { channel: string; /** How long a set no run takes is kept (default 60 s). */ idleMs?: number };
   port: MessagePort;
+}
+
+/**
+ * A process of machines taken ahead (worker/machines-ahead.ts), before a run takes them: posted
+ * on the BroadcastChannel named by RunTask.ahead, so the main thread's ledger can kill it if the
+ * worker dies first. Once a run takes the machines, their processes are that run's (`process`).
+ */
+export interface AheadProcess {
+  worker: number;
+  machine: string;
+  pid: number;
+  alive: boolean;
 }
 
 /** What the main thread sends to learn what a test file declares (it loads in a worker,

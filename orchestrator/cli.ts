@@ -76,6 +76,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--no-ssh-backdoor", "no SSH sockets, even with the debug hook")
     .option("-K, --keep-machine-state", "keep each machine's state (local: its directory; qemu: a writable overlay of its disk image) in .haltpoint/state/<test>/<machine> across runs (NixOS -K)", false)
     .option("--no-snapshot-boot", "boot every qemu machine cold instead of starting it from a saved snapshot of an identical machine")
+    .option("--no-take-ahead", "in a flake hunt of one test, start each run's machines only when it begins (by default a worker starts its next run's while a run runs)")
     .option("--ssh-thaws <bool>", "connecting to a frozen machine's SSH socket thaws it (false: refuses)", bool("--ssh-thaws"), true)
     .option("--debug-port <port>", "first TCP port for breakpoint consoles", port("--debug-port"), 4444)
     .option("--debug-bind <addr>", "address breakpoint consoles listen on (they run code: keep it loopback)", "127.0.0.1")
@@ -127,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
         sshThaws: opts.sshThaws,
         keepMachineState: opts.keepMachineState,
         snapshotBoot: opts.snapshotBoot,
+        takeAhead: opts.takeAhead,
         debugPort: opts.debugPort,
         debugBind: opts.debugBind,
         maxFrozen: opts.maxFrozen,

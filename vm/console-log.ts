@@ -25,6 +25,19 @@ export class ConsoleLog {
     }
   }
 
+  /**
+   * Start writing to `filePath` now, with what was printed so far (a machine taken ahead is
+   * started before its run exists: its console waits in memory for the run's log directory).
+   */
+  attachFile(filePath: string): void {
+    if (this.file) return;
+    mkdirSync(dirname(filePath), { recursive: true });
+    this.file = createWriteStream(filePath, { flags: "a" });
+    this.file.on("error", () => (this.file = undefined));
+    if (this.dropped) this.file.write(`[haltpoint: the first ${this.dropped} characters of this console were printed before the run began and are not kept]\n`);
+    this.file.write(this.text);
+  }
+
   append(chunk: Buffer | string): void {
     const s = typeof chunk === "string" ? chunk : chunk.toString("utf8");
     if (!s) return;

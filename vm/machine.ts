@@ -81,6 +81,11 @@ export abstract class BaseMachine implements Machine {
     return new MachineError(this.name, msg, command, kind);
   }
 
+  /** How the last start() was asked for ({} when it was never started). */
+  get startRequest(): StartOptions {
+    return this.startOptions;
+  }
+
   get isUp(): boolean {
     return this.state === "running" || this.state === "frozen";
   }

@@ -1,11 +1,9 @@
 import { threadId } from "node:worker_threads";
 import { join } from "node:path";
-import { mkdirSync, rmSync } from "node:fs";
-import { createMachine } from "../vm/create-machine.ts";
-import type { BaseMachine, MachineContext } from "../vm/machine.ts";
 import { BreakpointHook } from "../hooks/breakpoints/breakpoint-hook.ts";
-import type { RunNetwork } from "../vm/qemu/run-network.ts";
-import type { SshBackdoor } from "../hooks/ssh/ssh-backdoor.ts";
+import { RunContext, type RunTarget } from "./run-context.ts";
+import { makeMachines, tearDownMachines, type MakeMachinesOptions, type RunMachines } from "./run-machines.ts";
+import { aheadKey, prepareAhead, releaseAheadWhenIdle, startedPlainly, takeAhead } from "./machines-ahead.ts";
 import { buildTestContext } from "./test-context.ts";
 import { DriverApi } from "./driver-api.ts";
 import { loadTestFile } from "./load-test-file.ts";
@@ -39,43 +37,50 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     hook?.onControl(m);
   });
 
-  const machines: BaseMachine[] = [];
-  let network: RunNetwork | undefined;
-  let backdoor: SshBackdoor | undefined;
+  let run: RunMachines | undefined;
   let outcome: Outcome = "passed";
   let error: unknown;
   let debugHook = task.debugHook;
   try {
     const test = await Promise.race([loadTestFile(task.file, task.defaultBackend), aborted]);
     debugHook ||= test.enableDebugHook;
-    const ctx: MachineContext = {
-      log: (machine, msg) => emit({ t: "log", time: Date.now(), machine, msg }),
+    const target: RunTarget = {
+      log: (machine, msg, time) => emit({ t: "log", time, machine, msg }),
       trackProcess: (machine, pid, alive) => emit({ t: "process", machine, pid, alive }),
       consolePath: (machine) => join(task.logDir, `${machine}.console.log`),
-      stateDir: (machine) => join(task.stateDir, machine),
-      keptStateDir: task.keepStateRoot ? (machine) => join(task.keepStateRoot!, dirNameFor(test.name), machine) : undefined,
       outputDir: join(task.logDir, "out"),
-      started: (machine) => backdoor?.announce(machine),
+      started: (machine) => {
+        run?.backdoor?.announce(machine);
+        // Every machine up: the next run's can start beside this one (machines-ahead.ts).
+        if (run && startedPlainly(run.machines, test.nodes) && run.machines.every((m) => m.isUp)) prepareAhead(task, test.nodes, key, made);
+      },
       aroundCommand: () => driver.conditions.checkAll(),
     };
+    const made: MakeMachinesOptions = {
+      qemu: task.qemu,
+      ...((task.sshBackdoor ?? test.sshBackdoor ?? debugHook) && test.nodes.length ? { backdoor: { thaws: task.sshThaws ?? true } } : {}),
+    };
+    const key = aheadKey(task, made.backdoor);
+    const say = (msg: string): void => emit({ t: "log", time: Date.now(), msg });
+    run = await takeAhead(key, target, say, aborted);
+    const keptStateDir = task.keepStateRoot ? (machine: string) => join(task.keepStateRoot!, dirNameFor(test.name), machine) : undefined;
+    const ctx = run?.ctx ?? new RunContext(task.stateDir, target, keptStateDir);
+    const machines = run?.machines ?? [];
     let scriptCtx: Record<string, unknown> = {};
     const driver = new DriverApi(machines, ctx, { qemu: task.qemu }, task.defaultBackend, emit, (m) => (scriptCtx[m.name] ??= m));
-    if (test.nodes.length) mkdirSync(task.stateDir, { recursive: true });
-    if (test.nodes.some((n) => n.backend === "qemu")) {
-      const { RunNetwork } = await import("../vm/qemu/run-network.ts");
-      network = new RunNetwork(task.stateDir, test.nodes);
+    if (run) {
+      for (const m of machines) target.started(m.name); // what starting them would have said
+    } else {
+      run = { ctx, machines };
+      await makeMachines(run, test, made);
     }
-    for (const node of test.nodes) machines.push(await createMachine(node, ctx, { qemu: task.qemu, network }));
-    if (machines.length && (task.sshBackdoor ?? test.sshBackdoor ?? debugHook)) {
-      const { SshBackdoor } = await import("../hooks/ssh/ssh-backdoor.ts");
-      backdoor = await SshBackdoor.open(machines, { dir: task.stateDir, thaws: task.sshThaws ?? true, log: ctx.log });
-    }
+    const { backdoor } = run;
     hook = new BreakpointHook(port, machines, emit, `${test.name}#${task.runIndex}`, backdoor?.dir, backdoor?.sockets(), {
       subject: {
         test: { name: test.name, file: task.file, run: task.runIndex, key: `${test.name}#${task.runIndex}` },
         sshBackdoor: backdoor !== undefined,
         accel: task.qemu?.accel,
-        consolePath: ctx.consolePath,
+        consolePath: (machine) => ctx.consolePath(machine),
         ...(task.signKey ? { signKey: task.signKey } : {}),
       },
       saveDir: task.saveBreakpoints,
@@ -93,6 +98,9 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1, driver) as Record<string, unknown>;
     // A timer or promise of this run's that throws with nobody awaiting it fails the run (late-errors.ts).
     await Promise.race([test.def.testScript(scriptCtx as never), aborted, lateError]);
+    // Its machines were started otherwise than all at once (or one by one as the script went):
+    // the next run's are made now, while this one tears down.
+    if (startedPlainly(machines, test.nodes)) prepareAhead(task, test.nodes, key, made);
   } catch (e) {
     outcome = "failed";
     error = e;
@@ -101,18 +109,8 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
   }
   // Abort whatever is still waiting on a machine, then tear every machine down.
   // Teardown errors are a line in the run log each; none fails the run or stops the rest.
-  const teardownFailed = (what: string) => (e: unknown) => emit({ t: "log", time: Date.now(), level: "warn", msg: `teardown: ${what} failed: ${e instanceof Error ? e.message : String(e)}` });
-  await backdoor?.close().catch(teardownFailed("closing the ssh backdoor"));
-  await Promise.all(machines.map((m) => m.cleanup()));
-  await network?.close().catch(teardownFailed("closing the virtual network"));
-  if (machines.length) {
-    try {
-      rmSync(task.stateDir, { recursive: true, force: true });
-    } catch (e) {
-      // The main thread's sweep of abandoned state roots removes it later.
-      teardownFailed(`removing the state directory ${task.stateDir}`)(e);
-    }
-  }
+  if (run) await tearDownMachines(run, (msg) => emit({ t: "log", time: Date.now(), level: "warn", msg }));
+  releaseAheadWhenIdle();
   emit({
     t: "done",
     time: Date.now(),

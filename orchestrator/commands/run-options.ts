@@ -62,6 +62,8 @@ export interface RunOptions {
   keepMachineState?: boolean;
   /** Start qemu machines of haltpoint's image from a saved snapshot (default true; --no-snapshot-boot). */
   snapshotBoot?: boolean;
+  /** A flake hunt's workers start the next run's machines while a run runs (default true; --no-take-ahead). */
+  takeAhead?: boolean;
   debugPort?: number;
   debugBind?: string;
   maxFrozen?: number;

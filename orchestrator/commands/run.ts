@@ -14,6 +14,7 @@ import { selectTests } from "../selection/selection.ts";
 import { applyTestSettings } from "../settings/test-settings.ts";
 import { createPool } from "../scheduling/pool.ts";
 import { ProcessLedger } from "../scheduling/process-ledger.ts";
+import { takeAheadPolicy } from "../scheduling/take-ahead.ts";
 import { REPORT_WRITE_EXIT_STATUS, exitStatus, type SuitePlan, type SuiteSummary } from "../results.ts";
 import { ReporterSet, type Reporter } from "../report-events.ts";
 import { AttemptLines } from "../reporters/attempt-lines.ts";
@@ -105,6 +106,8 @@ export async function runCommand(o: RunOptions): Promise<number> {
   if (swept.length) out.notice({ kind: "swept-state-dirs", dirs: swept });
   const stateRoot = makeStateRoot();
   const maxFrozen = o.maxFrozen ?? 4;
+  const memoryMiB = o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8);
+  let stopAheadLedger = (): void => {};
   // Halted tests keep their worker thread but give back their --jobs slot: room for both.
   const pool = createPool({ threads: o.jobs, extraThreads: maxFrozen, workerMemoryMb: o.workerMemoryMb });
   // A worker error outside any task must not end the run (an unhandled 'error' event would).
@@ -147,7 +150,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     ...(o.signKey ? { signKey: resolve(o.signKey) } : {}),
     budget: new ResourceBudget({
       jobs: o.jobs,
-      memoryMiB: o.memoryMiB ?? Math.floor((totalmem() / 2 ** 20) * 0.8),
+      memoryMiB,
       cores: o.cores ?? availableParallelism(),
       cpuOvercommit: o.cpuOvercommit ?? DEFAULT_CPU_OVERCOMMIT,
     }),
@@ -174,6 +177,13 @@ export async function runCommand(o: RunOptions): Promise<number> {
     // --stress-duration: runs are made as slots free until the time is up (the plan has none yet).
     const stress = o.stressDuration ? new StressRuns(selected, o.stressDuration * 1000, (i) => stressRunNumber(i, sel.shard)) : undefined;
     const runs = stress ? [] : (sel.runs ?? expandRuns(selected, o.repeat));
+    // A flake hunt's workers start their next run's machines while a run runs (worker/machines-ahead.ts).
+    const aheadWanted = o.takeAhead === false || o.keepMachineState || o.queue ? undefined : takeAheadPolicy({ tests: selected, runs, stress: Boolean(stress), jobs: o.jobs, memoryMiB });
+    if (aheadWanted) {
+      const channel = `haltpoint: machines taken ahead for ${stateRoot}`;
+      scheduler.takeAhead = { channel, wanted: aheadWanted };
+      stopAheadLedger = ledger.listenForAhead(channel);
+    }
     const rerunOf = o.rerunFailed ? await rerunSource(o.rerunFailed) : undefined;
     const plan: SuitePlan = {
       tests: selected,
@@ -276,6 +286,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     await bestEffort(stderrTeardownLog, "stopping the worker pool", pool.destroy());
     lateErrors.close();
     ledger.killAll();
+    stopAheadLedger();
     process.off("exit", onExit);
     // A finally that throws would replace the run's exit status: the run's result stands, the leftover is a line.
     await bestEffort(stderrTeardownLog, `removing the state directory ${stateRoot}`, () => rmSync(stateRoot, { recursive: true, force: true }));

@@ -1,3 +1,6 @@
+import { BroadcastChannel } from "node:worker_threads";
+import type { AheadProcess } from "../../common/events.ts";
+
 /**
  * Every child process (sandbox shell, QEMU) that a worker reported, by run. If a worker
  * dies (crash, `process.exit()`, out of memory, an abort) or the orchestrator exits, what
@@ -26,6 +29,22 @@ export class ProcessLedger {
     return killed;
   }
 
+  /**
+   * Keep the processes of machines taken ahead (worker/machines-ahead.ts) that their workers
+   * post on `channel` before a run takes them: one entry per worker thread, which no run's end
+   * touches; killAll kills what is left. Returns how to stop listening.
+   */
+  listenForAhead(channel: string): () => void {
+    const c = new BroadcastChannel(channel);
+    c.unref();
+    c.onmessage = (e) => {
+      const p = (e as { data: AheadProcess }).data;
+      if (p.alive) this.add(aheadEntry(p.worker), p.pid, p.machine);
+      else this.remove(aheadEntry(p.worker), p.pid);
+    };
+    return () => c.close();
+  }
+
   /** Synchronous, so it can run from process.on("exit"). */
   killAll(): void {
     for (const run of [...this.byRun.keys()]) this.killRun(run);
@@ -37,6 +56,9 @@ export class ProcessLedger {
     return n;
   }
 }
+
+/** The ledger entry of a worker thread's machines taken ahead (every run key has a #, this one none). */
+const aheadEntry = (worker: number): string => `machines taken ahead @${worker}`;
 
 function killGroup(pid: number): boolean {
   let alive = false;

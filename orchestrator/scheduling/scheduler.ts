@@ -42,6 +42,8 @@ export class Scheduler {
   private runsBegun = false;
   /** Guest image + accelerator for qemu machines, once prepared. */
   qemu: QemuRuntime | undefined;
+  /** Machines taken ahead (take-ahead.ts): which runs, and the channel their processes are posted on. */
+  takeAhead: { channel: string; wanted(run: PlannedRun): boolean } | undefined;
   /** Why qemu tests cannot run (image build or accel probe failed): the error's message. */
   qemuUnavailable: string | undefined;
   /** Why admission stopped (--until-fail, --max-fail, Ctrl-C), once it did: the reports say it. */
@@ -70,6 +72,7 @@ export class Scheduler {
       qemu: () => this.qemu,
       stopping: () => this.stopping,
       failedAtBreakpoint: (run) => this.stopOnFailure(run),
+      ahead: (run) => (this.takeAhead?.wanted(run) && !this.stopping && this.admitting ? { channel: this.takeAhead.channel } : undefined),
     });
   }
 

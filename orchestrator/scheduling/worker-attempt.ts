@@ -57,6 +57,8 @@ export interface AttemptScheduler {
   stopping(): boolean;
   /** The attempt halted on its failure: final (never retried), so --until-fail may stop admission now. */
   failedAtBreakpoint(run: PlannedRun): void;
+  /** Whether the run's worker makes the machines of its next run while it runs (RunTask.ahead). */
+  ahead(run: PlannedRun): RunTask["ahead"];
 }
 
 /** A run in flight: what the scheduler needs to stop it. */
@@ -148,6 +150,7 @@ export class WorkerAttempts {
       }
       reporters.emit({ kind: "worker-event", run, event: e });
     });
+    const ahead = this.scheduler.ahead(run);
     const task: RunTask = {
       kind: "run",
       file: run.test.file,
@@ -164,6 +167,7 @@ export class WorkerAttempts {
       ...(this.o.signKey ? { signKey: this.o.signKey } : {}),
       runKey: run.key,
       qemu: this.scheduler.qemu(),
+      ...(ahead ? { ahead } : {}),
       port: port2,
     };
     let crash: AttemptFacts["crash"];
