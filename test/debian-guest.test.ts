@@ -26,7 +26,7 @@ after(() => {
 });
 
 async function run(name: string, extra: string[] = [], during?: (out: ReturnType<typeof watchOutput>) => Promise<void>) {
-  const child = haltpoint(["run", "test/fixtures/debian", "--jobs", "1", "--log-dir", join(dir, name), ...extra], { env: { ...env, ...(during ? { HP_DEB_SSH: "1" } : {}) }, timeout: 900_000 });
+  const child = haltpoint(["run", "test/fixtures/debian", "--jobs", "1", "--log-dir", join(dir, name), ...extra], { env: { ...env, ...(during ? { HP_DEB_SSH: "1", HP_DEB_BRIEF: "1" } : {}) }, timeout: 900_000 });
   if (during) await during(watchOutput(child, 600_000)).catch((e) => (child.kill(), Promise.reject(e)));
   const r = await child;
   for (const m of r.all.matchAll(/snapshot saved for later machines of this shape: (\S+\.zst)/g)) saved.add(m[1]!);
@@ -139,7 +139,8 @@ test("two Debian guests: systemd, lighttpd reached by name, the systemd calls; a
   assert.match(String(f.timeoutError), /^machine server: command `sleep 600\.5; echo late` timed out after 3 s/);
   assert.equal(f.sleepLeft, 1, "the timed-out command's process was killed in the guest");
 
-  // The later run, with the SSH backdoor: the host logs in to a restored Debian guest.
+  // The later run, with the SSH backdoor: the host logs in to a restored Debian guest (the
+  // fixture's systemd calls are left out: HP_DEB_BRIEF).
   let viaBackdoor: Awaited<ReturnType<typeof execa>> | undefined;
   let runSoFar = "";
   const later = await run("later", ["--ssh-backdoor"], async (out) => {

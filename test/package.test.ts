@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { ROOT } from "./helpers/cli.ts";
 import { tempDir } from "./helpers/temp-dirs.ts";
+import { packHaltpoint } from "./helpers/packed.ts";
 
 const NOBODY = 65534;
 const TSC = join(ROOT, "node_modules/.bin/tsc");
@@ -124,9 +125,7 @@ describe("haltpoint installed from its npm pack tarball", () => {
     // Not under /tmp: a local machine has a private /tmp, and the hold test waits for a file here.
     base = tempDir("hp-package-", "/var/tmp");
     chmodSync(base, 0o755); // the unprivileged user reads the tarball and owns its project here
-    const pack = await execa("npm", ["pack", "--pack-destination", base], { cwd: ROOT, reject: false, all: true, env: { npm_config_update_notifier: "false" } });
-    assert.equal(pack.exitCode, 0, pack.all);
-    tarball = join(base, readdirSync(base).find((f) => f.endsWith(".tgz"))!);
+    tarball = await packHaltpoint(base);
     chmodSync(tarball, 0o644);
   });
   after(() => {
