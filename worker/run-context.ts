@@ -14,9 +14,9 @@ export interface RunTarget {
 /**
  * The MachineContext of one run's machines, whose state lives in `dir`. Usually it leads to
  * its run from the start. A run's machines taken ahead (machines-ahead.ts) are made and started
- * before their run exists: until `route()` gives them one, their log lines, processes, starts
- * and consoles are held here, then handed over as if they had happened in the run (log lines
- * keep the time they were written).
+ * before their run exists: until `route()` gives them one, their log lines, processes and
+ * consoles are held here, then handed over as if they had happened in the run (log lines keep
+ * the time they were written).
  */
 export class RunContext implements MachineContext {
   private target: RunTarget | undefined;
@@ -34,10 +34,6 @@ export class RunContext implements MachineContext {
   ) {
     this.target = target;
     if (keptStateDir) this.keptStateDir = keptStateDir;
-  }
-
-  get routed(): boolean {
-    return this.target !== undefined;
   }
 
   log(machine: string, msg: string): void {
