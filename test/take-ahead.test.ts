@@ -91,10 +91,12 @@ test("the next run of the test takes the machines started while the run before i
   assert.match(second.all, /vm: starting qemu \([^)]*\)\nvm: backdoor shell ready/);
   assert.equal(second.pids.length, 1, `its QEMU is handed to this run's ledger: ${second.pids}`);
   assert.equal(ledger.size, 0, "and taken out of the ledger's entry for machines taken ahead");
-  // What its console printed before the run began (the restored guest's first lines) is in the run's log directory.
+  // Its console log is in this run's log directory, with this run's output (what it printed
+  // before the run began is written there first: test/unit/console-attach.test.ts).
   const consoleOf = (r: { logDir: string }) => readFileSync(join(r.logDir, "vm.console.log"), "utf8");
   assert.ok(existsSync(join(second.logDir, "vm.console.log")), "its console is in this run's log directory");
-  assert.equal(consoleOf(second).split("\n").length, consoleOf(first).split("\n").length, `as many console lines as a guest started by its run:\n${consoleOf(first)}\n---\n${consoleOf(second)}`);
+  assert.match(consoleOf(second), new RegExp(`^AHEAD-CONSOLE-${second.facts[0]?.run}$`, "m"));
+  assert.doesNotMatch(consoleOf(second), new RegExp(`AHEAD-CONSOLE-${first.facts[0]?.run}\\b`), "and not the run before's");
   // An individual, as a guest started for the run: its own randomness, the host's clock at its first command.
   const [a, b] = [first.facts[0]!, second.facts[0]!];
   assert.ok(a && b, second.all);
@@ -129,12 +131,19 @@ test("machines taken ahead that no run takes go after the idle time", async () =
 /** hp-* state roots under the bases makeStateRoot uses. */
 const stateRoots = () => ["/var/tmp", tmpdir()].flatMap((b) => readdirSync(b).filter((d) => /^hp-[a-z0-9]{6}$/.test(d)).map((d) => join(b, d)));
 
-test("a hunt through the CLI: runs take their machines ahead; stopped at its first failure, it leaves no QEMU or state directory; --no-take-ahead turns it off", async () => {
+test("a hunt through the CLI: runs take their machines ahead; the run that broke is saved as a bundle; stopped there, it leaves no QEMU or state directory; --no-take-ahead turns it off", async () => {
   const rootsBefore = new Set(stateRoots());
   const logs = join(root, "cli");
-  const r = await haltpoint(["run", HUNT, "--repeat", "4", "--jobs", "1", "--until-fail", "--log-dir", logs], { env: { HP_AHEAD_FAIL: "2" }, timeout: 600_000 });
+  const bundles = join(root, "bundles");
+  const r = await haltpoint(["run", HUNT, "--repeat", "4", "--jobs", "1", "--until-fail", "--debug-hook", "--save-breakpoints", bundles, "--log-dir", logs], { env: { HP_AHEAD_FAIL: "2" }, timeout: 600_000 });
   assert.equal(r.exitCode, 1, r.all);
   assert.match(r.all, /ahead-hunt#2: machines taken ahead: vm, started while the run before this one ran/);
+  // The run that broke, on a guest taken ahead, is saved as any halted run is: with its console as its run logged it.
+  const bundle = /ahead-hunt#2: saved as a bundle: (\S+) \(/.exec(r.all)?.[1];
+  assert.ok(bundle && existsSync(join(bundle, "bundle.json")), r.all);
+  const runConsole = readFileSync(join(logs, "ahead-hunt#2", "vm.console.log"), "utf8");
+  assert.match(runConsole, /^AHEAD-CONSOLE-2$/m);
+  assert.equal(readFileSync(join(bundle, "vm", "console.log"), "utf8"), runConsole);
   assert.doesNotMatch(r.all, /ahead-hunt#1: machines taken ahead/);
   assert.match(r.all, /run 2 fails, as planned/);
   assert.doesNotMatch(r.all, /ahead-hunt#3/, "--until-fail: nothing after the failure");
