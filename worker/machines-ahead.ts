@@ -3,9 +3,10 @@
 // several times a bare QEMU start under TCG, docs/benchmarks.md; this takes it off the run's path).
 //
 // - The main thread asks for it per run (RunTask.ahead): a hunt of one test, every node a guest,
-//   memory for twice the runs, not among the last --jobs runs (orchestrator/commands/run.ts).
-// - Made when every machine of the current run is up, each started as the test started it (no
-//   start options); or, if the script started them otherwise, not at all.
+//   memory for twice the runs, not among the last --jobs runs (orchestrator/scheduling/take-ahead.ts).
+// - Made once every machine of the current run is up, or at its script's end if the script
+//   started them one by one; not when it started one with start options (`allowReboot`) or
+//   created one (`createMachine`): the next run's are made as a plain `start()` makes them.
 // - A worker thread holds at most one set. The next run takes it when it is of the same file
 //   with the same settings (aheadKey); otherwise the set is torn down, and that run says so.
 // - Before a run takes them, the machines belong to no run: their log lines and consoles are

@@ -98,8 +98,8 @@ export async function runTest(task: RunTask, lateError: Promise<never> = new Pro
     scriptCtx = buildTestContext(machines, task.runIndex, emit, debug, task.attempt ?? 1, driver) as Record<string, unknown>;
     // A timer or promise of this run's that throws with nobody awaiting it fails the run (late-errors.ts).
     await Promise.race([test.def.testScript(scriptCtx as never), aborted, lateError]);
-    // Its machines were started otherwise than all at once (or one by one as the script went):
-    // the next run's are made now, while this one tears down.
+    // Its machines were never all up at once (the script started one after shutting another
+    // down, say): the next run's are made now, while this one tears down (if not made already).
     if (startedPlainly(machines, test.nodes)) prepareAhead(task, test.nodes, key, made);
   } catch (e) {
     outcome = "failed";
