@@ -143,11 +143,9 @@ if (options.append) process.env.HP_BENCH_APPEND = options.append;
 const aheadRatio = await measureHuntWaits({
   fixture: fileURLToPath(new URL("./fixtures/vm/debian-hunt-work.vmtest.ts", import.meta.url)),
   qemu,
-  runs: knob("HP_BENCH_WORK_RUNS", 8, 3),
-  rounds: knob("HP_BENCH_WORK_ROUNDS", 2, 1),
-  workSeconds: knob("HP_BENCH_WORK_S", 2, 0.5),
+  fullRuns: 8,
   scratch,
-  bareMs: percentile([...bare].sort((x, y) => x - y), 0.5),
+  bareStarts: bare,
   title: "bench/debian-vm: the Debian guest",
 });
 

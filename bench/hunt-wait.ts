@@ -6,24 +6,31 @@ import { join } from "node:path";
 import { runCommand } from "../orchestrator/commands/run.ts";
 import type { QemuRuntime } from "../vm/qemu/qemu-runtime.ts";
 import { fmt, percentile, printTable } from "./table.ts";
+import { knob } from "./smoke.ts";
 
 export interface HuntWaitOptions {
   /** The test file: one qemu guest, logs FIRST-COMMAND after its first command, then works HP_BENCH_WORK_S seconds. */
   fixture: string;
   qemu: QemuRuntime;
-  runs: number;
-  rounds: number;
-  workSeconds: number;
+  /** Runs per round at full scale (HP_BENCH_WORK_RUNS overrides; 3 at smoke scale). */
+  fullRuns: number;
   scratch: string;
-  /** Median bare QEMU start of this bench run (ms). */
-  bareMs: number;
+  /** This bench run's bare QEMU starts (ms): the waits are read against their median. */
+  bareStarts: number[];
   title: string;
 }
 
 const MODES = ["each run starts its own", "taken ahead"] as const;
 
 /** Prints the table; returns the median wait with machines taken ahead over the bare QEMU start. */
-export async function measureHuntWaits(o: HuntWaitOptions): Promise<number> {
+export async function measureHuntWaits(opts: HuntWaitOptions): Promise<number> {
+  const o = {
+    ...opts,
+    runs: knob("HP_BENCH_WORK_RUNS", opts.fullRuns, 3),
+    rounds: knob("HP_BENCH_WORK_ROUNDS", 2, 1),
+    workSeconds: knob("HP_BENCH_WORK_S", 2, 0.5),
+    bareMs: percentile([...opts.bareStarts].sort((a, b) => a - b), 0.5),
+  };
   process.env.HP_BENCH_WORK_S = String(o.workSeconds); // the pool's threads copy the environment when they start
   const waits: Record<string, number[]> = Object.fromEntries(MODES.map((m) => [m, []]));
   const wall: Record<string, number> = {};

@@ -193,11 +193,9 @@ printTable(`bench/vm: ${FLAKE_RUNS} snapshot-booted one-guest runs at --jobs 2 a
 const aheadRatio = await measureHuntWaits({
   fixture: fileURLToPath(new URL("./fixtures/vm/hunt-work.vmtest.ts", import.meta.url)),
   qemu,
-  runs: knob("HP_BENCH_WORK_RUNS", 12, 3),
-  rounds: knob("HP_BENCH_WORK_ROUNDS", 2, 1),
-  workSeconds: knob("HP_BENCH_WORK_S", 2, 0.5),
+  fullRuns: 12,
   scratch,
-  bareMs: percentile([...bare].sort((x, y) => x - y), 0.5),
+  bareStarts: bare,
   title: "bench/vm: haltpoint's guest",
 });
 printTable("bench/vm: issue #26's targets, measured in this run", ["target", "measured", "met"], [
